@@ -1,0 +1,1 @@
+"""Command-line commands; one module per command, discovered by ``ssn3d.__main__``."""

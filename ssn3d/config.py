@@ -1,0 +1,272 @@
+"""Typed configuration: a YAML file, then ``key=value`` overrides, then validation.
+
+Every field carries the paper's value (section "Implementation Details") where the paper gives one,
+and a trailing comment on why where it does not. ``load_config("configs/mars.yaml", ["model.num_parts=6"])``
+is the whole API; errors are ``ConfigError`` with a message naming the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the bad key and what is allowed."""
+
+
+@dataclass
+class ModelConfig:
+    arch: Literal["ssn3d", "temporal_pooling", "conv3d"] = "ssn3d"  # the paper's model and the two ablation baselines
+    backbone: Literal["resnet50", "resnet34", "resnet18", "none"] = "resnet50"  # paper: ResNet50
+    backbone_stages: int = 0  # ResNet stages kept after the stem; 0 = the paper's (r50: 3 -> 1024 ch, r34/r18: 2 -> 128 ch)
+    weights: str = "imagenet"  # "imagenet" (local torch cache only), a path to a .pth file, or "none"
+    in_channels: int = 3  # input channels when backbone == "none" (random-data study: 128)
+    num_parts: int = 9  # N, paper: head, body, crotch, elbows, knees, feet
+    window: int = 3  # k, the sliding window (paper: 3x3 on features, 19x19 on raw paintings)
+    attn_channels: int = 512  # K, paper: 512
+    strategy: Literal["unsupervised", "semi", "supervised"] = "semi"  # paper's best (Table 1)
+    shared_classifier: bool = True  # Table 2: sharing wins by a wide margin
+    part_channels: int = 256  # per-part 3D block width (paper silent; see docs/DESIGN.md)
+    embed_dim: int = 1024  # paper: "fusion layer casts the nine concatenated features to a 1024-dimension vector"
+    num_frames: int = 4  # T of a training clip; the non-shared variant keeps one classifier per frame index
+
+
+@dataclass
+class LossConfig:
+    margin: float = 0.3  # triplet margin m of eq. (5) on distances / sqrt(d) (paper silent; the field's usual 0.3)
+    ssn_lambda: float = 0.1  # eq. (6); paper: 0.1 iLIDS/MARS, 0.05 DukeMTMC
+    ssn_reduction: Literal["mean", "sum"] = "mean"  # mean over parts: chance level is log N for any N; "sum" is eq. (4) verbatim
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "folder"  # mars | ilidsvid | dukev | prid2011 | folder
+    root: str = ""  # the dataset's root directory
+    options: dict[str, Any] = field(default_factory=dict)  # loader options, e.g. {gallery: query+rest, split: 0}
+    height: int = 256  # paper: 256 x 128
+    width: int = 128
+    seq_len: int = 4  # T, paper: 4 frames
+    stride: int = 8  # paper: stride 8 with a random start
+    num_ids: int = 8  # P, paper: 8 individuals per batch
+    num_instances: int = 4  # K, paper: 4 snippets per individual
+    test_chunk: int = 32  # paper: 32-frame test clips, features averaged per tracklet
+    flip_prob: float = 0.5  # the field's usual horizontal flip
+    annotations: str = ""  # label store for semi/supervised anchors; "" = annotations/<dataset id>.json
+    workers: int = 4  # DataLoader worker processes
+    skip_corrupt: bool = True  # skip unreadable frames with a warning instead of dying mid-epoch
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 150  # paper: 150
+    lr: float = 3e-4  # paper: Adam 3e-4
+    weight_decay: float = 5e-4  # paper: 5e-4
+    lr_step: int = 50  # paper: x0.1 after 50 epochs
+    lr_gamma: float = 0.1
+    iters_per_epoch: int = 0  # 0 = one pass over the training identities
+    max_steps: int = 0  # 0 = no cap; small values make tiny test runs
+    eval_every: int = 10  # epochs between query/gallery evaluations (0 = only at the end)
+    log_every: int = 10  # steps between metrics.jsonl lines
+    ckpt_every: int = 1  # epochs between `last` checkpoints
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # faster convolutions on CUDA
+    compile: bool = False  # torch.compile the model (CUDA only)
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert ``value`` to the annotated type ``tp`` or raise a ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}.")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{key}={value!r} must be true or false.")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int | str) or (isinstance(value, str) and not _is_int(value)):
+            raise ConfigError(f"{key}={value!r} must be a whole number.")
+        return int(value)
+    if tp is float:
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}={value!r} must be a number.") from None
+    if tp is str:
+        if isinstance(value, dict | list):
+            raise ConfigError(f"{key} must be a string, not {type(value).__name__}.")
+        return "" if value is None else str(value)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping (key: value pairs).")
+        return dict(value)
+    return value
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'the config'} must be a mapping, not {type(data).__name__}.")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        bad = sorted(unknown)[0]
+        raise ConfigError(f"unknown key {prefix}{bad}; known keys here: {', '.join(sorted(names))}.")
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _from_dict(tp, value or {}, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, tp, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. train.epochs=10.")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def config_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Build and validate a Config from a nested dict plus ``key=value`` overrides."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in (data or {}).items()}
+    for text in overrides:
+        path, value = _parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section.")
+        node[path[-1]] = value
+    cfg = _from_dict(Config, data, "")
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config (or the defaults when ``path`` is None), apply overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; pass one of the files in configs/.")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections (model, loss, data, train).")
+    try:
+        return config_from_dict(data, overrides)
+    except ConfigError as e:
+        if path is not None and not str(e).startswith(str(path)):
+            raise ConfigError(f"{path}: {e}") from None
+        raise
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    from ssn3d.annotations import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+# --------------------------------------------------------------------------- validation
+
+_DEFAULT_STAGES = {"resnet50": 3, "resnet34": 2, "resnet18": 2, "none": 0}
+
+
+def resolved_backbone_stages(m: ModelConfig) -> int:
+    """The number of ResNet stages after the stem (0 in the config means the paper's choice)."""
+    return m.backbone_stages or _DEFAULT_STAGES[m.backbone]
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key}={value} must be positive.")
+
+
+def validate(cfg: Config) -> None:
+    m, lo, d, t = cfg.model, cfg.loss, cfg.data, cfg.train
+    for key in ("num_parts", "window", "attn_channels", "part_channels", "embed_dim", "num_frames", "in_channels"):
+        _positive(f"model.{key}", getattr(m, key))
+    if m.num_parts < 2:
+        raise ConfigError(f"model.num_parts={m.num_parts}: SSN separates at least 2 parts.")
+    if m.window % 2 == 0:
+        raise ConfigError(f"model.window={m.window} must be odd so that a window has a centre cell.")
+    if m.backbone != "none" and not 0 <= m.backbone_stages <= 4:
+        raise ConfigError(f"model.backbone_stages={m.backbone_stages} must be 0 (paper) or 1..4.")
+    if m.strategy == "supervised" and not m.shared_classifier:
+        raise ConfigError("model.shared_classifier=false needs attention; the supervised strategy has none.")
+    if m.arch != "ssn3d" and m.backbone == "none":
+        raise ConfigError(f"model.arch={m.arch} pools backbone features; choose a backbone other than none.")
+    if not m.shared_classifier and d.seq_len != m.num_frames:
+        raise ConfigError(
+            f"model.num_frames={m.num_frames} must equal data.seq_len={d.seq_len} with non-shared classifiers "
+            "(one classifier per frame index)."
+        )
+    if lo.margin < 0 or lo.ssn_lambda < 0:
+        raise ConfigError("loss.margin and loss.ssn_lambda must be >= 0.")
+    for key in ("height", "width", "seq_len", "stride", "num_ids", "num_instances", "test_chunk"):
+        _positive(f"data.{key}", getattr(d, key))
+    if d.num_ids < 2:
+        raise ConfigError(f"data.num_ids={d.num_ids}: a triplet needs at least 2 identities per batch.")
+    if not 0.0 <= d.flip_prob <= 1.0:
+        raise ConfigError(f"data.flip_prob={d.flip_prob} must lie in [0, 1].")
+    if d.workers < 0:
+        raise ConfigError(f"data.workers={d.workers} must be >= 0.")
+    for key in ("epochs", "lr", "lr_step"):
+        _positive(f"train.{key}", getattr(t, key))
+    for key in ("weight_decay", "iters_per_epoch", "max_steps", "eval_every", "ckpt_every"):
+        if getattr(t, key) < 0:
+            raise ConfigError(f"train.{key}={getattr(t, key)} must be >= 0.")
+    _positive("train.log_every", t.log_every)
+    if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
+        raise ConfigError(f"train.device={t.device!r}; choose auto, cpu, cuda or cuda:N.")

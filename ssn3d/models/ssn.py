@@ -1,0 +1,156 @@
+"""Self-Separated Network (paper, section "Self-Separated Network", eq. 1-4).
+
+One attention classifier ``f`` (conv k x k, C -> K, ReLU, linear K -> N) is applied twice:
+
+* 1st round, eq. (1): on every k x k x C window of the feature map X -> N logit maps A^i, one
+  logit per cell. The map is edge-padded (replicate), not zero-padded: zeros would make border
+  windows distinct from interior ones, so SSN could "separate" parts of an all-ones input by
+  position alone, which the paper's random-data study rules out (all-ones stays at log N). Eq. (2): a softmax over the H x W cells of each map.
+* eq. (3): Y^i = sum_hw softmax(A^i)_hw * X_hw, a k x k x C window per part.
+* 2nd round, eq. (4): the *same* ``f`` on each Y^i -> N logits p_i; L_SSN = CE(p_i, i).
+
+Because the 2nd round runs the same conv without padding on a k x k input, ``f`` on the window at
+(h, w) is exactly the 1st-round logit at (h, w): the two rounds judge windows by one rule.
+
+Semi-supervised anchors replace Y^i by the window at keypoint i (section "Semi-supervised
+Training"); the supervised strategy takes every Y^i from keypoints and skips attention.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class AttentionClassifier(nn.Module):
+    """f: a k x k x C window -> N part logits (eq. 1).
+
+    Args:
+        in_channels: C.
+        num_parts: N.
+        window: k.
+        hidden: K (paper: 512).
+    """
+
+    def __init__(self, *, in_channels: int, num_parts: int, window: int = 3, hidden: int = 512) -> None:
+        super().__init__()
+        self.window = window
+        self.conv = nn.Conv2d(in_channels, hidden, window)
+        self.fc = nn.Linear(hidden, num_parts)
+
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        """1st round: (B, C, H, W) -> logits A (B, N, H, W), one per edge-padded window."""
+        h = F.relu(self.conv(pad_edges(x, self.window)))
+        return self.fc(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # the same linear layer as the 2nd round
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """2nd round: windows (..., C, k, k) -> logits (..., N)."""
+        lead = windows.shape[:-3]
+        h = F.relu(self.conv(windows.reshape(-1, *windows.shape[-3:])))  # (M, K, 1, 1)
+        return self.fc(h.flatten(1)).reshape(*lead, -1)
+
+
+def pad_edges(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Replicate the border so every cell has a full k x k window: (B, C, H, W) -> (B, C, H+k-1, W+k-1)."""
+    r = window // 2
+    return F.pad(x, (r, r, r, r), mode="replicate") if r else x
+
+
+def unfold_windows(x: torch.Tensor, window: int) -> torch.Tensor:
+    """All edge-padded k x k windows: (B, C, H, W) -> (B, C*k*k, H*W), channel-major like Conv2d."""
+    return F.unfold(pad_edges(x, window), window)
+
+
+def window_at(x: torch.Tensor, cells: torch.Tensor, window: int) -> torch.Tensor:
+    """The k x k window centred at integer cells (col, row): x (B, C, H, W), cells (B, N, 2) -> (B, N, C, k, k)."""
+    b = x.shape[0]
+    xp = pad_edges(x, window)
+    offs = torch.arange(window, device=x.device)
+    rows = cells[..., 1, None] + offs  # (B, N, k), in padded coordinates
+    cols = cells[..., 0, None] + offs
+    bidx = torch.arange(b, device=x.device)[:, None, None, None]
+    # advanced indexing: (B, N, k, k, C) -> (B, N, C, k, k)
+    out = xp.permute(0, 2, 3, 1)[bidx, rows[..., :, None], cols[..., None, :]]
+    return out.permute(0, 1, 4, 2, 3)
+
+
+class SSNOutput(NamedTuple):
+    parts: torch.Tensor  # (B, N, C, k, k): Y^i, the aligned part features
+    attention: torch.Tensor | None  # (B, N, H, W): softmax over H*W per part (None for supervised)
+    logits: torch.Tensor | None  # (B, N, N): 2nd-round p_{i,j} (None for supervised)
+
+
+def ssn_loss(logits: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Eq. (4): CE of part i's 2nd-round logits against label i, averaged over frames.
+
+    Args:
+        logits: (B, N, N), p_{i,j} for frame b.
+        reduction: "mean" over parts (chance = log N), or "sum" over parts as eq. (4) is written.
+    """
+    b, n, _ = logits.shape
+    target = torch.arange(n, device=logits.device).expand(b, n)
+    ce = F.cross_entropy(logits.reshape(b * n, n).float(), target.reshape(-1), reduction="none").reshape(b, n)
+    return ce.sum(1).mean() if reduction == "sum" else ce.mean()
+
+
+class SSN(nn.Module):
+    """Attention + weighted windows (eq. 1-3) and the 2nd round (eq. 4) for one classifier.
+
+    Args:
+        in_channels: C of the feature map.
+        num_parts: N.
+        window: k.
+        hidden: K.
+    """
+
+    def __init__(self, *, in_channels: int, num_parts: int, window: int = 3, hidden: int = 512) -> None:
+        super().__init__()
+        self.num_parts, self.window = num_parts, window
+        self.classifier = AttentionClassifier(in_channels=in_channels, num_parts=num_parts, window=window, hidden=hidden)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. (1)-(2): (B, C, H, W) -> (B, N, H, W), each map summing to 1."""
+        logits = self.classifier.forward_map(x)
+        return logits.flatten(2).float().softmax(-1).reshape(logits.shape).to(x.dtype)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cells: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        *,
+        supervised: bool = False,
+    ) -> SSNOutput:
+        """Args:
+            x: (B, C, H, W) feature maps.
+            cells: (B, N, 2) long feature-map cells (col, row) of labeled keypoints, or None.
+            mask: (B, N) bool, True where keypoint i anchors part i.
+            supervised: take every Y^i from keypoints; parts without one get the frame's mean window.
+
+        Returns:
+            SSNOutput with parts (B, N, C, k, k).
+        """
+        b, c, h, w = x.shape
+        k = self.window
+        if supervised:
+            if cells is None or mask is None:
+                raise ValueError("the supervised strategy needs keypoints on every frame")
+            mean_window = unfold_windows(x, k).mean(-1).reshape(b, 1, c, k, k)
+            parts = torch.where(mask[..., None, None, None], window_at(x, cells, k), mean_window)
+            return SSNOutput(parts, None, None)
+        attn = self.attention(x)  # (B, N, H, W)
+        windows = unfold_windows(x, k)  # (B, C*k*k, H*W)
+        parts = torch.einsum("bnl,bdl->bnd", attn.flatten(2), windows).reshape(b, self.num_parts, c, k, k)  # eq. (3)
+        if cells is not None and mask is not None and bool(mask.any()):
+            parts = torch.where(mask[..., None, None, None], window_at(x, cells, k), parts)  # anchors
+        logits = self.classifier(parts) if self.training else None  # 2nd round: training only
+        return SSNOutput(parts, attn, logits)
+
+
+def chance_loss(num_parts: int) -> float:
+    """L_SSN of a classifier that cannot tell parts apart: log N."""
+    return math.log(num_parts)
