@@ -1,0 +1,60 @@
+"""Configs: YAML + key=value overrides + validation with messages that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from ssn3d.config import ConfigError, load_config, save_config
+
+
+def test_defaults_are_the_papers_recipe() -> None:
+    cfg = load_config()
+    assert (cfg.model.num_parts, cfg.model.window, cfg.model.attn_channels, cfg.model.embed_dim) == (9, 3, 512, 1024)
+    assert (cfg.data.height, cfg.data.width, cfg.data.seq_len, cfg.data.stride) == (256, 128, 4, 8)
+    assert (cfg.data.num_ids, cfg.data.num_instances) == (8, 4)
+    assert (cfg.train.lr, cfg.train.weight_decay, cfg.train.epochs, cfg.train.lr_step) == (3e-4, 5e-4, 150, 50)
+    assert cfg.loss.ssn_lambda == 0.1
+
+
+def test_yaml_then_overrides(tmp_path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  num_parts: 6\ntrain:\n  epochs: 3\n")
+    cfg = load_config(p, ["train.epochs=5", "model.shared_classifier=false", "data.options={gallery: rest}"])
+    assert cfg.model.num_parts == 6 and cfg.train.epochs == 5 and cfg.model.shared_classifier is False
+    assert cfg.data.options == {"gallery": "rest"}
+    save_config(cfg, tmp_path / "out.yaml")
+    again = load_config(tmp_path / "out.yaml")
+    assert again == cfg
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["model.strategy=weakly"], "model.strategy='weakly' is not allowed; choose one of: unsupervised, semi, supervised"),
+        (["model.num_partz=3"], "unknown key model.num_partz"),
+        (["train.epochs=many"], "train.epochs='many' must be a whole number"),
+        (["model.window=4"], "model.window=4 must be odd"),
+        (["data.num_ids=1"], "data.num_ids=1"),
+        (["loss.margin=-1"], "loss.margin"),
+        (["train.device=tpu"], "train.device='tpu'"),
+        (["model.shared_classifier=maybe"], "model.shared_classifier='maybe' must be true or false"),
+        (["epochs"], "override 'epochs' must look like section.key=value"),
+        (["model.strategy=supervised", "model.shared_classifier=false"], "supervised"),
+    ],
+)
+def test_bad_values_name_the_key(overrides: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides)
+    assert needle in str(e.value)
+
+
+def test_bad_file_messages_name_the_file(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    p = tmp_path / "bad.yaml"
+    p.write_text("model: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+        load_config(p)
+    p.write_text("model:\n  arch: resnet\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: model.arch='resnet'"):
+        load_config(p)

@@ -1,0 +1,190 @@
+"""SSN3D model: shapes, gradients, the equations of the paper, strategies and variants."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ssn3d.config import load_config
+from ssn3d.models import SSN, AttentionClassifier, build_model
+from ssn3d.models.ssn import pad_edges, unfold_windows, window_at
+from ssn3d.models.ssn3d import SSN3D, keypoints_to_cells
+
+TINY = [
+    "model.backbone=resnet18",
+    "model.backbone_stages=1",
+    "model.weights=none",
+    "model.attn_channels=16",
+    "model.part_channels=8",
+    "model.embed_dim=32",
+]
+
+
+def tiny_model(*overrides: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(load_config(None, [*TINY, *overrides]).model)
+
+
+def clips(b: int = 4, t: int = 4, h: int = 64, w: int = 32) -> torch.Tensor:
+    return torch.randn(b, t, 3, h, w, generator=torch.Generator().manual_seed(1))
+
+
+def labeled_keypoints(b: int = 4, t: int = 4, frames: tuple[int, ...] = (0, 1)) -> torch.Tensor:
+    """Keypoints on some frames: part i at a distinct pixel, visible."""
+    kp = torch.zeros(b, t, 9, 3)
+    for i in range(9):
+        kp[:, list(frames), i] = torch.tensor([3.0 + 3 * (i % 3), 5.0 + 6 * (i // 3), 2.0])
+    return kp
+
+
+@pytest.mark.parametrize("arch", ["ssn3d", "temporal_pooling", "conv3d"])
+def test_shapes_train_and_eval(arch: str) -> None:
+    model = tiny_model(f"model.arch={arch}")
+    out = model(clips())
+    assert out.embedding.shape == (4, 32)
+    assert torch.isfinite(out.embedding).all() and torch.isfinite(out.ssn_loss)
+    if arch == "ssn3d":
+        assert out.attention.shape == (4, 4, 9, 16, 8)  # stride 4 for one resnet stage
+    model.eval()
+    emb = model(clips(b=2, t=7))  # any T at test time (paper: 32-frame chunks)
+    assert emb.shape == (2, 32)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [("model.strategy=unsupervised",), ("model.strategy=semi",), ("model.strategy=semi", "model.shared_classifier=false")],
+)
+def test_every_parameter_gets_a_gradient(overrides: tuple[str, ...]) -> None:
+    model = tiny_model(*overrides)
+    out = model(clips(), labeled_keypoints(frames=(0,)))
+    (out.embedding.pow(2).mean() + out.ssn_loss).backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not dead, f"parameters without gradient: {dead}"
+
+
+def test_supervised_strategy_has_no_attention_and_grads_reach_head() -> None:
+    model = tiny_model("model.strategy=supervised")
+    out = model(clips(), labeled_keypoints(frames=(0, 1, 2, 3)))
+    assert out.attention is None and float(out.ssn_loss) == 0.0
+    out.embedding.pow(2).mean().backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("ssn."))
+
+
+def test_attention_maps_sum_to_one_per_part() -> None:
+    ssn = SSN(in_channels=6, num_parts=5, window=3, hidden=8)
+    attn = ssn.attention(torch.randn(3, 6, 7, 5))
+    assert attn.shape == (3, 5, 7, 5)
+    torch.testing.assert_close(attn.sum(dim=(2, 3)), torch.ones(3, 5))
+    assert (attn >= 0).all()
+
+
+def test_eq3_weighted_sum_matches_naive_loop() -> None:
+    torch.manual_seed(0)
+    ssn = SSN(in_channels=4, num_parts=3, window=3, hidden=8).double()
+    x = torch.randn(2, 4, 5, 6, dtype=torch.float64)
+    out = ssn(x)
+    attn = ssn.attention(x)
+    xp = pad_edges(x, 3)
+    for b in range(2):
+        for i in range(3):
+            y = torch.zeros(4, 3, 3, dtype=torch.float64)
+            for h in range(5):
+                for w in range(6):
+                    y += attn[b, i, h, w] * xp[b, :, h : h + 3, w : w + 3]  # the window centred at (h, w)
+            torch.testing.assert_close(out.parts[b, i], y)
+
+
+def test_second_round_on_a_window_equals_first_round_logit() -> None:
+    """One classifier, two rounds: f(window at (h, w)) is the 1st-round logit at (h, w)."""
+    torch.manual_seed(0)
+    f = AttentionClassifier(in_channels=8, num_parts=4, window=3, hidden=16)
+    x = torch.randn(2, 8, 6, 5)
+    first = f.forward_map(x)  # (B, N, H, W)
+    windows = unfold_windows(x, 3).transpose(1, 2).reshape(2, 30, 8, 3, 3)  # every window, row-major cells
+    second = f(windows)  # (B, H*W, N)
+    torch.testing.assert_close(second, first.flatten(2).transpose(1, 2), rtol=1e-5, atol=1e-5)
+
+
+def test_constant_input_cannot_beat_log_n_and_reaches_it() -> None:
+    """All-ones maps: every window is alike, so L_SSN >= log N for any weights, and training reaches it."""
+    torch.manual_seed(0)
+    n = 5
+    ssn = SSN(in_channels=4, num_parts=n, window=3, hidden=8).train()
+    x = torch.ones(8, 4, 6, 6)
+    from ssn3d.losses import ssn_loss
+
+    assert ssn_loss(ssn(x).logits).item() >= math.log(n) - 1e-6
+    opt = torch.optim.Adam(ssn.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = ssn_loss(ssn(x).logits)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert abs(float(loss) - math.log(n)) < 1e-3
+    assert float(loss) >= math.log(n) - 1e-6
+
+
+def test_anchor_replaces_labeled_parts_only() -> None:
+    torch.manual_seed(0)
+    ssn = SSN(in_channels=4, num_parts=3, window=3, hidden=8)
+    x = torch.randn(2, 4, 6, 5)
+    cells = torch.tensor([[[1, 2], [4, 0], [0, 5]], [[2, 2], [3, 3], [1, 1]]])
+    mask = torch.tensor([[True, False, True], [False, False, False]])
+    free = ssn(x).parts
+    anchored = ssn(x, cells, mask).parts
+    xp = pad_edges(x, 3)
+    torch.testing.assert_close(anchored[0, 0], xp[0, :, 2:5, 1:4])  # window centred at col 1, row 2
+    torch.testing.assert_close(anchored[0, 2], xp[0, :, 5:8, 0:3])  # bottom-left corner, edge-padded
+    torch.testing.assert_close(anchored[0, 1], free[0, 1])  # unlabeled part keeps attention
+    torch.testing.assert_close(anchored[1], free[1])  # unlabeled frame keeps attention
+    torch.testing.assert_close(window_at(x, cells, 3)[1, 2], xp[1, :, 1:4, 1:4])
+
+
+def test_keypoints_to_feature_cells() -> None:
+    kp = torch.tensor([[[0.0, 0.0, 2.0], [31.9, 63.9, 2.0], [16.0, 8.0, 1.0]]])
+    cells, mask = keypoints_to_cells(kp, image_size=(32, 64), feature_size=(8, 16))
+    assert cells.tolist() == [[[0, 0], [7, 15], [4, 2]]]
+    assert mask.tolist() == [[True, True, False]]
+
+
+def test_semi_anchors_change_parts_of_labeled_frames() -> None:
+    model = tiny_model("model.strategy=semi").eval()
+    x = clips(b=1)
+    kp = labeled_keypoints(b=1, frames=(0,))
+    free, _, _ = model.forward_features(x)
+    anch, _, _ = model.forward_features(x, kp)
+    assert not torch.allclose(free[:, 0], anch[:, 0])
+    torch.testing.assert_close(free[:, 1:], anch[:, 1:])
+    unsup = tiny_model("model.strategy=unsupervised").eval()
+    a, _, _ = unsup.forward_features(x)
+    b, _, _ = unsup.forward_features(x, kp)
+    torch.testing.assert_close(a, b)  # unsupervised ignores labels
+
+
+def test_non_shared_uses_one_classifier_per_frame_and_t_losses() -> None:
+    model = tiny_model("model.shared_classifier=false")
+    assert isinstance(model, SSN3D) and len(model.ssn) == 4
+    out = model(clips())
+    shared = tiny_model()
+    assert len(shared.ssn) == 1
+    # T independent SSN losses are summed: about T times the shared loss at init (each near log N)
+    assert float(out.ssn_loss) == pytest.approx(4 * float(shared(clips()).ssn_loss), rel=0.2)
+
+
+@pytest.mark.parametrize("overrides", [(), ("model.strategy=unsupervised",), ("model.shared_classifier=false",)])
+def test_one_training_step_reduces_nothing_to_nan(overrides: tuple[str, ...]) -> None:
+    from ssn3d.losses import BatchHardTriplet, total_loss
+
+    model = tiny_model(*overrides)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-4, weight_decay=5e-4)
+    pids = torch.tensor([0, 0, 1, 1])
+    before = [p.detach().clone() for p in model.parameters()]
+    out = model(clips(), labeled_keypoints(frames=(0,)))
+    loss = total_loss(BatchHardTriplet(0.3)(out.embedding, pids), out.ssn_loss, 0.1)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
