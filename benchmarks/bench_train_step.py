@@ -1,0 +1,136 @@
+"""Time one full training step (forward, backward, Adam) of SSN3D against its baselines, in one run.
+
+Paper configuration by default: 8 ids x 4 clips, T=4, 256x128 frames, ResNet50 to layer3, bf16
+autocast + channels_last on CUDA. Compares SSN3D with the temporal-pooling baseline and with the
+backbone alone (the same backbone with a mean-pooled triplet head), reporting clips/s, the step
+time ratio, and peak GPU memory.
+
+    python benchmarks/bench_train_step.py                       # CUDA if present, paper sizes
+    python benchmarks/bench_train_step.py --device cpu --ids 2 --instances 2 --height 128 --width 64
+
+Targets on one H100 (issue 2 / 7): SSN3D >= 1000 clips/s, >= 0.9x the baseline's throughput,
+<= 1.3x the backbone-alone step time, peak memory <= 10 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+from torch import nn
+
+from ssn3d.config import load_config
+from ssn3d.losses import BatchHardTriplet, total_loss
+from ssn3d.models import build_model
+from ssn3d.models.ssn3d import SSN3DOutput
+
+
+class BackboneOnly(nn.Module):
+    """The backbone with the cheapest possible head: spatial + temporal mean (the floor of any model)."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, clips: torch.Tensor, keypoints: torch.Tensor | None = None) -> SSN3DOutput:
+        b, t = clips.shape[:2]
+        emb = self.backbone(clips.flatten(0, 1)).mean(dim=(2, 3)).unflatten(0, (b, t)).mean(1)
+        return SSN3DOutput(emb, emb.new_zeros((), dtype=torch.float32), None)
+
+
+def make_model(kind: str, args: argparse.Namespace) -> nn.Module:
+    overrides = [f"model.backbone={args.backbone}", "model.weights=none", f"data.seq_len={args.frames}"]
+    if kind == "backbone":
+        return BackboneOnly(build_model(load_config(None, overrides).model).backbone)
+    arch = {"ssn3d": "ssn3d", "baseline": "temporal_pooling"}[kind]
+    return build_model(load_config(None, [*overrides, f"model.arch={arch}", "model.strategy=semi"]).model)
+
+
+def time_model(kind: str, args: argparse.Namespace, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    model = make_model(kind, args).to(device).train()
+    cuda = device.type == "cuda"
+    if cuda and args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if args.compile and cuda:
+        model = torch.compile(model)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-4, weight_decay=5e-4)
+    crit = BatchHardTriplet(0.3)
+    b = args.ids * args.instances
+    clips = torch.randn(b, args.frames, 3, args.height, args.width, device=device)
+    kps = torch.zeros(b, args.frames, 9, 3, device=device)
+    kps[:, :2, :, 0], kps[:, :2, :, 1], kps[:, :2, :, 2] = args.width / 2, args.height / 2, 2.0  # 2 labeled frames
+    pids = torch.arange(args.ids, device=device).repeat_interleave(args.instances)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and args.amp):
+            out = model(clips, kps)
+            loss = total_loss(crit(out.embedding, pids), out.ssn_loss, 0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(args.warmup):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    median = times[len(times) // 2]
+    return {
+        "model": kind,
+        "step_ms": round(1000 * median, 2),
+        "clips_per_s": round(b / median, 1),
+        "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--backbone", default="resnet50")
+    p.add_argument("--ids", type=int, default=8)
+    p.add_argument("--instances", type=int, default=4)
+    p.add_argument("--frames", type=int, default=4)
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--no-amp", dest="amp", action="store_false")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--models", default="ssn3d,baseline,backbone")
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    rows = [time_model(kind, args, device) for kind in args.models.split(",")]
+    by = {r["model"]: r for r in rows}
+    summary = {}
+    if "ssn3d" in by and "baseline" in by:
+        summary["ssn3d_vs_baseline_throughput"] = round(by["ssn3d"]["clips_per_s"] / by["baseline"]["clips_per_s"], 3)
+    if "ssn3d" in by and "backbone" in by:
+        summary["ssn3d_vs_backbone_step_time"] = round(by["ssn3d"]["step_ms"] / by["backbone"]["step_ms"], 3)
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}"
+    report = {"machine": machine, "torch": torch.__version__, "threads": torch.get_num_threads(), "args": vars(args),
+              "rows": rows, "summary": summary}
+    for r in rows:
+        print(f"{r['model']:9s} {r['step_ms']:9.1f} ms/step {r['clips_per_s']:9.1f} clips/s  peak {r['peak_mem_gb']} GB")
+    print(json.dumps(summary))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
