@@ -1,0 +1,174 @@
+"""The annotation page's click handling, as pure functions (ssn3d.annotate)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from ssn3d import annotate as an
+from ssn3d.annotations import AnnotationStore
+from ssn3d.keypoints import NOT_LABELED, NOT_VISIBLE, NUM_PARTS, PART_COLORS, PARTS, VISIBLE
+
+
+@given(
+    st.integers(1, 2000),
+    st.integers(1, 2000),
+    st.integers(1, 400),
+    st.integers(1, 400),
+    st.floats(0, 1, exclude_max=True),
+    st.floats(0, 1, exclude_max=True),
+)
+@settings(max_examples=200, deadline=None)
+def test_scale_click_lands_inside_the_frame_and_keeps_relative_position(sw, sh, fw, fh, u, v):
+    x, y = int(u * sw), int(v * sh)  # a click on a displayed pixel
+    fx, fy = an.scale_click(x, y, (sw, sh), (fw, fh))
+    assert 0 <= fx < fw and 0 <= fy < fh
+    # the frame pixel holding the click covers the clicked display pixel's centre
+    assert abs(fx / fw - (x + 0.5) / sw) <= 1e-6 + 1.0 / fw
+
+
+def test_scale_click_maps_display_pixel_centres_to_frame_pixel_centres():
+    # shown at 4x: display pixel 9 lies in frame pixel 2 (display pixels 8..11), centre-relative
+    fx, fy = an.scale_click(9, 17, (128, 256), (32, 64))
+    assert int(fx) == 2 and int(fy) == 4
+    assert an.scale_click(127, 255, (128, 256), (32, 64))[0] < 32
+    with pytest.raises(ValueError, match="positive"):
+        an.scale_click(1, 1, (0, 10), (32, 64))
+
+
+def test_place_selects_the_next_unlabeled_part_and_wraps():
+    kps = an.new_keypoints()
+    kps = an.mark_not_visible(kps, 2)
+    res = an.handle_click(kps, 1, 10.0, 20.0, mode="place", part_names=PARTS)
+    assert res.changed and tuple(res.keypoints[1]) == (10.0, 20.0, VISIBLE)
+    assert res.part == 3  # part 2 is already labeled (not visible), so it is skipped
+    assert "body" in res.message
+    assert kps[1, 2] == NOT_LABELED  # the input is never changed
+    # the last unlabeled part wraps around to the first
+    full = kps.copy()
+    full[:, 2] = VISIBLE
+    full[0, 2] = NOT_LABELED
+    assert an.handle_click(full, 8, 1.0, 1.0).part == 0
+    # when every part is labeled, the selection stays
+    full[0, 2] = VISIBLE
+    assert an.handle_click(full, 4, 1.0, 1.0).part == 4
+
+
+def test_move_picks_up_the_nearest_point_then_puts_it_down():
+    kps = an.set_point(an.set_point(an.new_keypoints(), 0, 10, 10), 1, 20, 20)
+    miss = an.handle_click(kps, 5, 50, 50, mode="move", radius=5)
+    assert not miss.changed and miss.grabbed is None
+    pick = an.handle_click(kps, 5, 18, 19, mode="move", radius=5)
+    assert pick.grabbed == 1 and pick.part == 1 and not pick.changed
+    drop = an.handle_click(pick.keypoints, pick.part, 30, 31, mode="move", grabbed=pick.grabbed)
+    assert drop.changed and drop.grabbed is None
+    assert tuple(drop.keypoints[1]) == (30, 31, VISIBLE)
+    assert tuple(drop.keypoints[0]) == (10, 10, VISIBLE)
+
+
+def test_delete_removes_only_the_nearest_visible_point():
+    kps = an.set_point(an.set_point(an.new_keypoints(), 0, 10, 10), 1, 14, 10)
+    res = an.handle_click(kps, 0, 13, 10, mode="delete", radius=6)
+    assert res.changed and res.keypoints[1, 2] == NOT_LABELED and res.keypoints[0, 2] == VISIBLE
+    assert not an.handle_click(kps, 0, 100, 100, mode="delete").changed
+    with pytest.raises(ValueError, match="mode"):
+        an.handle_click(kps, 0, 1, 1, mode="paint")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="part 9"):
+        an.handle_click(kps, 9, 1, 1)
+
+
+def test_hidden_points_are_not_picked_by_clicks():
+    kps = an.mark_not_visible(an.new_keypoints(), 0)  # stored at (0, 0) but not visible
+    assert an.nearest_part(kps, 0.5, 0.5, radius=10) is None
+
+
+def test_is_new_click_ignores_the_widget_repeating_its_last_value():
+    v = {"x": 3, "y": 4, "width": 10, "height": 20, "unix_time": 123}
+    assert an.is_new_click(v, None)
+    assert not an.is_new_click(v, 123)
+    assert an.is_new_click({**v, "unix_time": 124}, 123)
+    assert not an.is_new_click(None, None)
+
+
+def test_undo_restores_saved_labels_in_reverse_order(tmp_path):
+    store = AnnotationStore(tmp_path / "labels.json")
+    stack = an.UndoStack(limit=3)
+    kps = an.new_keypoints()
+    for i, (x, y) in enumerate([(1, 2), (3, 4), (5, 6)]):
+        stack.push("a/f1.png", store.get("a/f1.png"))
+        kps = an.set_point(kps, i, x, y)
+        store.set("a/f1.png", kps)
+    # the stack is plain values (it lives in session state)
+    json.dumps(stack.entries)
+    for expected_labeled in (2, 1, 0):
+        frame, before = stack.pop()
+        store.update({frame: before})
+        got = store.get(frame)
+        labeled = 0 if got is None else int((got[:, 2] > 0).sum())
+        assert labeled == expected_labeled
+    assert stack.pop() is None
+    for _ in range(5):
+        stack.push("b", None)
+    assert len(stack) == 3  # bounded
+
+
+def test_copy_previous_prefers_the_nearest_earlier_labeled_frame():
+    frames = ["f0", "f1", "f2", "f3"]
+    a = an.set_point(an.new_keypoints(), 0, 1, 1)
+    b = an.set_point(an.new_keypoints(), 0, 2, 2)
+    labels = {"f0": a, "f1": b, "f3": an.set_point(an.new_keypoints(), 0, 9, 9)}
+    got = an.copy_previous(frames, 2, labels)
+    assert got is not None and got[0, 0] == 2
+    got[0, 0] = 100  # a copy: the stored labels are not touched
+    assert labels["f1"][0, 0] == 2
+    first = an.copy_previous(frames, 0, labels)  # nothing before: the nearest after
+    assert first is not None and first[0, 0] == 2
+    assert an.copy_previous(["x", "y"], 1, {}) is None
+
+
+def test_progress_counts_frames_against_the_goal():
+    full = np.tile(np.array([[1.0, 1.0, VISIBLE]], dtype=np.float32), (NUM_PARTS, 1))
+    partial = an.set_point(an.new_keypoints(), 0, 1, 1)
+    labels = {"t1/a": full, "t1/b": partial, "t2/a": partial, "t3/a": an.new_keypoints()}
+    p1 = an.tracklet_progress(["t1/a", "t1/b", "t1/c"], labels)
+    assert (p1.labeled, p1.complete, p1.goal, p1.tracklets_done) == (2, 1, 2, 1)
+    p2 = an.tracklet_progress(["t2/a", "t2/b"], labels)
+    assert (p2.labeled, p2.tracklets_done) == (1, 0)
+    short = an.tracklet_progress(["t4/a"], {"t4/a": partial})
+    assert short.goal == 1 and short.tracklets_done == 1  # a one-frame tracklet cannot give two
+    total = an.dataset_progress([["t1/a", "t1/b", "t1/c"], ["t2/a", "t2/b"], ["t3/a", "t3/b"]], labels)
+    assert (total.labeled, total.goal, total.tracklets_done, total.tracklets) == (3, 6, 1, 3)
+    assert total.fraction == pytest.approx(0.5)
+
+
+def test_draw_keypoints_uses_the_fixed_part_colours_and_skips_hidden_points():
+    img = Image.new("RGB", (32, 64), (0, 0, 0))
+    kps = an.new_keypoints()
+    kps = an.set_point(kps, 0, 16.5, 8.5)
+    kps = an.set_point(kps, 1, 16.5, 30.5)
+    kps = an.mark_not_visible(kps, 2)
+    out = np.asarray(an.draw_keypoints(img, kps, scale=4, radius=5))
+    assert out.shape == (256, 128, 3)
+    assert tuple(out[34, 66]) == PART_COLORS[0]  # head centre, at 4x
+    assert tuple(out[122, 66]) == PART_COLORS[1]
+    # the skeleton (head-body) is drawn in white between them
+    assert tuple(out[78, 66]) == (255, 255, 255)
+    # nothing where the hidden part is stored
+    assert tuple(out[2, 2]) == (0, 0, 0)
+    # the input is not drawn on
+    assert np.asarray(img).max() == 0
+    assert an.draw_keypoints(img, None).size == (32, 64)
+
+
+def test_display_scale_shows_small_frames_large_and_never_shrinks():
+    assert an.display_scale((32, 64), 512) == 8.0
+    assert an.display_scale((64, 128), 512) == 4.0
+    assert an.display_scale((128, 256), 512) == 2.0
+    assert an.display_scale((600, 1200), 512) == 1.0
+    kps = an.mark_not_visible(an.new_keypoints(), 3)
+    assert kps[3, 2] == NOT_VISIBLE
