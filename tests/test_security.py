@@ -1,0 +1,449 @@
+"""Issue 8: paths stay inside the allowed folders, archives and images cannot hurt, secrets never
+reach logs, and the app's gate and Streamlit settings hold (real files, real servers)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from ssn3d import security
+from ssn3d.security import (
+    BadImageError,
+    RedactingFilter,
+    UnsafeArchiveError,
+    UnsafePathError,
+    UploadTooLargeError,
+    check_image,
+    check_upload_size,
+    load_image,
+    redact,
+    redact_text,
+    resolve_inside,
+    safe_extract,
+)
+from ssn3d.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def one_sentence(message: str) -> bool:
+    """A message a user can act on: one line, a sentence ending in a full stop, no traceback."""
+    return "\n" not in message and message.rstrip().endswith(".") and "Traceback" not in message
+
+
+# --------------------------------------------------------------------------- paths
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> dict[str, Path]:
+    """data/ (allowed), data/walkers/0001/f.jpg, secret/ (not allowed), links in and out of data/."""
+    data, secret = tmp_path / "data", tmp_path / "secret"
+    (data / "walkers" / "0001").mkdir(parents=True)
+    (data / "walkers" / "0001" / "f.jpg").write_bytes(b"x")
+    secret.mkdir()
+    (secret / "key.txt").write_text("top secret")
+    (data / "escape").symlink_to(secret)
+    (data / "alias").symlink_to(data / "walkers")
+    (tmp_path / "data2").mkdir()  # shares a prefix with data/
+    return {"root": tmp_path, "data": data, "secret": secret}
+
+
+def test_relative_and_absolute_paths_inside_a_root_are_resolved(tree):
+    data = tree["data"]
+    assert resolve_inside("walkers/0001", [data]) == (data / "walkers" / "0001").resolve()
+    assert resolve_inside(str(data / "walkers"), [data]) == (data / "walkers").resolve()
+    assert (
+        resolve_inside("alias/0001/f.jpg", [data], must_exist=True) == (data / "walkers/0001/f.jpg").resolve()
+    )
+
+
+@pytest.mark.parametrize(
+    "typed, words",
+    [
+        ("../secret/key.txt", "'..'"),
+        ("walkers/../walkers", "'..'"),  # refused even though it would stay inside
+        ("escape/key.txt", "symbolic link"),
+        ("", "not a usable path"),
+        ("walkers/\x00", "not a usable path"),
+    ],
+)
+def test_paths_that_leave_the_roots_are_refused_with_one_sentence(tree, typed, words):
+    with pytest.raises(UnsafePathError) as err:
+        resolve_inside(typed, [tree["data"]], what="dataset root")
+    assert words in str(err.value) and "dataset root" in str(err.value)
+    assert one_sentence(str(err.value))
+
+
+def test_absolute_paths_outside_and_prefix_siblings_are_refused(tree):
+    for outside in (tree["secret"] / "key.txt", tree["root"] / "data2", Path("/")):
+        with pytest.raises(UnsafePathError, match="outside the allowed folders"):
+            resolve_inside(outside, [tree["data"]])
+        assert not security.is_inside(outside, [tree["data"]])
+
+
+def test_second_root_and_missing_paths(tree):
+    assert (
+        resolve_inside(tree["secret"] / "key.txt", [tree["data"], tree["secret"]]).read_text() == "top secret"
+    )
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_inside("walkers/nope", [tree["data"]], must_exist=True)
+    with pytest.raises(UnsafePathError, match="no allowed folders"):
+        resolve_inside("walkers", [])
+
+
+def test_workspace_roots_confine_datasets(tree, monkeypatch):
+    ws = Workspace.from_env({"SSN3D_HOME": str(tree["root"]), "SSN3D_DATA_ROOTS": str(tree["secret"])})
+    assert resolve_inside(tree["secret"] / "key.txt", ws.allowed_roots).is_file()
+    with pytest.raises(UnsafePathError):
+        resolve_inside(tree["root"] / "data2", ws.allowed_roots)
+    ws_plain = Workspace.from_env({"SSN3D_HOME": str(tree["root"])})
+    with pytest.raises(UnsafePathError):
+        resolve_inside(tree["secret"] / "key.txt", ws_plain.allowed_roots)
+
+
+_PARTS = st.sampled_from(
+    ["walkers", "0001", "f.jpg", "..", ".", "escape", "alias", "data", "secret", "~", "x y"]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(_PARTS, max_size=6), absolute=st.booleans())
+def test_property_any_accepted_path_lies_inside_the_roots(tree, parts, absolute):
+    typed = ("/" if absolute else "") + "/".join(parts)
+    if absolute:
+        typed = str(tree["root"]) + typed
+    try:
+        out = resolve_inside(typed, [tree["data"]])
+    except (UnsafePathError, FileNotFoundError):
+        return
+    assert out.is_relative_to(tree["data"].resolve())
+    assert os.path.realpath(out) == str(out)
+
+
+# --------------------------------------------------------------------------- archives
+
+
+def _zip(entries: dict[str, bytes], modes: dict[str, int] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (modes or {}).get(name, 0o100644) << 16
+            zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
+def _tar(members: list[tarfile.TarInfo], data: dict[str, bytes] | None = None, mode: str = "w:gz") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
+        for m in members:
+            payload = (data or {}).get(m.name)
+            if payload is not None:
+                m.size = len(payload)
+            tf.addfile(m, io.BytesIO(payload) if payload is not None else None)
+    return buf.getvalue()
+
+
+def _file(name: str, mode: int = 0o644) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = mode
+    return info
+
+
+def _only(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir())
+
+
+def test_good_zip_and_tar_extract_completely(tmp_path):
+    files = {"t1/000.jpg": b"a" * 10, "t1/001.jpg": b"b" * 20, "README": b"hello"}
+    out = safe_extract(io.BytesIO(_zip(files)), tmp_path / "z")
+    assert sorted(p.relative_to(tmp_path / "z").as_posix() for p in out) == sorted(files)
+    assert (tmp_path / "z" / "t1" / "001.jpg").read_bytes() == b"b" * 20
+    seen = []
+    tar_bytes = _tar([_file(n) for n in files], files)
+    archive = tmp_path / "up.tar.gz"
+    archive.write_bytes(tar_bytes)
+    out = safe_extract(archive, tmp_path / "t", progress=lambda done, total: seen.append(done))
+    assert (tmp_path / "t" / "README").read_bytes() == b"hello" and len(out) == 3
+    assert seen == sorted(seen) and seen[-1] == 35
+    assert _only(tmp_path) == ["t", "up.tar.gz", "z"]  # no staging folder left behind
+
+
+@pytest.mark.parametrize(
+    "archive, words",
+    [
+        (_zip({"ok.txt": b"1", "../../evil.txt": b"2"}), "zip-slip"),
+        (_zip({"/abs/evil.txt": b"1"}), "absolute"),
+        (_zip({"..\\evil.txt": b"1"}), "malformed"),
+        (_zip({"link": b"/etc/passwd"}, {"link": 0o120777}), "symbolic link"),
+        (_tar([_file("ok"), _file("a/../../evil")], {"ok": b"1", "a/../../evil": b"2"}), "zip-slip"),
+        (_tar([_file("/etc/cron.d/evil")], {"/etc/cron.d/evil": b"2"}), "absolute"),
+        (b"PK\x03\x04 not really a zip" * 10, "neither a zip nor a tar"),
+        (b"\x1f\x8b\x08 truncated gzip", "neither a zip nor a tar"),
+    ],
+)
+def test_hostile_archives_are_refused_and_leave_nothing(tmp_path, archive, words):
+    with pytest.raises(UnsafeArchiveError) as err:
+        safe_extract(io.BytesIO(archive), tmp_path / "out", name="upload.zip")
+    assert words in str(err.value) and "upload.zip" in str(err.value)
+    assert one_sentence(str(err.value))
+    assert _only(tmp_path) == []  # neither the target nor a staging folder, nor anything above
+
+
+def test_links_devices_and_hardlinks_in_tar_are_refused(tmp_path):
+    sym = tarfile.TarInfo("t/link")
+    sym.type, sym.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    hard = tarfile.TarInfo("t/hard")
+    hard.type, hard.linkname = tarfile.LNKTYPE, "t/ok"
+    dev = tarfile.TarInfo("t/dev")
+    dev.type = tarfile.CHRTYPE
+    fifo = tarfile.TarInfo("t/fifo")
+    fifo.type = tarfile.FIFOTYPE
+    for bad, words in ((sym, "link"), (hard, "link"), (dev, "special file"), (fifo, "special file")):
+        archive = _tar([_file("t/ok"), bad], {"t/ok": b"fine"})
+        with pytest.raises(UnsafeArchiveError, match=words):
+            safe_extract(io.BytesIO(archive), tmp_path / "out")
+        assert _only(tmp_path) == []
+
+
+def test_bombs_are_refused_by_count_and_by_bytes(tmp_path):
+    many = _zip({f"f{i}.txt": b"x" for i in range(30)})
+    with pytest.raises(UnsafeArchiveError, match="more than 20 members"):
+        safe_extract(io.BytesIO(many), tmp_path / "a", max_members=20)
+    zeros = _zip({"zeros.bin": bytes(3_000_000)})  # 3 MB that deflate to a few kB
+    assert len(zeros) < 20_000
+    with pytest.raises(UnsafeArchiveError, match="more than 1000000 bytes"):
+        safe_extract(io.BytesIO(zeros), tmp_path / "b", max_bytes=1_000_000)
+    assert _only(tmp_path) == []
+
+
+def test_a_header_that_lies_about_sizes_does_not_get_through(tmp_path):
+    """Shrink the declared uncompressed size of a member: the real bytes must still be refused."""
+    data = bytearray(_zip({"big.bin": bytes(500_000)}))
+    for sig, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # local header, central directory
+        at = data.find(sig)
+        data[at + offset : at + offset + 4] = struct.pack("<I", 10)
+    with pytest.raises(UnsafeArchiveError):
+        safe_extract(io.BytesIO(bytes(data)), tmp_path / "out", max_bytes=100_000)
+    assert _only(tmp_path) == []
+
+
+def test_modes_from_the_archive_are_ignored_and_targets_must_be_empty(tmp_path):
+    archive = _zip({"run.sh": b"#!/bin/sh\n"}, {"run.sh": 0o104755})  # setuid + executable
+    (out,) = safe_extract(io.BytesIO(archive), tmp_path / "x")
+    assert stat.S_IMODE(out.stat().st_mode) & 0o7111 == 0
+    with pytest.raises(UnsafeArchiveError, match="not empty"):
+        safe_extract(io.BytesIO(archive), tmp_path / "x")
+    assert out.read_bytes() == b"#!/bin/sh\n"  # the earlier extraction is untouched
+
+
+# --------------------------------------------------------------------------- images and uploads
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` (a decompression bomb's calling card)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
+def _encoded(fmt: str, size=(32, 64)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 10, 10)).save(buf, fmt)
+    return buf.getvalue()
+
+
+def test_allowed_images_pass_and_decode(tmp_path):
+    for fmt in ("JPEG", "PNG", "BMP", "WEBP"):
+        info = check_image(_encoded(fmt))
+        assert (info.width, info.height, info.format) == (32, 64, fmt)
+    path = tmp_path / "f.png"
+    path.write_bytes(_encoded("PNG"))
+    img = load_image(path)
+    assert img.getpixel((0, 0)) == (200, 10, 10)
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (_png_header(100_000, 100_000), "more pixels than the limit"),  # PIL's own bomb guard trips first
+        (_png_header(5_000, 5_000), "over the limit"),
+        (_encoded("GIF"), "not an image of an allowed format"),
+        (_encoded("TIFF"), "not an image of an allowed format"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not an image of an allowed format"),
+        (_encoded("JPEG")[:300], "damaged"),
+        (_encoded("PNG")[:-30], "does not decode"),
+    ],
+)
+def test_bad_images_are_refused_with_one_sentence(data, words):
+    with pytest.raises(BadImageError) as err:
+        check_image(data, max_pixels=1_000_000, name="upload.png")
+    assert words in str(err.value) and "upload.png" in str(err.value)
+    assert one_sentence(str(err.value))
+
+
+def test_missing_image_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        check_image(tmp_path / "nope.jpg")
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=512), keep=st.integers(0, 400))
+def test_property_any_bytes_give_an_image_or_bad_image_error(data, keep):
+    for blob in (data, _encoded("PNG", (8, 8))[:keep] + data):
+        try:
+            info = check_image(blob)
+        except BadImageError:
+            continue
+        assert info.width * info.height <= security.MAX_IMAGE_PIXELS
+
+
+def test_upload_limit_accepts_sizes_bytes_and_files():
+    assert check_upload_size(10, limit=10) == 10
+    assert check_upload_size(io.BytesIO(b"x" * 7), limit=10) == 7
+    with pytest.raises(UploadTooLargeError, match="over the limit") as err:
+        check_upload_size(b"x" * 11, limit=10, name="walkers.zip")
+    assert "walkers.zip" in str(err.value) and one_sentence(str(err.value))
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_redaction_masks_secrets_and_keeps_the_rest():
+    text = "start --password=hunter22 url=https://bob:pa55word@example.org/x token: 'abcd1234' Bearer abcdefghijk"
+    out = redact_text(text + " also my-long-secret", ["my-long-secret"])
+    for leaked in ("hunter22", "pa55word", "abcd1234", "abcdefghijk", "my-long-secret"):
+        assert leaked not in out
+    assert "https://bob:***@example.org/x" in out and out.startswith("start --password=***")
+    assert (
+        redact_text("epochs=10 lr=0.0003 data.root=/data/mars", [])
+        == "epochs=10 lr=0.0003 data.root=/data/mars"
+    )
+    doc = {"SSN3D_PASSWORD": "x", "train": {"epochs": 3, "api_key": "k"}, "cmd": ["run", "--token=abcdef"]}
+    assert redact(doc, []) == {
+        "SSN3D_PASSWORD": "***",
+        "train": {"epochs": 3, "api_key": "***"},
+        "cmd": ["run", "--token=***"],
+    }
+
+
+def test_logs_written_through_the_filter_never_hold_the_password(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSN3D_PASSWORD", "correct-horse-battery")
+    logger = logging.getLogger("ssn3d.test_redaction")
+    handler = logging.FileHandler(tmp_path / "run.log")
+    logger.addHandler(handler)
+    security.install_log_redaction(logger)
+    security.install_log_redaction(logger)  # idempotent
+    assert sum(isinstance(f, RedactingFilter) for f in handler.filters) == 1
+    try:
+        logger.warning("env has %s", os.environ["SSN3D_PASSWORD"])
+        try:
+            raise RuntimeError("failed with correct-horse-battery")
+        except RuntimeError:
+            logger.exception("boom")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    written = (tmp_path / "run.log").read_text()
+    assert "correct-horse-battery" not in written
+    assert "env has ***" in written and "RuntimeError: failed with ***" in written
+
+
+# --------------------------------------------------------------------------- Streamlit settings and Procfile
+
+
+def test_streamlit_config_keeps_protections_on_and_matches_the_library():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11; Streamlit's own reading below runs everywhere
+    cfg = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    server = cfg["server"]
+    assert server["enableXsrfProtection"] is True and server["enableCORS"] is True
+    assert server["fileWatcherType"] == "none" and server["headless"] is True
+    assert server["maxUploadSize"] == security.MAX_UPLOAD_MB
+    assert server["address"] == "localhost"
+    # Streamlit itself reads the file the same way (a typo in a key would be silently ignored)
+    code = (
+        "from streamlit import config; config.get_config_options(force_reparse=True); "
+        "print(config.get_option('server.enableXsrfProtection'), config.get_option('server.fileWatcherType'), "
+        "config.get_option('server.maxUploadSize'), config.get_option('client.showErrorDetails'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "none", str(security.MAX_UPLOAD_MB), "none"]
+
+
+def test_procfile_serves_the_app_on_port_for_a_server():
+    lines = [ln for ln in (REPO / "Procfile").read_text().splitlines() if ln.startswith("web:")]
+    assert len(lines) == 1
+    web = lines[0]
+    assert (
+        "streamlit run app/main.py" in web
+        and "--server.port $PORT" in web
+        and "--server.address 0.0.0.0" in web
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_real_server_refuses_uploads_without_the_xsrf_token(tmp_path):
+    """Start ``streamlit run`` with the project's config and try a forged upload from a foreign page."""
+    (tmp_path / "page.py").write_text("import streamlit as st\nst.write('hello')\n")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(tmp_path / "page.py"), "--server.port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://localhost:{port}"
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("streamlit did not start")
+        forged = urllib.request.Request(
+            f"{base}/_stcore/upload_file/s/f",
+            data=b"--b\r\nContent-Disposition: form-data; name=file; filename=x\r\n\r\nx\r\n--b--\r\n",
+            method="PUT",
+            headers={"Content-Type": "multipart/form-data; boundary=b", "Origin": "http://evil.example"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(forged, timeout=5)
+        assert err.value.code == 403
+        with urllib.request.urlopen(f"{base}/_stcore/health", timeout=5) as r:  # still serving
+            assert r.status == 200
+            assert r.headers.get("Access-Control-Allow-Origin") != "*"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
