@@ -12,7 +12,7 @@ gives the app and the CLI the checks they share:
 * ``check_image`` / ``load_image``: a format allow-list and a pixel limit read from the header
   before any decoding (decompression bombs), then a full decode.
 * ``check_upload_size``: the upload limit (the same number as ``server.maxUploadSize``).
-* ``redact`` and ``RedactingFilter``: secrets never reach logs or run folders.
+* ``redact`` and ``RedactingFilter`` (from ``ssn3d.redact``): secrets never reach logs or run folders.
 
 Every refusal is a ``ValueError`` subclass whose message is one sentence naming the input and the fix.
 """
@@ -30,11 +30,21 @@ import tarfile
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, NamedTuple
+from typing import IO, NamedTuple
 
 from PIL import Image, UnidentifiedImageError
+
+from ssn3d.redact import (  # noqa: F401  (re-exported: one module to import for serving safely)
+    MASK,
+    RedactingFilter,
+    install_log_redaction,
+    is_secret_name,
+    known_secrets,
+    redact,
+    redact_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -422,87 +432,3 @@ def check_upload_size(
             f"{name} is {size / 1e6:.1f} MB, over the limit of {limit / 1e6:.1f} MB; upload a smaller file."
         )
     return size
-
-
-# --------------------------------------------------------------------------- secrets
-
-_SECRET_WORDS = (
-    r"passw(?:or)?d|passphrase|secret|token|api[-_]?key|private[-_]?key|credential|authorization|cookie"
-)
-_SECRET_NAME = re.compile(_SECRET_WORDS, re.I)
-_KEY_VALUE = re.compile(
-    rf"(?P<key>[\w.-]*(?:{_SECRET_WORDS})[\w.-]*)"
-    r"(?P<sep>\s*[=:]\s*)(?P<q>['\"]?)(?P<value>[^\s'\",;&]+)",
-    re.I,
-)
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@", re.I)
-_BEARER = re.compile(r"(?P<kind>bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}", re.I)
-MASK = "***"
-
-
-def is_secret_name(name: str) -> bool:
-    """True for keys/variable names that usually hold secrets (``SSN3D_PASSWORD``, ``api_key``...)."""
-    return bool(_SECRET_NAME.search(name))
-
-
-def known_secrets(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """Values of secret-named environment variables (4 characters or more), longest first."""
-    env = os.environ if env is None else env
-    values = {v for k, v in env.items() if is_secret_name(k) and isinstance(v, str) and len(v) >= 4}
-    return tuple(sorted(values, key=len, reverse=True))
-
-
-def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with secret values masked: the given ``secrets`` wherever they appear, the values of
-    ``password=...``/``token: ...`` pairs, passwords in URLs and bearer tokens."""
-    for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, MASK)
-    text = _KEY_VALUE.sub(lambda m: f"{m['key']}{m['sep']}{m['q']}{MASK}", text)
-    text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-    return _BEARER.sub(lambda m: f"{m['kind']} {MASK}", text)
-
-
-def redact(value: Any, secrets: Iterable[str] | None = None) -> Any:
-    """A copy of ``value`` (nested dicts/lists/strings) safe to log or save in a run folder.
-
-    Mapping entries under secret-looking keys are masked whole; strings go through ``redact_text``.
-    ``secrets`` defaults to ``known_secrets()`` (the current environment's secret values).
-    """
-    secrets = known_secrets() if secrets is None else tuple(secrets)
-    if isinstance(value, Mapping):
-        return {
-            k: (MASK if isinstance(k, str) and is_secret_name(k) else redact(v, secrets))
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return type(value)(redact(v, secrets) for v in value)
-    if isinstance(value, str):
-        return redact_text(value, secrets)
-    return value
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that masks secrets in every record it sees (attach it to handlers)."""
-
-    def __init__(self, secrets: Iterable[str] | None = None) -> None:
-        super().__init__()
-        self._secrets = None if secrets is None else tuple(secrets)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        secrets = known_secrets() if self._secrets is None else self._secrets
-        message = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        record.msg, record.args = redact_text(message, secrets), ()
-        if record.exc_text:
-            record.exc_text = redact_text(record.exc_text, secrets)
-        return True
-
-
-def install_log_redaction(logger: logging.Logger | None = None) -> None:
-    """Attach a ``RedactingFilter`` to every handler of ``logger`` (default: the root logger)."""
-    logger = logger or logging.getLogger()
-    for handler in logger.handlers:
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())
