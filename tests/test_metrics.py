@@ -1,0 +1,171 @@
+"""evaluate_rank, distances and rankings: hand-computed cases, ragged galleries, and a per-query oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ssn3d.metrics import compute_distance, evaluate_rank, rank_gallery
+
+# 3 queries x 4 gallery items. Query pids 1, 2, 3 from camera 0.
+DIST = np.array(
+    [
+        [0.1, 0.5, 0.3, 0.9],
+        [0.2, 0.6, 0.4, 0.1],
+        [0.7, 0.2, 0.3, 0.8],
+    ]
+)
+Q_PIDS, Q_CAMS = np.array([1, 2, 3]), np.array([0, 0, 0])
+G_PIDS, G_CAMS = np.array([1, 2, 1, 3]), np.array([0, 1, 1, 1])
+
+
+def test_hand_computed_cmc_map_minp() -> None:
+    # q0: g0 is junk (pid 1, cam 0); kept by distance: g2 (match, 0.3), g1 (0.5), g3 (0.9) -> AP 1, rank 1
+    # q1: kept g3 (0.1), g0 (0.2), g2 (0.4), g1 (match, 0.6) -> rank 4, AP 1/4, INP 1/4
+    # q2: kept g1 (0.2), g2 (0.3), g0 (0.7), g3 (match, 0.8) -> rank 4, AP 1/4
+    cmc, m_ap, det = evaluate_rank(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, max_rank=4, return_details=True)
+    np.testing.assert_allclose(cmc, [1 / 3, 1 / 3, 1 / 3, 1.0])
+    assert m_ap == pytest.approx((1 + 0.25 + 0.25) / 3)
+    np.testing.assert_allclose(det.ap, [1, 0.25, 0.25])
+    np.testing.assert_array_equal(det.first_hit, [1, 4, 4])
+    assert det.mINP == pytest.approx((1 + 0.25 + 0.25) / 3)
+    assert det.valid.all() and det.num_valid == 3
+
+
+def test_two_matches_ap_and_mars_matlab_trapezoid() -> None:
+    # one query (pid 5, cam 0); gallery by distance: x, M, x, M -> matches at ranks 2 and 4
+    d = np.array([[0.1, 0.2, 0.3, 0.4]])
+    g_pids, g_cams = np.array([9, 5, 8, 5]), np.array([1, 1, 1, 2])
+    cmc, m_ap = evaluate_rank(d, [5], g_pids, [0], g_cams, max_rank=4)
+    np.testing.assert_allclose(cmc, [0, 1, 1, 1])
+    assert m_ap == pytest.approx((1 / 2 + 2 / 4) / 2)
+    # compute_AP.m: sum over matches of (1/2) * (precision before + precision at): ((0 + 1/2) + (1/3 + 2/4)) / 2 / 2
+    _, matlab = evaluate_rank(d, [5], g_pids, [0], g_cams, max_rank=4, ap_mode="mars_matlab")
+    assert matlab == pytest.approx(((0 + 0.5) / 2 + (1 / 3 + 0.5) / 2) / 2)
+    # a match at rank 1: the precision "before" it is 1 in the MATLAB code
+    _, first = evaluate_rank(np.array([[0.1, 0.2]]), [5], [5, 9], [0], [1, 1], ap_mode="mars_matlab")
+    assert first == pytest.approx(1.0)
+
+
+def test_queries_without_match_skipped_standard_counted_in_mars_matlab() -> None:
+    q_pids = np.array([1, 7])  # pid 7 is not in the gallery
+    d = np.array([[0.3, 0.1, 0.5, 0.9], [0.1, 0.2, 0.3, 0.4]])
+    cmc, m_ap, det = evaluate_rank(d, q_pids, G_PIDS, [0, 0], G_CAMS, max_rank=3, return_details=True)
+    assert det.valid.tolist() == [True, False] and det.num_valid == 1
+    assert np.isnan(det.ap[1]) and det.first_hit[1] == 0
+    assert m_ap == pytest.approx(1 / 2)  # q0 kept: g1 (0.1), g2 (match, 0.5), g3 -> rank 2
+    np.testing.assert_allclose(cmc, [0, 1, 1])
+    cmc_m, map_m = evaluate_rank(d, q_pids, G_PIDS, [0, 0], G_CAMS, max_rank=3, ap_mode="mars_matlab")
+    np.testing.assert_allclose(cmc_m, [0, 0.5, 0.5])
+    assert map_m == pytest.approx((0 + 0.5) / 2 / 2)
+
+
+def test_ragged_small_gallery_pads_cmc_instead_of_crashing() -> None:
+    # G = 4 < max_rank; q0 (pid 1, cam 0) loses g0, g1 as junk and keeps only 2 items (torchreid crashes here)
+    d = np.array([[0.2, 0.1, 0.3, 0.4], [0.3, 0.2, 0.1, 0.4]])
+    g_pids, g_cams = np.array([1, 1, 2, 1]), np.array([0, 0, 1, 1])
+    cmc, m_ap = evaluate_rank(d, [1, 2], g_pids, [0, 0], g_cams, max_rank=50)
+    assert cmc.shape == (4,)  # capped at G
+    # q0 kept: g2 (0.3), g3 (match, 0.4) -> rank 2; q1 (pid 2) kept all: g2 (match, 0.1) -> rank 1
+    np.testing.assert_allclose(cmc, [0.5, 1, 1, 1])
+    assert m_ap == pytest.approx((1 / 2 + 1) / 2)
+    cmc1, _ = evaluate_rank(np.array([[0.5, 0.1]]), [1], [1, 1], [0], [0, 1], max_rank=10)  # keeps one item
+    np.testing.assert_allclose(cmc1, [1, 1])
+
+
+def test_no_valid_query_raises_clear_error() -> None:
+    with pytest.raises(ValueError, match="no query has a match in the gallery"):
+        evaluate_rank(np.ones((2, 2)), [1, 2], [1, 2], [0, 0], [0, 0])  # only same-camera matches
+    with pytest.raises(ValueError, match=r"must be \(num queries, num gallery\) = \(2, 3\)"):
+        evaluate_rank(np.ones((2, 2)), [1, 2], [1, 2, 3], [0, 0], [0, 0, 0])
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate_rank(np.array([[np.nan, 1.0]]), [1], [1, 2], [0], [1, 1])
+
+
+def test_ties_rank_impostors_first() -> None:
+    # constant distances: a model with constant features must not look perfect
+    cmc, m_ap = evaluate_rank(np.zeros((1, 4)), [1], [2, 1, 3, 4], [0], [1, 1, 1, 1], max_rank=4)
+    np.testing.assert_allclose(cmc, [0, 0, 0, 1])
+    assert m_ap == pytest.approx(1 / 4)
+
+
+def oracle(d, q_pids, g_pids, q_cams, g_cams, max_rank, mode):
+    """A straightforward per-query loop over a full sort: the definition, no tricks."""
+    max_rank = min(max_rank, d.shape[1])
+    cmcs, aps = [], []
+    for i in range(d.shape[0]):
+        keep = ~((g_pids == q_pids[i]) & (g_cams == q_cams[i]))
+        hit = (g_pids == q_pids[i])[keep]
+        order = np.lexsort((hit, d[i][keep]))  # by distance, impostors first on ties
+        hit = hit[order]
+        if not hit.any():
+            if mode == "mars_matlab":
+                cmcs.append(np.zeros(max_rank))
+                aps.append(0.0)
+            continue
+        ranks = np.flatnonzero(hit) + 1
+        cmcs.append((np.arange(1, max_rank + 1) >= ranks[0]).astype(float))
+        prec = np.arange(1, len(ranks) + 1) / ranks
+        if mode == "standard":
+            aps.append(prec.mean())
+        else:
+            before = np.where(ranks > 1, np.arange(len(ranks)) / np.maximum(ranks - 1, 1), 1.0)
+            aps.append(((before + prec) / 2).mean())
+    return np.mean(cmcs, 0), np.mean(aps)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 6),
+    st.integers(1, 10),
+    st.integers(0, 2**31 - 1),
+    st.sampled_from(["standard", "mars_matlab"]),
+    st.booleans(),
+)
+def test_matches_per_query_oracle(num_q: int, num_g: int, seed: int, mode: str, ties: bool) -> None:
+    rng = np.random.default_rng(seed)
+    q_pids, g_pids = rng.integers(0, 3, num_q), rng.integers(0, 3, num_g)
+    q_cams, g_cams = rng.integers(0, 2, num_q), rng.integers(0, 2, num_g)
+    d = rng.integers(0, 4, (num_q, num_g)).astype(float) if ties else rng.random((num_q, num_g))
+    has_match = ((g_pids[None] == q_pids[:, None]) & (g_cams[None] != q_cams[:, None])).any()
+    if not has_match:
+        with pytest.raises(ValueError):
+            evaluate_rank(d, q_pids, g_pids, q_cams, g_cams, max_rank=5, ap_mode=mode)
+        return
+    cmc, m_ap = evaluate_rank(torch.from_numpy(d), q_pids, g_pids, q_cams, g_cams, max_rank=5, ap_mode=mode)
+    ref_cmc, ref_ap = oracle(d, q_pids, g_pids, q_cams, g_cams, 5, mode)
+    np.testing.assert_allclose(cmc, ref_cmc, atol=1e-6)
+    assert m_ap == pytest.approx(ref_ap)
+
+
+def test_compute_distance_euclidean_cosine_and_chunks() -> None:
+    rng = np.random.default_rng(0)
+    qf, gf = rng.normal(size=(7, 5)), rng.normal(size=(9, 5))
+    direct = np.sqrt(((qf[:, None] - gf[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(compute_distance(qf, gf), direct, atol=1e-5)
+    chunked = compute_distance(
+        torch.from_numpy(qf), torch.from_numpy(gf), max_elements=10
+    )  # 1 query row at a time
+    np.testing.assert_allclose(chunked, direct, atol=1e-5)
+    cos = 1 - (qf @ gf.T) / np.linalg.norm(qf, axis=1)[:, None] / np.linalg.norm(gf, axis=1)[None]
+    np.testing.assert_allclose(compute_distance(qf, gf, "cosine", max_elements=20), cos, atol=1e-5)
+    assert compute_distance(qf, qf).diagonal().max() < 1e-3
+    with pytest.raises(ValueError, match="same D"):
+        compute_distance(qf, gf[:, :3])
+
+
+def test_rank_gallery_removes_junk_and_pads() -> None:
+    r = rank_gallery(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, topk=4)
+    assert r.indices[0].tolist() == [2, 1, 3, -1]  # g0 is junk for q0
+    assert r.matches[0].tolist() == [True, False, False, False]
+    assert r.indices[1].tolist() == [3, 0, 2, 1] and r.matches[1].tolist() == [False, False, False, True]
+    np.testing.assert_allclose(r.distances[1], [0.1, 0.2, 0.4, 0.6])
+    assert np.isinf(r.distances[0, 3])
+    top1 = rank_gallery(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, topk=1)
+    assert top1.indices.shape == (3, 1)
+    _, _, det = evaluate_rank(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, return_details=True)
+    first = [int(np.flatnonzero(row)[0]) + 1 for row in r.matches]
+    assert first == det.first_hit.tolist()
