@@ -1,0 +1,155 @@
+"""Clip transforms: one set of random decisions for all frames of a clip; keypoints move with the pixels.
+
+Paper, "Implementation Details": inputs are resized to 256 x 128. The paper names no augmentation;
+we use the field's usual horizontal flip (p = 0.5) and offer two more, off by default: a random
+translation (zero-pad by ``pad`` pixels in normalized space, i.e. the ImageNet mean colour, then
+crop back) and random erasing (one box, filled with the mean colour). Every random decision is drawn
+once per clip, so the T frames stay aligned for the 3D convolution. Labeled keypoints follow the
+resize, crop and flip (a flip swaps left and right parts; ``ssn3d.keypoints.flip_keypoints``);
+a keypoint that leaves the picture or falls inside the erased box becomes "labeled, not visible".
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ssn3d.keypoints import NOT_VISIBLE, NUM_PARTS, crop_keypoints, flip_keypoints, resize_keypoints
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_MEAN255 = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
+_STD255 = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
+
+
+class ClipTransform:
+    """Resize, augment and normalize a clip of PIL images, moving its keypoints along.
+
+    Args:
+        height: output height H (paper: 256).
+        width: output width W (paper: 128).
+        train: draw random augmentations (False: resize and normalize only).
+        flip_prob: probability of a horizontal flip of the whole clip.
+        pad: random translation of up to ``pad`` pixels (0: off).
+        erase_prob: probability of erasing one random box in every frame (0: off).
+    """
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        *,
+        train: bool,
+        flip_prob: float = 0.5,
+        pad: int = 0,
+        erase_prob: float = 0.0,
+    ) -> None:
+        if height <= 0 or width <= 0:
+            raise ValueError(f"ClipTransform needs a positive size, got {height} x {width}.")
+        if not 0.0 <= flip_prob <= 1.0 or not 0.0 <= erase_prob <= 1.0 or pad < 0:
+            raise ValueError("flip_prob and erase_prob must lie in [0, 1] and pad must be >= 0.")
+        self.height, self.width, self.train = height, width, train
+        self.flip_prob, self.pad, self.erase_prob = flip_prob, pad, erase_prob
+
+    def __repr__(self) -> str:
+        return (
+            f"ClipTransform({self.height}, {self.width}, train={self.train}, flip_prob={self.flip_prob}, "
+            f"pad={self.pad}, erase_prob={self.erase_prob})"
+        )
+
+    def to_tensor(self, images: list[Image.Image]) -> torch.Tensor:
+        """Resize and normalize: list of T images -> (T, 3, H, W) float."""
+        size = (self.width, self.height)
+        arrays = []
+        for img in images:
+            if img.mode != "RGB":
+                img = img.convert("RGB")
+            if img.size != size:
+                img = img.resize(size, Image.BILINEAR)
+            arrays.append(np.asarray(img))
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()  # (T, 3, H, W) in 0..255
+        return x.sub_(_MEAN255).div_(_STD255)
+
+    def __call__(
+        self,
+        images: list[Image.Image],
+        keypoints: np.ndarray | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """Transform one clip.
+
+        Args:
+            images: T frames (any sizes and modes).
+            keypoints: (T, 9, 3) in each frame's own pixels, or None (no labels).
+            rng: the source of the clip's random decisions (train mode; a fresh one if None).
+
+        Returns:
+            clip (T, 3, H, W) ImageNet-normalized, and keypoints (T, 9, 3) float32 in output pixels.
+        """
+        if not images:
+            raise ValueError("a clip needs at least one frame.")
+        t = len(images)
+        kps = (
+            np.zeros((t, NUM_PARTS, 3), np.float32)
+            if keypoints is None
+            else np.asarray(keypoints, np.float32)
+        )
+        if kps.shape[0] != t:
+            raise ValueError(f"keypoints cover {kps.shape[0]} frames but the clip has {t}.")
+        out_size = (self.width, self.height)
+        kps = np.stack([resize_keypoints(k, img.size, out_size) for k, img in zip(kps, images)])
+        clip = self.to_tensor(images)
+        if not self.train:
+            return clip, kps
+        rng = rng if rng is not None else np.random.default_rng()
+        if self.pad > 0:
+            dx, dy = (int(v) for v in rng.integers(0, 2 * self.pad + 1, size=2))
+            padded = torch.nn.functional.pad(clip, (self.pad, self.pad, self.pad, self.pad))
+            clip = padded[..., dy : dy + self.height, dx : dx + self.width].contiguous()
+            kps = crop_keypoints(kps, dx - self.pad, dy - self.pad, out_size)
+        if rng.random() < self.flip_prob:
+            clip = clip.flip(-1)
+            kps = flip_keypoints(kps, self.width)
+        if self.erase_prob > 0 and rng.random() < self.erase_prob:
+            box = random_erase_box(rng, self.height, self.width)
+            if box is not None:
+                x0, y0, w, h = box
+                clip[..., y0 : y0 + h, x0 : x0 + w] = 0.0  # the mean colour after normalization
+                inside = (
+                    (kps[..., 0] >= x0)
+                    & (kps[..., 0] < x0 + w)
+                    & (kps[..., 1] >= y0)
+                    & (kps[..., 1] < y0 + h)
+                )
+                kps[..., 2] = np.where(
+                    inside & (kps[..., 2] > 0), np.minimum(kps[..., 2], NOT_VISIBLE), kps[..., 2]
+                )
+        return clip, kps.astype(np.float32)
+
+
+def random_erase_box(
+    rng: np.random.Generator, height: int, width: int, area=(0.02, 0.4), ratio=(0.3, 3.3)
+) -> tuple[int, int, int, int] | None:
+    """A random box (x, y, w, h) covering ``area`` of the image with aspect ``ratio`` (Zhong et al. 2020)."""
+    for _ in range(10):
+        target = rng.uniform(*area) * height * width
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        h, w = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < h < height and 0 < w < width:
+            return int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1)), w, h
+    return None
+
+
+def denormalize(tensor: torch.Tensor) -> np.ndarray:
+    """Undo ImageNet normalization for display: (3, H, W) -> (H, W, 3) uint8, (T, 3, H, W) -> (T, H, W, 3)."""
+    x = tensor.detach().float().cpu()
+    single = x.dim() == 3
+    if single:
+        x = x[None]
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"denormalize expects (3, H, W) or (T, 3, H, W), got {tuple(tensor.shape)}.")
+    x = (x * _STD255 + _MEAN255).clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return x[0] if single else x
