@@ -8,6 +8,7 @@ is the whole API; errors are ``ConfigError`` with a message naming the key and t
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -123,9 +124,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         try:
             if isinstance(value, bool):
                 raise TypeError
-            return float(value)
-        except (TypeError, ValueError):
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{key}={value!r} must be a number.") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}={value!r} must be a finite number.")
+        return number
     if tp is str:
         if isinstance(value, dict | list):
             raise ConfigError(f"{key} must be a string, not {type(value).__name__}.")
@@ -152,8 +156,9 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        bad = sorted(unknown)[0]
-        raise ConfigError(f"unknown key {prefix}{bad}; known keys here: {', '.join(sorted(names))}.")
+        bad = sorted(unknown, key=str)[0]
+        shown = bad if isinstance(bad, str) and bad.isidentifier() else repr(bad)
+        raise ConfigError(f"unknown key {prefix}{shown}; known keys here: {', '.join(sorted(names))}.")
     kwargs = {}
     for name, value in data.items():
         tp = hints[name]
@@ -177,6 +182,9 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
 
 def config_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Build and validate a Config from a nested dict plus ``key=value`` overrides."""
+    if data is not None and not isinstance(data, dict):
+        kind = type(data).__name__
+        raise ConfigError(f"the config must be a mapping of sections (model, loss, data, train), not {kind}.")
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in (data or {}).items()}
     for text in overrides:
         path, value = _parse_override(text)
@@ -200,6 +208,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"config file {path} does not exist; pass one of the files in configs/.")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not UTF-8 text; save the config as UTF-8 YAML.") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path} is not valid YAML: {e}") from None
         if not isinstance(data, dict):
