@@ -1,0 +1,1 @@
+"""SSN3D Studio, the Streamlit app: ``streamlit run app/main.py`` (pages in ``app/pages``)."""

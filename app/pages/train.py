@@ -1,0 +1,289 @@
+"""Train: launch a background run, watch its curves live, cancel or resume it, compare runs.
+
+A run is ``python -m ssn3d train`` in its own process (``ssn3d.engine.runs``); this page only reads
+its folder (status, metrics, log), so reloading the page, closing the tab or opening a second one
+loses nothing, and the run's lock refuses a second launch of the same run. Loss: eq. (6),
+L = L_tri + lambda * L_SSN (paper, "Loss Function").
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from app.common import REPO, current_spec, label_store, load_dataset, shown_errors, workspace
+from ssn3d.config import Config, config_from_dict, load_config
+
+S = st.session_state
+ws = workspace()
+st.title("Train")
+S.setdefault(
+    "train_token", uuid.uuid4().hex[:6]
+)  # one launch per token: a double click cannot start two runs
+
+
+def _base_configs() -> dict[str, Path]:
+    return {p.name: p for p in sorted((REPO / "configs").glob("*.yaml"))}
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, 2) - 16384))
+            return "\n".join(fh.read().decode("utf-8", "replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _fmt_eta(eta) -> str:
+    if eta is None:
+        return ""
+    eta = int(eta)
+    return f"{eta // 3600}h{eta % 3600 // 60:02d}m" if eta >= 3600 else f"{eta // 60}m{eta % 60:02d}s"
+
+
+def run_config(base: Config, form: dict, spec, root: Path, store_path: Path) -> Config:
+    """The base config with the form's choices (``FORM_FIELDS``), the session's dataset and its label store."""
+    data = base.to_dict()
+    for key, (section, fld) in FORM_FIELDS.items():
+        data[section][fld] = form[key]
+    data["model"]["weights"] = str(form["tr_weights"]).strip() or "none"
+    data["model"]["num_frames"] = form["tr_frames"]  # T of a clip: the non-shared variant needs them equal
+    data["data"].update(
+        dataset=spec.name, root=str(spec.root), options=dict(spec.options), annotations=str(store_path)
+    )
+    return config_from_dict(data)
+
+
+# ----------------------------------------------------------------------------- launch form
+
+FORM_FIELDS = {  # widget key: (config section, field)
+    "tr_strategy": ("model", "strategy"),
+    "tr_shared": ("model", "shared_classifier"),
+    "tr_lambda": ("loss", "ssn_lambda"),
+    "tr_parts": ("model", "num_parts"),
+    "tr_frames": ("data", "seq_len"),
+    "tr_epochs": ("train", "epochs"),
+    "tr_p": ("data", "num_ids"),
+    "tr_k": ("data", "num_instances"),
+    "tr_max_steps": ("train", "max_steps"),
+    "tr_backbone": ("model", "backbone"),
+    "tr_weights": ("model", "weights"),
+    "tr_device": ("train", "device"),
+}
+
+
+def apply_base() -> None:
+    """Fill the form from the chosen base config (called when the base changes, and on first view)."""
+    configs = _base_configs()
+    name = S.get("tr_base", "defaults")
+    try:
+        cfg = load_config(configs[name]) if name in configs else Config()
+    except ValueError as e:
+        S["tr_base_error"] = str(e)
+        cfg = Config()
+    data = cfg.to_dict()
+    for key, (section, fld) in FORM_FIELDS.items():
+        S[key] = data[section][fld]
+    S["tr_lambda"] = float(S["tr_lambda"])
+
+
+with st.expander("New run", expanded=not (ws.runs.is_dir() and any(ws.runs.iterdir()))):
+    spec = current_spec()
+    configs = _base_configs()
+    if spec is None:
+        st.info("Choose a dataset on the Data page first (or set up the demo).")
+    else:
+        if "tr_base" not in S:
+            S["tr_base"] = "walkers-tiny.yaml" if "walkers-tiny.yaml" in configs else "defaults"
+        if "tr_epochs" not in S:
+            apply_base()
+        c = st.columns([1, 3])
+        c[0].selectbox("Base config", ["defaults", *configs], key="tr_base", on_change=apply_base)
+        c[1].caption(
+            "The form starts from the base config (configs/); the run trains on the session's dataset "
+            f"(**{spec.label or spec.root}**) with its label store as anchors."
+        )
+        if S.get("tr_base_error"):
+            st.error(S.pop("tr_base_error"))
+        with st.form("train_form"):
+            c = st.columns(4)
+            name = c[0].text_input("Run name", "ssn3d", key="tr_name")
+            c[1].selectbox("Strategy", ["semi", "unsupervised", "supervised"], key="tr_strategy")
+            c[2].selectbox("Device", ["auto", "cpu", "cuda"], key="tr_device")
+            c[3].checkbox("Shared attention classifier", key="tr_shared")
+            c = st.columns(4)
+            c[0].number_input("lambda (L_SSN weight)", 0.0, 10.0, step=0.01, key="tr_lambda")
+            c[1].number_input("N parts", 2, 32, key="tr_parts")
+            c[2].number_input("T frames per clip", 1, 32, key="tr_frames")
+            c[3].number_input("Epochs", 1, 1000, key="tr_epochs")
+            c = st.columns(4)
+            c[0].number_input("P identities per batch", 2, 64, key="tr_p")
+            c[1].number_input("K clips per identity", 1, 16, key="tr_k")
+            c[2].number_input("Max steps (0 = no cap)", 0, 10**7, key="tr_max_steps")
+            c[3].selectbox("Backbone", ["resnet18", "resnet34", "resnet50", "none"], key="tr_backbone")
+            st.text_input(
+                "Backbone weights",
+                key="tr_weights",
+                help="none, imagenet (from the local torch cache), or a .pth file",
+            )
+            launch = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
+        if launch:
+            from ssn3d.engine.runs import RunBusyError, RunError, launch_run
+
+            with shown_errors():
+                dataset = load_dataset(spec)
+                base = load_config(configs[S["tr_base"]]) if S["tr_base"] in configs else Config()
+                form = {key: S[key] for key in FORM_FIELDS}
+                cfg = run_config(base, form, spec, dataset.root, label_store(ws, dataset).path)
+                safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip(".-") or "run"
+                run_dir = ws.runs / f"{safe}-{S['train_token']}"
+                try:
+                    launch_run(run_dir, config=cfg, workspace=ws)
+                    S["train_run"] = run_dir.name
+                    st.success(f"Launched {run_dir.name}.")
+                except RunBusyError:
+                    st.info(f"{run_dir.name} is already running (launched by an earlier click).")
+                except RunError:
+                    if S.get("train_run") != run_dir.name:
+                        raise
+                    st.info(
+                        f"{run_dir.name} was launched by an earlier click; press Prepare another run for a new one."
+                    )
+        if st.button(
+            "Prepare another run", key="tr_new_token", help="the Launch button starts one run per form"
+        ):
+            S["train_token"] = uuid.uuid4().hex[:6]
+            st.rerun()
+
+# ----------------------------------------------------------------------------- runs table and live view
+
+
+@st.fragment(run_every="2s")
+def live_runs() -> None:
+    from ssn3d.engine.rundir import RunPaths
+    from ssn3d.engine.runs import list_runs
+
+    runs = list_runs(ws.runs)
+    if not runs:
+        st.info("No runs yet: launch one above.")
+        return
+    rows = []
+    for r in runs:
+        s = r.status
+        best = s.get("best_map")
+        rows.append(
+            {
+                "run": r.name,
+                "state": s.get("state"),
+                "progress": float(s.get("progress") or 0.0),
+                "ETA": _fmt_eta(s.get("eta_s")) if s.get("state") == "running" else "",
+                "best mAP": None if best is None or best < 0 else round(100 * best, 1),
+                "strategy": r.config.get("model", {}).get("strategy", ""),
+            }
+        )
+    st.dataframe(
+        rows,
+        hide_index=True,
+        key="runs_table",
+        column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1)},
+    )
+    names = [r.name for r in runs]
+    chosen = S.get("train_run") if S.get("train_run") in names else names[0]
+    name = st.selectbox("Run", names, index=names.index(chosen), key="train_pick")
+    S["train_run"] = name
+    run = next(r for r in runs if r.name == name)
+    show_run(run, RunPaths(run.path))
+
+
+def _metrics(path: Path) -> list[dict]:
+    """All metrics of a run, read incrementally: only new lines are parsed on each refresh."""
+    from ssn3d.engine.rundir import read_metrics
+
+    cache = S.setdefault("train_metrics", {})
+    records, offset = cache.get(str(path), ([], 0))
+    chunk = read_metrics(path, offset)
+    records = chunk.records if chunk.restarted else records + chunk.records
+    cache[str(path)] = (records, chunk.offset)
+    return records
+
+
+def _figure(records: list[dict], kind: str, x: str) -> go.Figure:
+    fig = go.Figure()
+    rows = [r for r in records if r.get("kind") == kind]
+    keys = sorted(
+        {k for r in rows for k, v in r.items() if isinstance(v, int | float)} - {"step", "epoch", "time"}
+    )
+    for key in keys:
+        pts = [(r[x], r[key]) for r in rows if isinstance(r.get(key), int | float)]
+        fig.add_scatter(
+            x=[p[0] for p in pts],
+            y=[p[1] for p in pts],
+            mode="lines+markers",
+            name=key,
+            visible=True if key in ("loss", "triplet", "ssn", "mAP", "rank1") else "legendonly",
+        )
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=x)
+    return fig
+
+
+def show_run(run, paths) -> None:
+    from ssn3d.engine.runs import cancel_run, resume_run
+
+    s = run.status
+    state = s.get("state")
+    c = st.columns([2, 1, 1])
+    c[0].markdown(f"**{run.name}**: {state}, step {s.get('step', 0)}/{s.get('total_steps', '?')}")
+    if c[1].button("Cancel", key=f"cancel_{run.name}", disabled=state not in ("starting", "running")):
+        with shown_errors():
+            cancel_run(run.path, wait=False)
+            st.toast(f"Stopping {run.name}: it saves its last checkpoint first.")
+    if c[2].button(
+        "Resume",
+        key=f"resume_{run.name}",
+        disabled=state in ("starting", "running", "done") or not paths.last.is_file(),
+    ):
+        with shown_errors():
+            resume_run(run.path, workspace=ws)
+            st.toast(f"Resumed {run.name}.")
+    if state in ("failed", "cancelled") and s.get("error"):
+        st.error(f"{run.name} {state}: {s['error']}")
+    records = _metrics(paths.root)
+    left, right = st.columns(2)
+    with left:
+        st.caption("Training losses (eq. 6: loss = triplet + lambda * ssn)")
+        st.plotly_chart(_figure(records, "train", "step"), key=f"train_curve_{run.name}")
+    with right:
+        st.caption("Evaluation (query vs gallery)")
+        if any(r.get("kind") == "eval" for r in records):
+            st.plotly_chart(_figure(records, "eval", "epoch"), key=f"eval_curve_{run.name}")
+        else:
+            st.info("No evaluation yet.")
+    with st.expander("Log (last lines)"):
+        st.code(_tail(paths.log) or "(empty)", language=None)
+
+
+live_runs()
+
+# ----------------------------------------------------------------------------- compare
+
+with st.expander("Compare runs"):
+    from ssn3d.engine.runs import list_runs
+
+    names = [r.name for r in list_runs(ws.runs)]
+    picked = st.multiselect("Runs", names, default=names[:2], key="cmp_runs")
+    metric = st.selectbox("Curve", ["loss", "triplet", "ssn", "mAP", "rank1"], key="cmp_metric")
+    if picked:
+        fig = go.Figure()
+        for name in picked:
+            recs = _metrics(ws.runs / name)
+            pts = [(r.get("step"), r[metric]) for r in recs if isinstance(r.get(metric), int | float)]
+            fig.add_scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=name)
+        fig.update_layout(
+            height=320, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="step", yaxis_title=metric
+        )
+        st.plotly_chart(fig, key="cmp_chart")

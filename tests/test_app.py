@@ -1,0 +1,377 @@
+"""The Streamlit app through ``streamlit.testing.v1.AppTest``: every page on an empty install, on the
+demo and with a bad dataset path, and the flows AppTest can drive (forms, buttons, selections, uploads).
+
+Each test gets its own workspace (``SSN3D_HOME``) in ``tmp_path``; the demo dataset is the session's
+tiny generated walkers copied in, so no test waits for the full demo. A checkpoint, where a page
+needs one, is trained for a few steps by the engine itself.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ssn3d.annotations import AnnotationStore
+
+MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+PAGES = ("data", "annotate", "train", "attention", "retrieval", "studies")
+TIMEOUT = 60
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.run()
+    return at
+
+
+def _page(at: AppTest, name: str) -> AppTest:
+    at.switch_page(f"pages/{name}.py").run()
+    assert not at.exception, f"{name}: {at.exception}"
+    return at
+
+
+def _texts(at: AppTest) -> str:
+    parts = [
+        e.value
+        for kind in ("error", "warning", "info", "success", "markdown", "caption")
+        for e in getattr(at, kind)
+    ]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SSN3D_HOME", str(tmp_path))
+    monkeypatch.delenv("SSN3D_DEMO", raising=False)
+    monkeypatch.delenv("SSN3D_DATA_ROOTS", raising=False)
+    monkeypatch.setenv("SSN3D_MAX_RUNS", "1")
+    return tmp_path
+
+
+@pytest.fixture
+def demo_home(home: Path, tiny_walkers: Path) -> Path:
+    """A workspace whose demo dataset is already generated (the tiny walkers)."""
+    shutil.copytree(tiny_walkers, home / "data" / "demo-walkers")
+    return home
+
+
+def _demo_store(home: Path) -> AnnotationStore:
+    return AnnotationStore(home / "annotations" / "folder-demo-walkers.json")
+
+
+# ----------------------------------------------------------------------------- every page, three installs
+
+
+def test_every_page_renders_on_an_empty_install(home: Path):
+    at = _app()
+    assert not at.exception
+    assert at.button(key="setup_demo").label == "Set up the demo"
+    for name in PAGES[1:]:
+        _page(at, name)
+        text = _texts(at)
+        if name in ("annotate", "attention", "retrieval"):
+            assert "No dataset yet" in text
+    assert not (home / "data").exists()  # nothing is generated without asking
+
+
+def test_demo_button_generates_the_demo_with_example_labels(home: Path, monkeypatch: pytest.MonkeyPatch):
+    from ssn3d.data.synth import walkers
+
+    tiny = dict(ids=4, cameras=2, tracklets_per_camera=1, frames=4, size=(64, 32))
+    monkeypatch.setattr(walkers, "DEMO", tiny)
+    at = _app()
+    at.button(key="setup_demo").click().run()
+    assert not at.exception and not at.error
+    assert (home / "data" / "demo-walkers" / "dataset.json").is_file()
+    labels = _demo_store(home).frames()
+    train_tracklets = {Path(k).parent for k in labels}
+    assert len(train_tracklets) == 4 and len(labels) == 8  # 2 ids x 2 cameras, 2 example frames each
+    assert all(k.startswith("train/") for k in labels)
+    assert "folder-demo-walkers" in at.code[0].value
+    # the examples are loaded once: a second press keeps the user's labels as they are
+    _demo_store(home).delete(sorted(labels)[0])
+    at.button(key="use_demo").click().run()
+    assert len(_demo_store(home).frames()) == 7
+
+
+def test_demo_mode_prepares_the_demo_without_a_click(home: Path, monkeypatch: pytest.MonkeyPatch):
+    from ssn3d.data.synth import walkers
+
+    monkeypatch.setattr(
+        walkers, "DEMO", dict(ids=4, cameras=2, tracklets_per_camera=1, frames=2, size=(32, 16))
+    )
+    monkeypatch.setenv("SSN3D_DEMO", "1")
+    at = _app()
+    assert not at.exception
+    assert (home / "data" / "demo-walkers" / "train").is_dir()
+    assert "demo walkers" in "\n".join(c.value for c in at.sidebar.caption)
+
+
+def test_every_page_renders_on_the_demo(demo_home: Path):
+    at = _app()
+    assert "folder-demo-walkers" in at.code[0].value
+    for name in PAGES[1:]:
+        _page(at, name)
+    _page(at, "attention")
+    assert "No checkpoint is available" in _texts(at)
+    _page(at, "retrieval")
+    assert "No checkpoint is available" in _texts(at)
+
+
+@pytest.mark.parametrize(
+    ("root", "message"),
+    [
+        ("/", "outside the allowed folders"),
+        ("data/../..", "contains '..'"),
+        ("data/missing", "does not exist"),
+        ("data/empty", "train"),
+    ],
+)
+def test_a_bad_dataset_path_shows_the_loaders_message_and_the_app_keeps_working(
+    demo_home: Path, root: str, message: str
+):
+    (demo_home / "data" / "empty").mkdir()
+    at = _app()
+    at.text_input(key="ds_root").set_value(root.replace("data/", str(demo_home / "data") + "/", 1))
+    at.button[[b.label for b in at.button].index("Open")].click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and message in at.error[0].value
+    assert "Traceback" not in at.error[0].value
+    # the session keeps working on the demo
+    _page(at, "annotate")
+    assert not at.error
+
+
+def test_pages_explain_a_dataset_that_disappeared(demo_home: Path):
+    at = _app()
+    at.session_state["ssn3d_dataset"] = {
+        "name": "folder",
+        "root": str(demo_home / "data" / "gone"),
+        "options": {},
+        "label": "gone",
+    }
+    for name in PAGES:
+        _page(at, name)
+    _page(at, "annotate")
+    assert "does not exist" in at.error[0].value
+
+
+# ----------------------------------------------------------------------------- annotate
+
+
+def _place(at: AppTest, x: float, y: float) -> None:
+    at.number_input(key="ann_x").set_value(x)
+    at.number_input(key="ann_y").set_value(y)
+    at.button[[b.label for b in at.button].index("Place point")].click().run()
+    assert not at.exception
+
+
+def test_annotation_flow_saves_every_change_at_once(demo_home: Path):
+    at = _page(_app(), "annotate")
+    at.selectbox(key="ann_tracklet").set_value(1).run()
+    at.slider(key="ann_frame").set_value(3).run()
+    frame = at.session_state["ann_ctx"]["frame"]
+    assert frame.startswith("train/") and frame.endswith("000003.jpg")
+    _place(at, 10.0, 6.0)
+    kps = _demo_store(demo_home).get(frame)
+    assert kps is not None and tuple(kps[0]) == (10.0, 6.0, 2.0)
+    assert at.session_state["ann_part"] == 1  # the next unlabeled part is selected
+    _place(at, 12.0, 20.0)
+    at.button(key="ann_hidden").click().run()  # crotch: not visible
+    kps = _demo_store(demo_home).get(frame)
+    assert kps[1, 2] == 2 and kps[2, 2] == 1 and at.session_state["ann_part"] == 3
+    # select a part with its button, move the head, delete the body
+    at.segmented_control(key="ann_mode").set_value("move").run()
+    _place(at, 10.5, 6.5)
+    assert at.session_state["ann_grabbed"] == 0
+    _place(at, 14.0, 8.0)
+    assert tuple(_demo_store(demo_home).get(frame)[0]) == (14.0, 8.0, 2.0)
+    at.segmented_control(key="ann_mode").set_value("delete").run()
+    _place(at, 12.0, 19.0)
+    assert _demo_store(demo_home).get(frame)[1, 2] == 0
+    # undo brings the body back, then the head to where it was
+    at.button(key="ann_undo_btn").click().run()
+    assert _demo_store(demo_home).get(frame)[1, 2] == 2
+    at.button(key="ann_undo_btn").click().run()
+    assert tuple(_demo_store(demo_home).get(frame)[0]) == (10.0, 6.0, 2.0)
+    # a part button selects the part (keys 1-9 press the same buttons)
+    at.button(key="ann_part_7").click().run()
+    assert at.session_state["ann_part"] == 7
+    # the progress of the tracklet counts the frame
+    assert any("This tracklet: " in p.proto.text for p in at.get("progress"))
+
+
+def test_copy_previous_frame_and_clear_frame(demo_home: Path):
+    store = _demo_store(demo_home)
+    at = _page(_app(), "annotate")
+    at.slider(key="ann_frame").set_value(1).run()
+    first = at.session_state["ann_ctx"]["frames"][0]
+    kps = np.zeros((9, 3), dtype=np.float32)
+    kps[0] = (5, 5, 2)
+    store.set(first, kps)
+    at.button(key="ann_copy").click().run()
+    frame = at.session_state["ann_ctx"]["frame"]
+    assert tuple(store.get(frame)[0]) == (5.0, 5.0, 2.0)
+    at.button(key="ann_clear_frame").click().run()
+    assert store.get(frame) is None and store.get(first) is not None
+
+
+def test_a_damaged_label_file_is_reported_and_not_overwritten(demo_home: Path):
+    path = demo_home / "annotations" / "folder-demo-walkers.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{not json")
+    at = _page(_app(), "annotate")
+    assert "cannot be read as JSON" in at.error[0].value
+    assert path.read_text() == "{not json"
+
+
+def test_import_coco_reports_what_was_imported_and_skipped(demo_home: Path):
+    at = _page(_app(), "annotate")
+    frames = at.session_state["ann_ctx"]["frames"]
+    flat = []
+    for i in range(17):
+        flat += [3.0 + i, 4.0 + i, 2]
+    doc = {
+        "images": [{"id": 1, "file_name": frames[0]}, {"id": 2, "file_name": "nowhere/zzz.jpg"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "keypoints": flat},
+            {"id": 2, "image_id": 2, "category_id": 1, "keypoints": flat},
+        ],
+        "categories": [{"id": 1, "name": "person"}],
+    }
+    at.file_uploader(key="ann_import_files").set_value(
+        ("coco.json", json.dumps(doc).encode(), "application/json")
+    )
+    at.run()
+    at.button(key="ann_import").click().run()
+    assert not at.exception
+    assert "imported 1 frame" in at.success[0].value and "skipped 1" in at.success[0].value
+    assert _demo_store(demo_home).get(frames[0]) is not None
+    # a malformed file is refused with one sentence, and nothing saved is touched
+    before = (demo_home / "annotations" / "folder-demo-walkers.json").read_bytes()
+    at.file_uploader(key="ann_import_files").set_value(("bad.json", b"[1, 2", "application/json"))
+    at.run()
+    at.button(key="ann_import").click().run()
+    assert not at.exception and len(at.error) == 1
+    assert (demo_home / "annotations" / "folder-demo-walkers.json").read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def _fake_run(home: Path, name: str, state: str, error: str | None = None) -> Path:
+    from ssn3d.engine.rundir import append_metrics, write_status
+
+    run = home / "runs" / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("model: {strategy: semi}\n")
+    write_status(
+        run,
+        {
+            "state": state,
+            "pid": None,
+            "started": 1.0,
+            "heartbeat": 1.0,
+            "progress": 0.5,
+            "step": 4,
+            "total_steps": 8,
+            "eta_s": None,
+            "error": error,
+            "best_map": 0.25,
+        },
+    )
+    for step in (1, 2, 3, 4):
+        append_metrics(
+            run,
+            {
+                "kind": "train",
+                "step": step,
+                "epoch": 0,
+                "loss": 2.0 / step,
+                "triplet": 1.0 / step,
+                "ssn": 1.0 / step,
+            },
+        )
+    append_metrics(run, {"kind": "eval", "step": 4, "epoch": 1, "mAP": 0.25, "top1": 0.5})
+    (run / "train.log").write_text("line one\nthe last line of the log\n")
+    return run
+
+
+def test_train_form_launches_one_run_per_form_and_double_clicks_do_not_start_two(demo_home: Path):
+    from ssn3d.engine.runs import RunBusyError
+
+    launched: list[tuple[Path, object]] = []
+
+    def fake_launch(run_dir, *, config, workspace, **_):
+        if any(d == Path(run_dir) for d, _ in launched):
+            raise RunBusyError(f"run {Path(run_dir).name} is already running")
+        launched.append((Path(run_dir), config))
+        return {"state": "starting"}
+
+    at = _page(_app(), "train")
+    at.selectbox(key="tr_strategy").set_value("unsupervised")
+    at.number_input(key="tr_lambda").set_value(0.05)
+    at.number_input(key="tr_epochs").set_value(3)
+    at.number_input(key="tr_max_steps").set_value(5)
+    with mock.patch("ssn3d.engine.runs.launch_run", side_effect=fake_launch):
+        launch = [b for b in at.button if b.label == "Launch"][0]
+        launch.click().run()
+        assert not at.exception and "Launched" in at.success[0].value
+        [b for b in at.button if b.label == "Launch"][0].click().run()  # the double click
+        assert not at.exception and "already running" in at.info[0].value
+        assert len(launched) == 1
+        run_dir, cfg = launched[0]
+        assert run_dir.parent == demo_home / "runs"
+        assert cfg.model.strategy == "unsupervised" and cfg.loss.ssn_lambda == pytest.approx(0.05)
+        assert cfg.train.epochs == 3 and cfg.train.max_steps == 5
+        assert Path(cfg.data.root) == (demo_home / "data" / "demo-walkers").resolve()
+        assert cfg.data.annotations.endswith("folder-demo-walkers.json")
+        # a new form gives a new run
+        at.button(key="tr_new_token").click().run()
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+        assert len(launched) == 2 and launched[1][0] != launched[0][0]
+
+
+def test_train_page_shows_runs_curves_log_and_errors_in_plain_words(demo_home: Path):
+    _fake_run(demo_home, "a-done", "done")
+    _fake_run(
+        demo_home, "b-failed", "failed", error="the training process ran out of memory; lower data.num_ids."
+    )
+    at = _page(_app(), "train")
+    table = at.dataframe[0].value
+    assert set(table["run"]) == {"a-done", "b-failed"} and set(table["state"]) == {"done", "failed"}
+    assert 25.0 in list(table["best mAP"])
+    at.selectbox(key="train_pick").set_value("b-failed").run()
+    assert not at.exception
+    assert "ran out of memory" in at.error[0].value
+    assert "the last line of the log" in at.code[-1].value
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 2
+    # no checkpoint: resume is not offered; a finished run cannot be cancelled
+    assert at.button(key="resume_b-failed").disabled and at.button(key="cancel_b-failed").disabled
+    # compare two runs on one plot
+    assert len(at.multiselect(key="cmp_runs").value) == 2
+
+
+# ----------------------------------------------------------------------------- studies
+
+
+def test_studies_page_shows_loss_curves_and_figures(demo_home: Path):
+    out = demo_home / "outputs" / "random"
+    out.mkdir(parents=True)
+    runs = [{"dist": d, "parts": 9, "loss": [2.2, 1.0, 0.5], "final_loss": 0.5} for d in ("gaussian", "ones")]
+    (out / "random.json").write_text(json.dumps({"runs": runs}))
+    from PIL import Image
+
+    Image.new("RGB", (20, 10), (255, 0, 0)).save(out / "random.png")
+    (out / "broken.json").write_text("{")
+    at = _page(_app(), "studies")
+    assert len(at.get("plotly_chart")) == 1
+    assert len(at.image) == 1
+    assert any("broken.json is not valid JSON" in w.value for w in at.warning)
