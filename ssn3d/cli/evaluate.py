@@ -1,0 +1,83 @@
+"""``python -m ssn3d evaluate RUN_OR_CHECKPOINT [--dataset NAME --root ROOT --option k=v ...]``.
+
+The paper's test protocol (all frames, 32-frame chunks, mean feature; mAP, CMC, and mINP), written
+to the run's ``eval.json`` with the ranked gallery of every query for the app's retrieval viewer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ssn3d.config import ConfigError
+
+
+def parse_options(items: list[str]) -> dict[str, str]:
+    """``["split=3", "gallery=rest"]`` -> ``{"split": "3", "gallery": "rest"}`` (loaders coerce the strings)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option {item!r} must look like key=value, e.g. --option split=0.")
+        out[key.strip()] = value
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ssn3d.engine.evaluate import evaluate_target
+
+    bar = None
+    if sys.stderr.isatty() and not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="evaluate", unit="chunk", dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    report, path = evaluate_target(
+        args.target,
+        dataset=args.dataset,
+        root=args.root,
+        options=parse_options(args.option) if args.option else None,
+        topk=args.topk,
+        device=args.device,
+        workers=args.workers,
+        out=args.out,
+        progress=progress if bar is not None else None,
+    )
+    if bar is not None:
+        bar.close()
+    m = report["metrics"]
+    print(
+        f"{report['dataset']['id']}: {len(report['query'])} queries, {len(report['gallery'])} gallery tracklets"
+    )
+    print("  ".join(f"{k} {100 * v:.2f}" for k, v in m.items()))
+    print(f"wrote {path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a run or checkpoint on query/gallery (mAP, CMC, mINP) and write eval.json",
+        description="Features with the paper's test protocol, Euclidean distances, torchreid's ranking rule.",
+    )
+    p.add_argument(
+        "target", metavar="RUN_OR_CHECKPOINT", help="a run folder (best.pt, else last.pt) or a .pt file"
+    )
+    p.add_argument(
+        "--dataset", help="evaluate on this dataset instead of the trained one (mars, ilidsvid, ...)"
+    )
+    p.add_argument("--root", help="that dataset's folder")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset loader option")
+    p.add_argument("--topk", type=int, default=10, help="ranked gallery items kept per query in the JSON")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--workers", type=int, help="frame-decoding processes (default: the config's data.workers)"
+    )
+    p.add_argument("--out", help="the JSON file (default: RUN/eval.json or CHECKPOINT.eval.json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    p.set_defaults(func=_run)

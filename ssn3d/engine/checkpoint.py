@@ -1,0 +1,264 @@
+"""Checkpoints that rebuild their own model and never run code when read.
+
+A checkpoint is one ``torch.save`` file holding only tensors and plain Python values::
+
+    {"format": "ssn3d-checkpoint", "version": 1, "model": state_dict, "optimizer": ..., "scheduler": ...,
+     "epoch": int, "step": int, "batch_in_epoch": int, "config": Config.to_dict(), "rng": {...},
+     "sampler": {...}, "best_map": float, "metrics": {...}}
+
+so it loads with ``torch.load(weights_only=True)``: a file that carries a pickle payload (an object
+whose ``__reduce__`` would run code) is refused by the unpickler before anything runs. The model
+is rebuilt from the stored config (paper section "Implementation Details" lists what a config
+holds: backbone, N, T, ...), and a state dict that does not fit that model is refused with the
+keys that differ. Writes are atomic (a temporary file, fsync, rename), so a run killed while saving
+keeps its previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import pickle
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ssn3d.config import Config, ConfigError, ModelConfig, config_from_dict
+from ssn3d.models import build_model
+
+_logger = logging.getLogger(__name__)
+
+FORMAT = "ssn3d-checkpoint"
+VERSION = 1
+_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel and torch.compile wrappers
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and what to do."""
+
+
+class CheckpointNotFoundError(FileNotFoundError):
+    """The checkpoint path does not exist."""
+
+
+# --------------------------------------------------------------------------- RNG state as tensors
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every RNG the training loop touches, as tensors and plain values (``weights_only``-safe)."""
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": str(np_name),
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gauss),
+        },
+        "python": {
+            "version": int(py_version),
+            "state": torch.tensor(py_state, dtype=torch.int64),
+            "gauss": py_gauss,
+        },
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of ``capture_rng_state`` (CUDA states are restored only for the devices present)."""
+    torch.set_rng_state(state["torch"].to(torch.uint8).cpu())
+    n = state["numpy"]
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available():
+        for i, s in enumerate(cuda[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s.cpu(), i)
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def plain_config(cfg: Config) -> dict[str, Any]:
+    """The config as JSON-level values only (YAML may hold dates or other objects in data.options)."""
+    return json.loads(json.dumps(cfg.to_dict(), default=str))
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare model inside DistributedDataParallel and/or torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` atomically: readers and a crash see the old file or the new one, never half.
+
+    ``format`` and ``version`` are added; tensors are moved to the CPU by ``torch.save``'s callers.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": FORMAT, "version": VERSION, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return path
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's contents, read with ``weights_only=True`` (nothing in the file is executed).
+
+    Raises:
+        CheckpointNotFoundError: no such file.
+        CheckpointError: a pickle payload, a damaged file, or not an SSN3D checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(
+            f"checkpoint {path} does not exist; pass a run folder or a .pt file it holds."
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"checkpoint {path} holds Python objects that safe loading refuses ({first[:160]}); it was not "
+            "executed: use a checkpoint written by `python -m ssn3d train`."
+        ) from None
+    except Exception as e:  # truncated zip, not a torch file, ...: torch raises several types
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e)[:120]}); it is damaged or not a "
+            "checkpoint, so use the run's other checkpoint (last.pt or best.pt)."
+        ) from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(
+            f'{path} is not an SSN3D checkpoint (it has no "format": "{FORMAT}" entry); pass a file written by '
+            "`python -m ssn3d train`."
+        )
+    if obj.get("version") != VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {obj.get('version')!r}; this version reads {VERSION}."
+        )
+    for key in ("model", "config"):
+        if not isinstance(obj.get(key), dict):
+            raise CheckpointError(
+                f"checkpoint {path} has no {key!r} entry; it was not written by `python -m ssn3d train`."
+            )
+    return obj
+
+
+def checkpoint_config(ckpt: dict[str, Any], path: str | os.PathLike = "checkpoint") -> Config:
+    """The validated Config stored in a checkpoint."""
+    try:
+        return config_from_dict(ckpt["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {path} holds a config this version cannot use: {e}") from None
+
+
+def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove DDP ``module.`` and torch.compile ``_orig_mod.`` prefixes from state-dict keys."""
+    out = {}
+    for k, v in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _PREFIXES:
+                if k.startswith(prefix):
+                    k, changed = k[len(prefix) :], True
+        out[k] = v
+    return out
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Load a state dict strictly; refuse with the differing keys when it belongs to another architecture."""
+    state = strip_prefixes(state)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or mismatched:
+        detail = "; ".join(
+            f"{name}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for name, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape differs", mismatched),
+            )
+            if keys
+        )
+        raise CheckpointError(
+            f"checkpoint {path} holds weights of another architecture ({detail}); use the config it was trained with."
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def model_differences(a: ModelConfig, b: ModelConfig) -> list[str]:
+    """Model fields whose values differ (``weights`` excluded: it only says where the init came from)."""
+    da, db = a.__dict__, b.__dict__
+    return [f"model.{k}: {da[k]!r} != {db[k]!r}" for k in da if k != "weights" and da[k] != db[k]]
+
+
+def load_checkpoint(
+    path: str | os.PathLike, *, device: str | torch.device = "cpu", expect: ModelConfig | None = None
+) -> tuple[nn.Module, Config, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes and load its weights.
+
+    Args:
+        path: a checkpoint file written by training.
+        device: where the model goes.
+        expect: when given, refuse a checkpoint whose model config differs from it.
+
+    Returns:
+        (model in eval mode, its Config, meta) with meta holding epoch, step, best_map, metrics and
+        the rest of the file except the state dicts.
+    """
+    ckpt = read_checkpoint(path)
+    cfg = checkpoint_config(ckpt, path)
+    if expect is not None:
+        diff = model_differences(cfg.model, expect)
+        if diff:
+            raise CheckpointError(
+                f"checkpoint {path} is of another architecture ({'; '.join(diff[:3])}); drop the model overrides "
+                "or start a new run."
+            )
+    model = build_model(cfg.model, ssn_reduction=cfg.loss.ssn_reduction, load_weights=False)
+    load_model_state(model, ckpt["model"], path)
+    model.to(device).eval()
+    meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "rng")}
+    meta["path"] = str(path)
+    return model, cfg, meta

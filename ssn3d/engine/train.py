@@ -1,0 +1,445 @@
+"""The training loop: ``main(cfg, run_dir)`` and ``train_one_epoch``, plain functions (torchvision references style).
+
+Paper, "Implementation Details / Training and testing protocols": P x K = 8 x 4 batches of T = 4
+frame clips (stride 8, 256 x 128), Adam (lr 3e-4, weight decay 5e-4), lr x 0.1 after 50 epochs, 150
+epochs; loss eq. (6) = batch-hard triplet eq. (5) + lambda L_SSN eq. (4). All from the Config.
+
+Around it, what a run needs to survive (``ssn3d.engine.rundir`` for the folder):
+
+* bf16 autocast, channels_last and optional torch.compile on CUDA; plain float32 on the CPU;
+* DistributedDataParallel when started by torchrun (``ssn3d.engine.distributed``); rank 0 writes;
+* SIGTERM/SIGINT: the current step finishes, ``last.pt`` is saved, the status says "cancelled"
+  (a second SIGINT stops at once); every rank stops after the same step;
+* ``resume=True``: model, optimizer, scheduler, sampler position and RNG come from ``last.pt``; the
+  step count continues and metrics lines past the checkpoint are dropped (they will be trained again);
+* periodic evaluation (``train.eval_every`` epochs, and always at the end) with the dataset's
+  protocol; ``best.pt`` follows mAP.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ssn3d.config import Config, save_config
+from ssn3d.engine import checkpoint as ckpt_io
+from ssn3d.engine._data import TrainData, load_dataset, load_labels
+from ssn3d.engine.distributed import (
+    DistInfo,
+    any_rank,
+    barrier,
+    cleanup_distributed,
+    device_for,
+    env_dist_info,
+    init_distributed,
+    mean_over_ranks,
+)
+from ssn3d.engine.evaluate import evaluate
+from ssn3d.engine.rundir import RunPaths, StatusWriter, append_metrics, truncate_metrics
+from ssn3d.losses import BatchHardTriplet, total_loss
+from ssn3d.models import build_model
+
+_logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0  # the epoch in progress
+    batch_in_epoch: int = 0  # batches of ``epoch`` already trained
+    step: int = 0  # optimizer steps done in total
+    best_map: float = -1.0
+    last_eval_step: int = -1
+
+
+class StopRequest:
+    """Set by SIGTERM/SIGINT; the loop checks it between steps. A second SIGINT raises KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+        _logger.warning("%s received: finishing the current step, then saving and stopping.", self.signal)
+
+    def install(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
+def build_optimizer(
+    model: nn.Module, cfg: Config
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """Adam + StepLR per epoch (paper: 3e-4, weight decay 5e-4, x0.1 after 50 epochs)."""
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.train.lr_step, gamma=cfg.train.lr_gamma)
+    return opt, sched
+
+
+def train_one_epoch(
+    model: nn.Module,
+    data: TrainData,
+    optimizer: torch.optim.Optimizer,
+    criterion: BatchHardTriplet,
+    cfg: Config,
+    state: TrainState,
+    *,
+    device: torch.device,
+    info: DistInfo,
+    total_steps: int,
+    stop: StopRequest,
+    on_log: Callable[[dict[str, Any]], None],
+    on_step: Callable[[TrainState, dict[str, float]], None] | None = None,
+) -> bool:
+    """Train the rest of ``state.epoch``; returns True when it stopped early (signal or ``total_steps``).
+
+    ``on_log`` gets the averaged losses every ``train.log_every`` steps (all ranks call it; rank 0 writes).
+    """
+    model.train()
+    cuda = device.type == "cuda"
+    amp = cuda and cfg.train.amp
+    keypoints_needed = cfg.model.arch == "ssn3d" and cfg.model.strategy != "unsupervised"
+    window = {"loss": 0.0, "triplet": 0.0, "ssn": 0.0}
+    n_window, clips_window, t_window = 0, 0, time.perf_counter()
+    for batch in data.loader:
+        clips = batch["clip"].to(device, non_blocking=True)  # (B, T, 3, H, W)
+        pids = batch["pids"].to(device, non_blocking=True)
+        kps = batch["keypoints"].to(device, non_blocking=True) if keypoints_needed else None  # (B, T, 9, 3)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(clips, kps)
+            triplet = criterion(out.embedding.float(), pids)
+            loss = total_loss(triplet, out.ssn_loss.float(), cfg.loss.ssn_lambda)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state.step += 1
+        state.batch_in_epoch += 1
+        values = {"loss": loss.item(), "triplet": triplet.item(), "ssn": float(out.ssn_loss)}
+        for k, v in values.items():
+            window[k] += v
+        n_window += 1
+        clips_window += clips.shape[0] * info.world_size
+        if on_step is not None:
+            on_step(state, values)
+        if state.step % cfg.train.log_every == 0 or state.step == total_steps:
+            elapsed = max(time.perf_counter() - t_window, 1e-9)
+            avg = mean_over_ranks({k: v / n_window for k, v in window.items()}, info, device)
+            on_log({**avg, "clips_per_s": clips_window / elapsed, "lr": optimizer.param_groups[0]["lr"]})
+            window = dict.fromkeys(window, 0.0)
+            n_window, clips_window, t_window = 0, 0, time.perf_counter()
+        if any_rank(bool(stop), info, device):
+            stop.signal = stop.signal or "a signal to another process"
+            return True
+        if state.step >= total_steps:
+            return True
+    return False
+
+
+def _capture(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    cfg: Config,
+    state: TrainState,
+    data: TrainData,
+    metrics: dict[str, float] | None,
+) -> dict[str, Any]:
+    return {
+        "model": ckpt_io.unwrap_model(model).state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "epoch": state.epoch,
+        "batch_in_epoch": state.batch_in_epoch,
+        "step": state.step,
+        "best_map": state.best_map,
+        "last_eval_step": state.last_eval_step,
+        "config": ckpt_io.plain_config(cfg),
+        "rng": ckpt_io.capture_rng_state(),
+        "sampler": {**data.batches.state(), "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch},
+        "metrics": metrics or {},
+    }
+
+
+def _restore(path: Path, cfg: Config, model: nn.Module, opt: torch.optim.Optimizer, sched: Any) -> TrainState:
+    ckpt = ckpt_io.read_checkpoint(path)
+    stored = ckpt_io.checkpoint_config(ckpt, path)
+    diff = ckpt_io.model_differences(stored.model, cfg.model)
+    if diff:
+        raise ckpt_io.CheckpointError(
+            f"checkpoint {path} is of another architecture ({'; '.join(diff[:3])}); resume without model overrides."
+        )
+    ckpt_io.load_model_state(model, ckpt["model"], path)
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    ckpt_io.restore_rng_state(ckpt["rng"])
+    return TrainState(
+        epoch=int(ckpt["epoch"]),
+        batch_in_epoch=int(ckpt["batch_in_epoch"]),
+        step=int(ckpt["step"]),
+        best_map=float(ckpt.get("best_map", -1.0)),
+        last_eval_step=int(ckpt.get("last_eval_step", -1)),
+    )
+
+
+def _status_identity(info: DistInfo) -> dict[str, Any]:
+    """pid of this (rank 0) process, and the process group to signal when the run was launched detached."""
+    import os
+
+    from ssn3d.engine.runs import LAUNCHED_ENV
+
+    pgid = None
+    if os.environ.get(LAUNCHED_ENV) == "1":
+        pgid = os.getpgid(os.getppid()) if info.enabled else os.getpgid(0)  # torchrun's group, or our own
+    return {"pid": os.getpid(), "pgid": pgid}
+
+
+def main(
+    cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: ProgressFn | None = None
+) -> str:
+    """Train ``cfg`` into ``run_dir`` (or continue it with ``resume``); returns the final state.
+
+    Args:
+        cfg: the resolved config.
+        run_dir: the run folder.
+        resume: continue from ``run_dir/checkpoints/last.pt``.
+        progress: called on rank 0 after every step with {"step", "total", "epoch", "loss", ...}.
+
+    Returns:
+        "done" or "cancelled" (errors are raised after the status file says "failed").
+    """
+    paths = RunPaths(Path(run_dir))
+    info = env_dist_info()
+    device = device_for(cfg.train.device, info)
+    info = init_distributed(device)
+    status: StatusWriter | None = None
+    stop = StopRequest().install()
+    try:
+        if info.is_main:
+            paths.root.mkdir(parents=True, exist_ok=True)
+            prior = {}
+            if resume:
+                from ssn3d.engine.rundir import read_status
+
+                prior = {
+                    k: v
+                    for k, v in read_status(paths.root).items()
+                    if k in ("progress", "step", "total_steps")
+                }
+            status = StatusWriter(
+                paths.root, initial={**prior, **_status_identity(info), "resumed": resume}
+            ).start()
+            save_config(cfg, paths.config)
+        return _train(cfg, paths, info, device, resume=resume, status=status, stop=stop, progress=progress)
+    except BaseException as e:
+        if status is not None:
+            paths.traceback.write_text(traceback.format_exc(), encoding="utf-8")
+            cancelled = isinstance(e, KeyboardInterrupt)
+            status.close(
+                state="cancelled" if cancelled else "failed",
+                error=("interrupted before the step finished" if cancelled else f"{type(e).__name__}: {e}"),
+                traceback=paths.traceback.name,
+            )
+        raise
+    finally:
+        stop.restore()
+        cleanup_distributed()
+
+
+def _train(
+    cfg: Config,
+    paths: RunPaths,
+    info: DistInfo,
+    device: torch.device,
+    *,
+    resume: bool,
+    status: StatusWriter | None,
+    stop: StopRequest,
+    progress: ProgressFn | None,
+) -> str:
+    cuda = device.type == "cuda"
+    dataset = load_dataset(cfg)
+    labels = load_labels(cfg, dataset)
+    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank (DDP also broadcasts them)
+    model = build_model(cfg.model, ssn_reduction=cfg.loss.ssn_reduction, load_weights=not resume).to(device)
+    if cuda and cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt, sched = build_optimizer(model, cfg)
+    state = TrainState()
+    if resume:
+        state = _restore(paths.last, cfg, model, opt, sched)
+        _logger.info(
+            "Resuming %s at step %d (epoch %d, batch %d).",
+            paths.root,
+            state.step,
+            state.epoch,
+            state.batch_in_epoch,
+        )
+        if info.is_main:
+            truncate_metrics(paths.root, state.step)
+    else:
+        torch.manual_seed(cfg.train.seed + info.rank)
+    data = TrainData(cfg, dataset, labels, info, pin_memory=cuda)
+    total_steps = cfg.train.epochs * data.steps_per_epoch
+    if cfg.train.max_steps:
+        total_steps = min(total_steps, cfg.train.max_steps)
+    net: nn.Module = model
+    if info.enabled:
+        find_unused = cfg.model.arch == "ssn3d" and cfg.model.strategy == "supervised"  # no attention branch
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if cuda else None, find_unused_parameters=find_unused
+        )
+    if cuda and cfg.train.compile:
+        net = torch.compile(net)
+    criterion = BatchHardTriplet(cfg.loss.margin)
+    last_metrics: dict[str, float] = {}
+    t_start, step_start = time.perf_counter(), state.step
+    _logger.info(
+        "Training %s (%s, %s) on %s x %d: %d steps (%d per epoch), %d train tracklets.",
+        cfg.model.arch,
+        cfg.model.strategy,
+        cfg.data.dataset,
+        device,
+        info.world_size,
+        total_steps,
+        data.steps_per_epoch,
+        len(dataset.train),
+    )
+
+    def on_step(st: TrainState, values: dict[str, float]) -> None:
+        if not info.is_main:
+            return
+        rate = (st.step - step_start) / max(time.perf_counter() - t_start, 1e-9)
+        eta = (total_steps - st.step) / rate if rate > 0 else None
+        fields = {
+            "step": st.step,
+            "total_steps": total_steps,
+            "epoch": st.epoch,
+            "progress": min(1.0, st.step / max(total_steps, 1)),
+            "eta_s": eta,
+            "loss": values["loss"],
+        }
+        status.update(write=False, **fields)  # written by the heartbeat and at log steps, not on every step
+        if progress is not None:
+            progress({**fields, "total": total_steps, **values})
+
+    def on_log(avg: dict[str, float]) -> None:
+        if not info.is_main:
+            return
+        record = {"kind": "train", "step": state.step, "epoch": state.epoch, **avg, "time": time.time()}
+        append_metrics(paths.root, record)
+        status.update()
+        _logger.info(
+            "epoch %d step %d/%d loss %.4f triplet %.4f ssn %.4f lr %.2e %.1f clips/s",
+            state.epoch,
+            state.step,
+            total_steps,
+            avg["loss"],
+            avg["triplet"],
+            avg["ssn"],
+            avg["lr"],
+            avg["clips_per_s"],
+        )
+
+    def run_eval() -> None:
+        nonlocal last_metrics
+        if info.is_main and dataset.query and dataset.gallery:
+            result = evaluate(ckpt_io.unwrap_model(model), dataset, cfg, device=device)
+            last_metrics = result["metrics"]
+            append_metrics(
+                paths.root,
+                {
+                    "kind": "eval",
+                    "step": state.step,
+                    "epoch": state.epoch,
+                    **last_metrics,
+                    "time": time.time(),
+                },
+            )
+            _logger.info(
+                "eval at step %d: %s", state.step, " ".join(f"{k} {v:.4f}" for k, v in last_metrics.items())
+            )
+            status.update(last_eval=last_metrics)
+            state.last_eval_step = state.step
+            if last_metrics["mAP"] > state.best_map:
+                state.best_map = last_metrics["mAP"]
+                save(paths.best)
+        elif info.is_main and state.last_eval_step < 0:
+            _logger.warning("%s has no query/gallery split; skipping evaluation.", dataset.root)
+            state.last_eval_step = state.step
+        barrier(info)
+
+    def save(path: Path) -> None:
+        if info.is_main:
+            ckpt_io.save_checkpoint(path, _capture(model, opt, sched, cfg, state, data, last_metrics))
+
+    stopped = state.step >= total_steps
+    while not stopped and state.epoch < cfg.train.epochs:
+        data.set_epoch(state.epoch, skip=state.batch_in_epoch)
+        stopped = train_one_epoch(
+            net,
+            data,
+            opt,
+            criterion,
+            cfg,
+            state,
+            device=device,
+            info=info,
+            total_steps=total_steps,
+            stop=stop,
+            on_log=on_log,
+            on_step=on_step,
+        )
+        if state.batch_in_epoch >= data.steps_per_epoch:  # the epoch is complete
+            sched.step()
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+            if not stop:
+                e, t = state.epoch, cfg.train
+                if t.eval_every and e % t.eval_every == 0 and e < t.epochs and state.step < total_steps:
+                    run_eval()
+                if t.ckpt_every and e % t.ckpt_every == 0 and not stopped:
+                    save(paths.last)
+        if stop:
+            break
+    if stop:
+        save(paths.last)
+        barrier(info)
+        if status is not None:
+            status.close(state="cancelled", error=f"cancelled by {stop.signal} at step {state.step}")
+        _logger.info("Stopped by %s at step %d; resume with --resume %s", stop.signal, state.step, paths.root)
+        return "cancelled"
+    if state.last_eval_step != state.step:
+        run_eval()
+    save(paths.last)
+    barrier(info)
+    if status is not None:
+        status.close(
+            state="done", progress=1.0, eta_s=0.0, best_map=state.best_map if state.best_map >= 0 else None
+        )
+    _logger.info("Done: %d steps in %s.", state.step, paths.root)
+    return "done"
