@@ -74,6 +74,16 @@ def _match_pairs(q_pids, g_pids) -> tuple[np.ndarray, np.ndarray]:
     return rows, order[np.repeat(lo, counts) + offsets]
 
 
+def _count_le(d: np.ndarray, thr: np.ndarray, k: int) -> np.ndarray:
+    """(R, k) counts of the entries of each row of ``d`` (R, G) that are <= each of its first k thresholds."""
+    # summing the comparison as uint8 is ~5x faster than count_nonzero(axis=1); uint16 cannot overflow below 2^16
+    acc = np.uint16 if d.shape[1] < 1 << 16 else np.int64
+    out = np.empty((d.shape[0], k), dtype=np.int64)
+    for j in range(k):
+        out[:, j] = (d <= thr[:, j : j + 1]).view(np.uint8).sum(axis=1, dtype=acc)
+    return out
+
+
 def hit_ranks(
     distmat: np.ndarray, q_pids, g_pids, q_camids, g_camids, rows_per_block: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -115,9 +125,8 @@ def hit_ranks(
     order = order[num[order] > 0]
     for s in range(0, len(order), rows_per_block):
         block = order[s : s + rows_per_block]
-        d, thr = distmat[block], thresholds[block]
-        for k in range(int(num[block].max())):
-            le[block, k] = np.count_nonzero(d <= thr[:, k : k + 1], axis=1)
+        k = int(num[block].max())
+        le[block, :k] = _count_le(distmat[block], thresholds[block], k)
     impostors = np.zeros((q, width), dtype=np.int64)
     impostors[m_rows, m_pos] = le[m_rows, m_pos] - same_pid_le
     present = np.arange(width)[None] < num[:, None]
