@@ -210,8 +210,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except UnicodeDecodeError:
             raise ConfigError(f"{path} is not UTF-8 text; save the config as UTF-8 YAML.") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        except yaml.YAMLError as e:  # one line: where and what, not the parser's multi-line excerpt
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', None) or e}.") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of sections (model, loss, data, train).")
     try:
