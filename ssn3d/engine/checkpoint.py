@@ -137,6 +137,25 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return path
 
 
+def save_model(path: str | os.PathLike, model: nn.Module, cfg: Config, **meta: Any) -> Path:
+    """A weights-only checkpoint (no optimizer state) that ``load_checkpoint`` rebuilds: for demos and exports.
+
+    Args:
+        path: the file to write.
+        model: the model ``cfg.model`` describes.
+        cfg: its config.
+        **meta: extra plain values to store (e.g. step, metrics).
+    """
+    payload = {
+        "model": unwrap_model(model).state_dict(),
+        "config": plain_config(cfg),
+        "epoch": 0,
+        "step": 0,
+        **meta,
+    }
+    return save_checkpoint(path, payload)
+
+
 # --------------------------------------------------------------------------- loading
 
 

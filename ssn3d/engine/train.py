@@ -19,12 +19,10 @@ Around it, what a run needs to survive (``ssn3d.engine.rundir`` for the folder):
 from __future__ import annotations
 
 import logging
-import signal
-import threading
+import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,52 +43,15 @@ from ssn3d.engine.distributed import (
     mean_over_ranks,
 )
 from ssn3d.engine.evaluate import evaluate
-from ssn3d.engine.rundir import RunPaths, StatusWriter, append_metrics, truncate_metrics
+from ssn3d.engine.rundir import RunPaths, StatusWriter, append_metrics, read_status, truncate_metrics
+from ssn3d.engine.runs import LAUNCHED_ENV
+from ssn3d.engine.state import StopRequest, TrainState, capture_train_state, restore_train_state
 from ssn3d.losses import BatchHardTriplet, total_loss
 from ssn3d.models import build_model
 
 _logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class TrainState:
-    """Where training stands; saved in every checkpoint."""
-
-    epoch: int = 0  # the epoch in progress
-    batch_in_epoch: int = 0  # batches of ``epoch`` already trained
-    step: int = 0  # optimizer steps done in total
-    best_map: float = -1.0
-    last_eval_step: int = -1
-
-
-class StopRequest:
-    """Set by SIGTERM/SIGINT; the loop checks it between steps. A second SIGINT raises KeyboardInterrupt."""
-
-    def __init__(self) -> None:
-        self.signal: str | None = None
-        self._old: dict[int, Any] = {}
-
-    def __bool__(self) -> bool:
-        return self.signal is not None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
-        _logger.warning("%s received: finishing the current step, then saving and stopping.", self.signal)
-
-    def install(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
 
 
 def build_optimizer(
@@ -140,7 +101,7 @@ def train_one_epoch(
         optimizer.step()
         state.step += 1
         state.batch_in_epoch += 1
-        values = {"loss": loss.item(), "triplet": triplet.item(), "ssn": float(out.ssn_loss)}
+        values = {"loss": loss.item(), "triplet": triplet.item(), "ssn": out.ssn_loss.item()}
         for k, v in values.items():
             window[k] += v
         n_window += 1
@@ -161,58 +122,8 @@ def train_one_epoch(
     return False
 
 
-def _capture(
-    model: nn.Module,
-    opt: torch.optim.Optimizer,
-    sched: Any,
-    cfg: Config,
-    state: TrainState,
-    data: TrainData,
-    metrics: dict[str, float] | None,
-) -> dict[str, Any]:
-    return {
-        "model": ckpt_io.unwrap_model(model).state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "epoch": state.epoch,
-        "batch_in_epoch": state.batch_in_epoch,
-        "step": state.step,
-        "best_map": state.best_map,
-        "last_eval_step": state.last_eval_step,
-        "config": ckpt_io.plain_config(cfg),
-        "rng": ckpt_io.capture_rng_state(),
-        "sampler": {**data.batches.state(), "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch},
-        "metrics": metrics or {},
-    }
-
-
-def _restore(path: Path, cfg: Config, model: nn.Module, opt: torch.optim.Optimizer, sched: Any) -> TrainState:
-    ckpt = ckpt_io.read_checkpoint(path)
-    stored = ckpt_io.checkpoint_config(ckpt, path)
-    diff = ckpt_io.model_differences(stored.model, cfg.model)
-    if diff:
-        raise ckpt_io.CheckpointError(
-            f"checkpoint {path} is of another architecture ({'; '.join(diff[:3])}); resume without model overrides."
-        )
-    ckpt_io.load_model_state(model, ckpt["model"], path)
-    opt.load_state_dict(ckpt["optimizer"])
-    sched.load_state_dict(ckpt["scheduler"])
-    ckpt_io.restore_rng_state(ckpt["rng"])
-    return TrainState(
-        epoch=int(ckpt["epoch"]),
-        batch_in_epoch=int(ckpt["batch_in_epoch"]),
-        step=int(ckpt["step"]),
-        best_map=float(ckpt.get("best_map", -1.0)),
-        last_eval_step=int(ckpt.get("last_eval_step", -1)),
-    )
-
-
 def _status_identity(info: DistInfo) -> dict[str, Any]:
     """pid of this (rank 0) process, and the process group to signal when the run was launched detached."""
-    import os
-
-    from ssn3d.engine.runs import LAUNCHED_ENV
-
     pgid = None
     if os.environ.get(LAUNCHED_ENV) == "1":
         pgid = os.getpgid(os.getppid()) if info.enabled else os.getpgid(0)  # torchrun's group, or our own
@@ -244,8 +155,6 @@ def main(
             paths.root.mkdir(parents=True, exist_ok=True)
             prior = {}
             if resume:
-                from ssn3d.engine.rundir import read_status
-
                 prior = {
                     k: v
                     for k, v in read_status(paths.root).items()
@@ -292,7 +201,7 @@ def _train(
     opt, sched = build_optimizer(model, cfg)
     state = TrainState()
     if resume:
-        state = _restore(paths.last, cfg, model, opt, sched)
+        state = restore_train_state(paths.last, cfg, model, opt, sched)
         _logger.info(
             "Resuming %s at step %d (epoch %d, batch %d).",
             paths.root,
@@ -396,7 +305,9 @@ def _train(
 
     def save(path: Path) -> None:
         if info.is_main:
-            ckpt_io.save_checkpoint(path, _capture(model, opt, sched, cfg, state, data, last_metrics))
+            ckpt_io.save_checkpoint(
+                path, capture_train_state(model, opt, sched, cfg, state, data.batches, last_metrics)
+            )
 
     stopped = state.step >= total_steps
     while not stopped and state.epoch < cfg.train.epochs:

@@ -1,0 +1,199 @@
+"""The training loop in-process: a valid run folder, labels from the store, signals, exact resume, configs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ssn3d.annotations import AnnotationStore
+from ssn3d.cli.train import split_args
+from ssn3d.config import ConfigError, load_config
+from ssn3d.data.datasets import build_dataset
+from ssn3d.data.synth.labels import pick_labeled_frames
+from ssn3d.engine.checkpoint import CheckpointError, load_checkpoint
+from ssn3d.engine.rundir import RunPaths, read_metrics, read_status
+from ssn3d.engine.train import main
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+TINY = [
+    "model.backbone=resnet18",
+    "model.backbone_stages=1",
+    "model.weights=none",
+    "model.attn_channels=32",
+    "model.part_channels=16",
+    "model.embed_dim=32",
+    "data.dataset=folder",
+    "data.height=64",
+    "data.width=32",
+    "data.seq_len=4",
+    "data.stride=2",
+    "data.num_ids=2",
+    "data.num_instances=2",
+    "data.workers=0",
+    "train.log_every=1",
+    "train.eval_every=0",
+]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy 2-core machine two threads each run 10x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_cfg(root: Path, *overrides: str):
+    return load_config(None, [*TINY, f"data.root={root}", *overrides])
+
+
+@pytest.fixture
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty workspace, so no label store of another test or of the developer is found."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("SSN3D_HOME", str(home))
+    return home
+
+
+def train_lines(run: Path) -> list[dict]:
+    return [r for r in read_metrics(run).records if r["kind"] == "train"]
+
+
+def test_semi_run_writes_a_valid_run_folder(
+    tiny_walkers: Path, tmp_path: Path, isolated_home: Path, caplog
+) -> None:
+    ds = build_dataset("folder", tiny_walkers)
+    gt = AnnotationStore(ds.ground_truth_path).frames()
+    labels = AnnotationStore(tmp_path / "labels.json")
+    labels.update(pick_labeled_frames(gt, ds.train, per_tracklet=2, root=ds.root))
+    cfg = tiny_cfg(tiny_walkers, "train.epochs=2", f"data.annotations={labels.path}")
+    run = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="ssn3d"):
+        assert main(cfg, run) == "done"
+    assert f"{2 * len(ds.train)} labeled frames" in caplog.text  # two per training tracklet anchor SSN
+    paths = RunPaths(run)
+    assert load_config(paths.config) == cfg
+    status = read_status(run)
+    assert status["state"] == "done" and status["progress"] == 1.0 and status["pid"] == os.getpid()
+    assert status["step"] == status["total_steps"] == 4  # 4 training ids / P=2 -> 2 steps per epoch
+    lines = train_lines(run)
+    assert [r["step"] for r in lines] == [1, 2, 3, 4] and [r["epoch"] for r in lines] == [0, 0, 1, 1]
+    for r in lines:
+        assert set(r) >= {"loss", "triplet", "ssn", "lr", "clips_per_s"}
+        assert r["loss"] == pytest.approx(r["triplet"] + 0.1 * r["ssn"], rel=1e-5)
+    evals = [r for r in read_metrics(run).records if r["kind"] == "eval"]
+    assert len(evals) == 1 and set(evals[0]) >= {"mAP", "top1", "top5", "top10", "mINP"}
+    for ckpt in (paths.last, paths.best):
+        raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+        assert raw["step"] == 4 and set(raw) >= {"optimizer", "scheduler", "rng", "sampler", "config"}
+    _, _, meta = load_checkpoint(paths.best)
+    assert meta["best_map"] == pytest.approx(evals[0]["mAP"])
+
+
+def test_semi_without_labels_says_so_and_trains_unsupervised(
+    tiny_walkers: Path, tmp_path: Path, isolated_home: Path, caplog
+) -> None:
+    cfg = tiny_cfg(tiny_walkers, "train.max_steps=1")
+    with caplog.at_level(logging.WARNING, logger="ssn3d"):
+        assert main(cfg, tmp_path / "run") == "done"
+    assert "trains unsupervised" in caplog.text
+    assert str(isolated_home / "annotations") in caplog.text  # names the label file it looked for
+
+
+def test_supervised_without_labels_fails_with_the_reason_in_the_status(
+    tiny_walkers: Path, tmp_path: Path, isolated_home: Path
+) -> None:
+    cfg = tiny_cfg(tiny_walkers, "model.strategy=supervised", "train.max_steps=1")
+    with pytest.raises(ConfigError, match="supervised"):
+        main(cfg, tmp_path / "run")
+    status = read_status(tmp_path / "run")
+    assert status["state"] == "failed" and "supervised" in status["error"]
+    assert "ConfigError" in (tmp_path / "run" / status["traceback"]).read_text()
+
+
+def test_sigterm_finishes_the_step_saves_last_and_marks_cancelled(
+    tiny_walkers: Path, tmp_path: Path, isolated_home: Path
+) -> None:
+    cfg = tiny_cfg(tiny_walkers, "train.epochs=5")
+    run = tmp_path / "run"
+
+    def progress(p: dict) -> None:
+        if p["step"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives during the loop, like `kill PID`
+
+    assert main(cfg, run, progress=progress) == "cancelled"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
+    status = read_status(run)
+    assert status["state"] == "cancelled" and "SIGTERM" in status["error"]
+    _, _, meta = load_checkpoint(RunPaths(run).last)
+    assert meta["step"] == 3 and meta["epoch"] == 1 and meta["batch_in_epoch"] == 1
+    assert [r["step"] for r in train_lines(run)] == [1, 2, 3]
+
+
+def test_resume_continues_exactly_where_it_stopped(
+    tiny_walkers: Path, tmp_path: Path, isolated_home: Path
+) -> None:
+    base = ("model.strategy=unsupervised", "train.iters_per_epoch=3", "train.epochs=2")
+    assert main(tiny_cfg(tiny_walkers, *base), tmp_path / "straight") == "done"
+    cut = tmp_path / "cut"
+    assert main(tiny_cfg(tiny_walkers, *base, "train.max_steps=2"), cut) == "done"  # stops mid-epoch
+    with open(RunPaths(cut).metrics, "a") as fh:  # a line written after the checkpoint, then a kill
+        fh.write('{"kind": "train", "step": 3, "loss": 99.0}\n{"kind": "tra')
+    assert main(tiny_cfg(tiny_walkers, *base, "train.max_steps=0"), cut, resume=True) == "done"
+    straight, resumed = train_lines(tmp_path / "straight"), train_lines(cut)
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(straight, resumed):  # same batches, clips, optimizer moments and RNG: same losses
+        assert (a["step"], a["epoch"]) == (b["step"], b["epoch"])
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-6)
+    assert read_status(cut)["resumed"] is True
+
+
+def test_resume_with_another_architecture_is_refused(
+    tiny_walkers: Path, tmp_path: Path, isolated_home: Path
+) -> None:
+    run = tmp_path / "run"
+    assert main(tiny_cfg(tiny_walkers, "train.max_steps=1"), run) == "done"
+    with pytest.raises(CheckpointError, match="another architecture"):
+        main(tiny_cfg(tiny_walkers, "model.part_channels=8"), run, resume=True)
+
+
+def test_cli_refuses_to_overwrite_a_run_and_resume_needs_a_checkpoint(
+    tiny_walkers: Path, tmp_path: Path
+) -> None:
+    from ssn3d.__main__ import main as cli
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"kind": "train", "step": 1}\n')
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"root": str(tiny_walkers)}}))
+    assert cli(["train", str(cfg), "--run-dir", str(run)]) == 2
+    assert cli(["train", "--resume", str(tmp_path / "nowhere")]) == 2
+    assert json.loads('"unchanged"') and (run / "metrics.jsonl").read_text().count("\n") == 1
+
+
+def test_split_args() -> None:
+    assert split_args(["a.yaml", "train.epochs=3", "x.y=z"]) == ("a.yaml", ["train.epochs=3", "x.y=z"])
+    assert split_args(["train.max_steps=6"]) == (None, ["train.max_steps=6"])
+    with pytest.raises(ConfigError, match="two config files"):
+        split_args(["a.yaml", "b.yaml"])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_config_loads(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.data.root and cfg.train.epochs > 0
+    if path.stem in ("mars", "ilidsvid", "dukev", "prid2011"):  # the paper's recipe
+        t, d = cfg.train, cfg.data
+        assert (t.lr, t.weight_decay, t.lr_step, t.lr_gamma, t.epochs) == (3e-4, 5e-4, 50, 0.1, 150)
+        assert (d.num_ids, d.num_instances, d.seq_len, d.stride, d.height, d.width) == (8, 4, 4, 8, 256, 128)
+        assert cfg.loss.ssn_lambda == (0.05 if path.stem == "dukev" else 0.1)
