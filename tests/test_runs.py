@@ -1,0 +1,227 @@
+"""Background runs with real processes: launch, duplicate refusal, cap, cancel, kill -9 and resume, stale runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ssn3d.engine.checkpoint import load_checkpoint
+from ssn3d.engine.rundir import (
+    RunPaths,
+    append_metrics,
+    read_metrics,
+    read_status,
+    truncate_metrics,
+    write_status,
+)
+from ssn3d.engine.runs import (
+    RunBusyError,
+    RunError,
+    TooManyRunsError,
+    cancel_run,
+    launch_run,
+    list_runs,
+    pid_alive,
+    refresh_status,
+    resume_run,
+)
+from ssn3d.workspace import Workspace
+
+ENV = {"OMP_NUM_THREADS": "1"}  # tiny models; threads only fight over a busy machine's 2 cores
+TINY = {
+    "model": {
+        "backbone": "resnet18",
+        "backbone_stages": 1,
+        "weights": "none",
+        "attn_channels": 32,
+        "part_channels": 16,
+        "embed_dim": 32,
+        "strategy": "unsupervised",
+    },
+    "data": {
+        "dataset": "folder",
+        "height": 64,
+        "width": 32,
+        "stride": 2,
+        "num_ids": 2,
+        "num_instances": 2,
+        "workers": 0,
+    },
+    "train": {"epochs": 10000, "iters_per_epoch": 2, "log_every": 1, "eval_every": 0, "ckpt_every": 1},
+}
+
+
+def write_config(tmp_path: Path, root: Path) -> Path:
+    cfg = {k: dict(v) for k, v in TINY.items()}
+    cfg["data"]["root"] = str(root)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def train_steps(run: Path) -> list[int]:
+    return [r["step"] for r in read_metrics(run).records if r.get("kind") == "train"]
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return Workspace(home=tmp_path, max_runs=1)
+
+
+def test_launch_refuses_duplicates_and_the_cap_then_sigterm_cancels_cleanly(
+    tiny_walkers: Path, tmp_path: Path, ws: Workspace
+) -> None:
+    config = write_config(tmp_path, tiny_walkers)
+    run = ws.runs / "a"
+    outcomes: list[str] = []
+
+    def click() -> None:  # a double click, or two browser tabs, at the same moment
+        try:
+            launch_run(run, config=config, workspace=ws, env=ENV)
+            outcomes.append("launched")
+        except RunBusyError:
+            outcomes.append("busy")
+
+    threads = [threading.Thread(target=click) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["busy", "busy", "launched"]
+    status = read_status(run)
+    assert status["state"] in ("starting", "running") and pid_alive(status["pid"])
+    with pytest.raises(TooManyRunsError, match="SSN3D_MAX_RUNS"):
+        launch_run(ws.runs / "b", config=config, workspace=ws, env=ENV)
+    assert not (ws.runs / "b" / "status.json").exists()
+
+    wait_for(lambda: read_status(run).get("step", 0) >= 2, 120, "two training steps")
+    pid = read_status(run)["pid"]
+    final = cancel_run(run, grace_s=60)
+    assert final["state"] == "cancelled" and "SIGTERM" in final["error"]
+    assert not pid_alive(pid)
+    _, _, meta = load_checkpoint(RunPaths(run).last)
+    assert meta["step"] == train_steps(run)[-1] >= 2
+    assert "SIGTERM received" in RunPaths(run).log.read_text()
+    assert cancel_run(run)["state"] == "cancelled"  # nothing left to stop: a no-op
+
+
+def test_kill_9_then_resume_continues_the_steps_with_intact_checkpoints(
+    tiny_walkers: Path, tmp_path: Path, ws: Workspace
+) -> None:
+    run = ws.runs / "k"
+    status = launch_run(run, config=write_config(tmp_path, tiny_walkers), workspace=ws, env=ENV)
+    paths = RunPaths(run)
+    wait_for(
+        lambda: paths.last.exists() and read_status(run).get("step", 0) >= 3, 120, "a checkpoint and 3 steps"
+    )
+    os.killpg(status["pgid"], signal.SIGKILL)
+    wait_for(lambda: not pid_alive(status["pid"]), 30, "the killed process to go")
+    failed = refresh_status(run)
+    assert failed["state"] == "failed" and "ended without a final status" in failed["error"]
+    _, _, meta = load_checkpoint(paths.last)  # an atomic write: never half a file
+    done = meta["step"]
+    with pytest.raises(RunError, match="already holds a run"):
+        launch_run(run, config=tmp_path / "tiny.yaml", workspace=ws, env=ENV)
+    resume_run(run, [f"train.max_steps={done + 3}"], workspace=ws, env=ENV)
+    wait_for(lambda: read_status(run).get("state") not in ("starting", "running"), 120, "the resumed run")
+    final = read_status(run)
+    assert final["state"] == "done" and final["resumed"] is True and final["step"] == done + 3
+    assert train_steps(run) == list(range(1, done + 4))  # no gap, no duplicate: curves continue
+    assert load_checkpoint(paths.last)[2]["step"] == done + 3
+    assert f"Resuming {run} at step {done}" in paths.log.read_text()
+
+
+def test_resume_needs_a_checkpoint(tmp_path: Path, ws: Workspace) -> None:
+    (ws.runs / "empty").mkdir(parents=True)
+    with pytest.raises(RunError, match="no checkpoint"):
+        resume_run(ws.runs / "empty", workspace=ws)
+
+
+def _fake_run(root: Path, name: str, **status) -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    now = time.time()
+    write_status(run, {"state": "running", "started": now, "heartbeat": now, **status})
+    return run
+
+
+def test_dead_or_silent_processes_are_marked_failed(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        now = time.time()
+        dead = _fake_run(tmp_path, "dead", pid=gone.pid)
+        silent = _fake_run(tmp_path, "silent", pid=alive.pid, heartbeat=now - 600, started=now - 700)
+        fresh = _fake_run(tmp_path, "fresh", pid=alive.pid, started=now - 800)
+        done = _fake_run(tmp_path, "done", pid=gone.pid, state="done")
+        runs = {r.name: r.status for r in list_runs(tmp_path, stale_after=300)}
+        assert runs["dead"]["state"] == "failed" and "ended without a final status" in runs["dead"]["error"]
+        assert runs["silent"]["state"] == "failed" and "has not reported for 600 s" in runs["silent"]["error"]
+        assert runs["fresh"]["state"] == "running" and runs["done"]["state"] == "done"
+        assert read_status(dead)["state"] == read_status(silent)["state"] == "failed"  # written back
+        assert read_status(fresh)["state"] == "running" and read_status(done)["state"] == "done"
+        assert [r.name for r in list_runs(tmp_path)][0] == "done"  # newest first
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_run_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path, caplog) -> None:
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    run = _fake_run(tmp_path, "stubborn", pid=proc.pid, pgid=proc.pid)
+    t0 = time.monotonic()
+    final = cancel_run(run, grace_s=1.0)
+    assert not pid_alive(proc.pid)  # cancel_run reaps its own children, so Popen sees no exit code
+    assert time.monotonic() - t0 >= 1.0 and "sending SIGKILL" in caplog.text
+    proc.wait(timeout=10)
+    assert final["state"] == "cancelled" and "killed after 1 s" in final["error"]
+
+
+def test_metrics_are_read_incrementally_and_truncated_on_resume(tmp_path: Path) -> None:
+    for step in (1, 2, 3):
+        append_metrics(tmp_path, {"kind": "train", "step": step, "loss": 1.0 / step})
+    first = read_metrics(tmp_path)
+    assert [r["step"] for r in first.records] == [1, 2, 3] and not first.restarted
+    with open(RunPaths(tmp_path).metrics, "a") as fh:
+        fh.write('{"kind": "train", "step": 4')  # a line being written
+    again = read_metrics(tmp_path, first.offset)
+    assert again.records == [] and again.offset == first.offset
+    with open(RunPaths(tmp_path).metrics, "a") as fh:
+        fh.write(', "loss": 0.25}\n')
+    assert [r["step"] for r in read_metrics(tmp_path, first.offset).records] == [4]
+    assert truncate_metrics(tmp_path, after_step=2) == 2
+    after = read_metrics(tmp_path, first.offset)  # the reader's offset is past the new end
+    assert after.restarted and [r["step"] for r in after.records] == [1, 2]
+
+
+def test_runs_cli_lists_and_shows_status(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from ssn3d.__main__ import main as cli
+
+    _fake_run(tmp_path, "r1", pid=os.getpid(), progress=0.5)
+    assert cli(["runs", "--root", str(tmp_path), "list"]) == 0
+    out = capsys.readouterr().out
+    assert "r1" in out and "running" in out and "50.0%" in out
+    assert cli(["runs", "status", str(tmp_path / "r1")]) == 0
+    assert '"state": "running"' in capsys.readouterr().out
