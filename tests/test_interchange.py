@@ -362,7 +362,7 @@ def _check_import(fn, doc) -> None:
             assert np.isfinite(kps).all() and set(np.unique(kps[:, 2])) <= {0, 1, 2}
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=st.one_of(_coco, _json, _text))
 def test_property_coco_import_gives_a_report_or_an_interchange_error(doc):
     _check_import(import_coco, doc)
@@ -384,7 +384,7 @@ _op_names = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(files=st.dictionaries(_op_names, _op_doc, max_size=4))
 def test_property_openpose_import_gives_a_report_or_an_interchange_error(files):
     _check_import(import_openpose, files)
@@ -409,7 +409,7 @@ _overrides = st.lists(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(data=st.one_of(_config_dicts, _json), overrides=_overrides)
 def test_property_config_from_dict_gives_a_config_or_a_config_error(data, overrides):
     try:
@@ -422,7 +422,7 @@ def test_property_config_from_dict_gives_a_config_or_a_config_error(data, overri
     assert all(math.isfinite(v) for v in floats)  # nan/inf would train nothing but NaNs
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     text=st.one_of(st.text(max_size=80), _config_dicts.map(lambda d: yaml.safe_dump(d, allow_unicode=True)))
 )
