@@ -13,7 +13,9 @@ training runs, so ``app/main.py`` calls ``require_access()`` before anything els
 
 An optional second secret, ``SSN3D_OPERATOR_PASSWORD`` (or ``operator_password`` in the secrets),
 logs in as the operator, who may cancel anyone's run; on a local-only app the user is the operator.
-``access_policy`` holds the whole decision as a pure function. See docs/SECURITY.md.
+Every other session controls only the runs it launched: ``owner_tag()`` names the session (store
+it with the run) and ``may_control`` decides. ``access_policy`` holds the whole access decision as a
+pure function. See docs/SECURITY.md.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import secrets
 import threading
 import time
 from collections import deque
@@ -38,6 +41,8 @@ MAX_FAILURES = 10  # failed logins, over all sessions, within FAILURE_WINDOW_S b
 FAILURE_WINDOW_S = 60.0
 FAILURE_DELAY_S = 1.0  # each wrong password costs its session this long: guessing stays slow
 _STATE_KEY = "_ssn3d_access"  # session_state: (role, fingerprint of the secret it was granted with)
+_OWNER_KEY = "_ssn3d_owner"  # session_state: a random token naming this browser session
+_ROLE_KEY = "_ssn3d_role"  # session_state: the role of the last require_access() call
 
 
 def is_local_address(address: str | None) -> bool:
@@ -145,10 +150,31 @@ def login(given: str, *, password: str | None, operator: str | None) -> str | No
     return OPERATOR if is_operator else USER if is_user else None
 
 
+def owner_tag() -> str:
+    """A tag naming this browser session, safe to save with a run it launches (a digest of a random
+    token that never leaves the server's memory). A reload starts a new session, hence a new tag."""
+    token = st.session_state.get(_OWNER_KEY)
+    if not token:
+        token = st.session_state[_OWNER_KEY] = secrets.token_hex(16)
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def may_control(run_owner: str | None, me: str, role: str | None) -> bool:
+    """Whether a session may cancel or resume a run: the operator always, others only their own runs.
+
+    Args:
+        run_owner: the ``owner_tag()`` saved with the run (None for runs started outside the app).
+        me: this session's ``owner_tag()``.
+        role: this session's role (``require_access``'s return value).
+    """
+    if role == OPERATOR:
+        return True
+    return bool(run_owner) and hmac.compare_digest(str(run_owner), me)
+
+
 def current_role() -> str | None:
-    """The role of this browser session once ``require_access`` let it in, else None."""
-    granted = st.session_state.get(_STATE_KEY)
-    return granted[0] if granted else None
+    """The role ``require_access`` gave this browser session on this script run, else None."""
+    return st.session_state.get(_ROLE_KEY)
 
 
 def _login_form(password: str | None, operator: str | None) -> None:
@@ -182,6 +208,14 @@ def require_access() -> str:
     Returns:
         The session's role: ``"operator"`` (may cancel any run) or ``"user"``.
     """
+    st.session_state.pop(_ROLE_KEY, None)
+    role = _admit()
+    st.session_state[_ROLE_KEY] = role
+    return role
+
+
+def _admit() -> str:
+    """The role under the access policy; stops the script (login form or refusal) when there is none."""
     password, operator = configured_password(), operator_password()
     bind = st.get_option("server.address")
     policy = access_policy(bind, bool(password or operator), allow_open())

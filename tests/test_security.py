@@ -585,3 +585,31 @@ def test_gate_pauses_logins_after_too_many_wrong_passwords(gate, monkeypatch):
         at = _login(at, "guess")
     at = _login(at, "team-pass")  # even the right password waits now
     assert "PAGE CONTENT" not in _text(at) and "Too many wrong passwords" in at.error[0].value
+
+
+def test_only_the_owner_session_or_the_operator_controls_a_run():
+    me, other = "a" * 32, "b" * 32
+    assert auth.may_control(me, me, "user")
+    assert not auth.may_control(other, me, "user")
+    assert not auth.may_control(None, me, "user")  # started outside the app: the operator's
+    assert not auth.may_control("", me, "user")
+    assert auth.may_control(other, me, "operator") and auth.may_control(None, me, "operator")
+
+
+OWNER = (
+    GATE
+    + """
+from app.auth import current_role, owner_tag
+st.markdown(f"TAG {owner_tag()} ROLE {current_role()}")
+"""
+)
+
+
+def test_owner_tag_is_stable_in_a_session_and_differs_between_sessions(gate, tmp_path):
+    (tmp_path / "gate.py").write_text(OWNER)
+    first, second = gate("localhost"), gate("localhost")
+    tag = _text(first).split("TAG ")[1].split()[0]
+    assert len(tag) == 32 and "ROLE operator" in _text(first)
+    first.run()
+    assert _text(first).split("TAG ")[1].split()[0] == tag
+    assert _text(second).split("TAG ")[1].split()[0] != tag
