@@ -613,3 +613,50 @@ def test_owner_tag_is_stable_in_a_session_and_differs_between_sessions(gate, tmp
     first.run()
     assert _text(first).split("TAG ")[1].split()[0] == tag
     assert _text(second).split("TAG ")[1].split()[0] != tag
+
+
+@pytest.mark.slow
+def test_the_procfile_command_serves_only_the_password_form_to_a_browser(tmp_path):
+    """The Procfile's own `web:` command (bound to 0.0.0.0) in a real browser: the app stays hidden
+    until the password is typed."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("Debian's chromium package is not installed; scripts/test.sh installs it")
+    from playwright.sync_api import expect, sync_playwright
+
+    port = _free_port()
+    web = next(ln for ln in (REPO / "Procfile").read_text().splitlines() if ln.startswith("web:"))
+    command = web.removeprefix("web:").replace("$PORT", str(port)).split()
+    command[0:1] = [sys.executable] if command[0] == "python" else command[0:1]
+    env = {**os.environ, "SSN3D_HOME": str(tmp_path), "SSN3D_PASSWORD": "team-pass"}
+    env.pop("SSN3D_DEMO", None)
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"]
+            )
+            page = browser.new_page()
+            page.goto(url)
+            box = page.get_by_label("Password", exact=True)
+            expect(box).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Annotate")).to_have_count(0)
+            box.fill("team-pas")
+            page.get_by_role("button", name="Enter").click()
+            expect(page.get_by_text("Wrong password.")).to_be_visible(timeout=15_000)
+            expect(page.get_by_text("Annotate")).to_have_count(0)
+            page.get_by_label("Password", exact=True).fill("team-pass")
+            page.get_by_role("button", name="Enter").click()
+            expect(page.get_by_text("Annotate").first).to_be_visible(timeout=30_000)
+            expect(page.get_by_label("Password", exact=True)).to_have_count(0, timeout=30_000)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
