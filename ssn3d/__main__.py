@@ -14,6 +14,7 @@ import pkgutil
 import sys
 
 import ssn3d.cli
+from ssn3d.redact import install_log_redaction
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    install_log_redaction()  # run logs are this process's output: no password or token reaches them
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2

@@ -660,3 +660,18 @@ def test_the_procfile_command_serves_only_the_password_form_to_a_browser(tmp_pat
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_the_command_line_masks_secrets_in_its_logs(tmp_path):
+    """Run logs are the CLI's own log output: once ``python -m ssn3d`` set up logging, a record that
+    carries the password is written masked."""
+    code = (
+        "import logging, sys\nfrom ssn3d.__main__ import main\n"
+        "main(['datasets', 'info', 'folder', sys.argv[1]])\n"
+        "logging.getLogger('ssn3d.engine.train').warning('connecting with %s', 'zz-correct-horse-zz')\n"
+    )
+    env = {**os.environ, "SSN3D_PASSWORD": "zz-correct-horse-zz"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "nowhere")], env=env, capture_output=True, text=True
+    )
+    assert "connecting with ***" in out.stderr and "zz-correct-horse-zz" not in out.stderr + out.stdout
