@@ -20,4 +20,6 @@ def tiny_walkers(tmp_path_factory: pytest.TempPathFactory):
     from ssn3d.data.synth.walkers import generate_walkers
 
     out = tmp_path_factory.mktemp("walkers")
-    return generate_walkers(out, ids=8, cameras=2, tracklets_per_camera=1, frames=8, size=(64, 32), seed=0, progress=False)
+    return generate_walkers(
+        out, ids=8, cameras=2, tracklets_per_camera=1, frames=8, size=(64, 32), seed=0, progress=False
+    )

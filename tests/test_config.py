@@ -9,10 +9,20 @@ from ssn3d.config import ConfigError, load_config, save_config
 
 def test_defaults_are_the_papers_recipe() -> None:
     cfg = load_config()
-    assert (cfg.model.num_parts, cfg.model.window, cfg.model.attn_channels, cfg.model.embed_dim) == (9, 3, 512, 1024)
+    assert (cfg.model.num_parts, cfg.model.window, cfg.model.attn_channels, cfg.model.embed_dim) == (
+        9,
+        3,
+        512,
+        1024,
+    )
     assert (cfg.data.height, cfg.data.width, cfg.data.seq_len, cfg.data.stride) == (256, 128, 4, 8)
     assert (cfg.data.num_ids, cfg.data.num_instances) == (8, 4)
-    assert (cfg.train.lr, cfg.train.weight_decay, cfg.train.epochs, cfg.train.lr_step) == (3e-4, 5e-4, 150, 50)
+    assert (cfg.train.lr, cfg.train.weight_decay, cfg.train.epochs, cfg.train.lr_step) == (
+        3e-4,
+        5e-4,
+        150,
+        50,
+    )
     assert cfg.loss.ssn_lambda == 0.1
 
 
@@ -30,7 +40,10 @@ def test_yaml_then_overrides(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        (["model.strategy=weakly"], "model.strategy='weakly' is not allowed; choose one of: unsupervised, semi, supervised"),
+        (
+            ["model.strategy=weakly"],
+            "model.strategy='weakly' is not allowed; choose one of: unsupervised, semi, supervised",
+        ),
         (["model.num_partz=3"], "unknown key model.num_partz"),
         (["train.epochs=many"], "train.epochs='many' must be a whole number"),
         (["model.window=4"], "model.window=4 must be odd"),

@@ -54,7 +54,11 @@ def test_shapes_train_and_eval(arch: str) -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [("model.strategy=unsupervised",), ("model.strategy=semi",), ("model.strategy=semi", "model.shared_classifier=false")],
+    [
+        ("model.strategy=unsupervised",),
+        ("model.strategy=semi",),
+        ("model.strategy=semi", "model.shared_classifier=false"),
+    ],
 )
 def test_every_parameter_gets_a_gradient(overrides: tuple[str, ...]) -> None:
     model = tiny_model(*overrides)
@@ -173,7 +177,9 @@ def test_non_shared_uses_one_classifier_per_frame_and_t_losses() -> None:
     assert float(out.ssn_loss) == pytest.approx(4 * float(shared(clips()).ssn_loss), rel=0.2)
 
 
-@pytest.mark.parametrize("overrides", [(), ("model.strategy=unsupervised",), ("model.shared_classifier=false",)])
+@pytest.mark.parametrize(
+    "overrides", [(), ("model.strategy=unsupervised",), ("model.shared_classifier=false",)]
+)
 def test_one_training_step_reduces_nothing_to_nan(overrides: tuple[str, ...]) -> None:
     from ssn3d.losses import BatchHardTriplet, total_loss
 

@@ -38,8 +38,30 @@ def test_more_parts_converge_more_slowly() -> None:
 
 def test_cli_writes_json_and_plot(tmp_path) -> None:
     out, png = tmp_path / "r.json", tmp_path / "r.png"
-    cmd = [sys.executable, "-m", "ssn3d", "study", "random", "--dist", "uniform", "--parts", "3", "--iters", "5",
-           "--channels", "8", "--size", "6", "--batch", "4", "--json", str(out), "--plot", str(png), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ssn3d",
+        "study",
+        "random",
+        "--dist",
+        "uniform",
+        "--parts",
+        "3",
+        "--iters",
+        "5",
+        "--channels",
+        "8",
+        "--size",
+        "6",
+        "--batch",
+        "4",
+        "--json",
+        str(out),
+        "--plot",
+        str(png),
+        "--quiet",
+    ]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     rec = json.loads(out.read_text())
     assert len(rec["loss"]) == 5 and all(isinstance(v, float) for v in rec["loss"])

@@ -41,7 +41,10 @@ def test_missing_imagenet_file_starts_random_and_says_so(tmp_path, monkeypatch, 
             Backbone(name="resnet18", stages=1, weights="imagenet")
         assert "starts from random init" in caplog.text
         (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-        torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "hub/checkpoints/resnet18-f37072fd.pth")
+        torch.save(
+            torchvision.models.resnet18(weights=None).state_dict(),
+            tmp_path / "hub/checkpoints/resnet18-f37072fd.pth",
+        )
         assert find_imagenet_file("resnet18") is not None
     finally:
         torch.hub.set_dir(str(torch.hub._get_torch_home() + "/hub"))
