@@ -191,17 +191,18 @@ def map_joints(points: np.ndarray, joints: tuple[str, ...]) -> np.ndarray:
     Returns:
         (9, 3) keypoints; parts with no labeled source joint stay (0, 0, 0).
     """
+    rows = np.asarray(points, dtype=np.float64).tolist()  # plain floats: numpy is slow on 3-element rows
     out = np.zeros((NUM_PARTS, 3), dtype=np.float32)
     for i, alternatives in enumerate(_compile(tuple(joints))):
         for how, idx in alternatives:
-            pts = points[list(idx)]
-            labeled = pts[pts[:, 2] > 0]
-            if len(labeled) == 0 or (how == "all" and len(labeled) < len(idx)):
+            labeled = [rows[j] for j in idx if rows[j][2] > 0]
+            if not labeled or (how == "all" and len(labeled) < len(idx)):
                 continue
-            if how == "any" and (labeled[:, 2] == 2).any():
-                labeled = labeled[labeled[:, 2] == 2]
-            v = labeled[:, 2].min() if how == "all" else labeled[:, 2].max()
-            out[i] = (*labeled[:, :2].mean(axis=0), v)
+            if how == "any":
+                labeled = [p for p in labeled if p[2] == 2] or labeled  # visible joints first
+            v = min(p[2] for p in labeled) if how == "all" else max(p[2] for p in labeled)
+            n = len(labeled)
+            out[i] = (sum(p[0] for p in labeled) / n, sum(p[1] for p in labeled) / n, v)
             break
     return out
 

@@ -33,7 +33,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,6 +74,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
 
 
 @dataclass
@@ -230,6 +232,7 @@ def import_coco(
     *,
     overwrite: bool = False,
     dry_run: bool = False,
+    progress: ProgressFn | None = None,
 ) -> ImportReport:
     """Import a COCO keypoints document (ours, COCO-17 persons, or any named skeleton) into ``store``.
 
@@ -242,6 +245,7 @@ def import_coco(
         store: where the labels go.
         overwrite: replace frames already labeled (default: keep them and report them skipped).
         dry_run: report what would happen without writing.
+        progress: called as ``progress(annotations_done, annotations_total)`` every 1000 annotations.
 
     Raises:
         InterchangeError: the document is not COCO keypoints at all (nothing is written).
@@ -268,7 +272,10 @@ def import_coco(
         else:
             files[image.get("id")] = image["file_name"]
     best: dict[str, tuple[int, np.ndarray]] = {}
+    total = len(doc["annotations"])
     for n, ann in enumerate(doc["annotations"]):
+        if progress is not None and n % 1000 == 0:
+            progress(n, total)
         if not isinstance(ann, dict):
             report.skip(f"annotation #{n}", "annotation is not an object")
             continue
@@ -298,6 +305,8 @@ def import_coco(
                 best[file_name] = (_labeled(kps), kps)
         else:
             best[file_name] = (_labeled(kps), kps)
+    if progress is not None:
+        progress(total, total)
     return _commit(store, _match_frames(best, index, report), report, overwrite, dry_run, "coco-import")
 
 
@@ -339,6 +348,7 @@ def import_openpose(
     min_confidence: float = 0.3,
     overwrite: bool = False,
     dry_run: bool = False,
+    progress: ProgressFn | None = None,
 ) -> ImportReport:
     """Import OpenPose ``*_keypoints.json`` files (BODY_25 or COCO-18) into ``store``.
 
@@ -354,6 +364,7 @@ def import_openpose(
             rendering threshold is 0.05; anchors need more).
         overwrite: replace frames already labeled.
         dry_run: report what would happen without writing.
+        progress: called as ``progress(files_done, files_total)`` every 100 files (total 0 when unknown).
     """
     if isinstance(sources, str | bytes | os.PathLike) or not isinstance(sources, Mapping | Iterable):
         raise InterchangeError(
@@ -362,8 +373,11 @@ def import_openpose(
     items = sources.items() if isinstance(sources, Mapping) else ((os.fspath(p), Path(p)) for p in sources)
     index, report = as_frame_index(dataset), ImportReport("OpenPose")
     found: dict[str, tuple[int, np.ndarray]] = {}
-    weak = 0
+    weak, done, total = 0, 0, len(sources) if isinstance(sources, Sized) else 0
     for n, (name, source) in enumerate(items):
+        done = n + 1
+        if progress is not None and n % 100 == 0:
+            progress(n, total)
         if n >= MAX_ITEMS:
             raise InterchangeError(f"more than {MAX_ITEMS} OpenPose files at once; import them in parts.")
         if not isinstance(name, str):
@@ -383,6 +397,8 @@ def import_openpose(
             report.skip(name, f"no joint of our parts reaches confidence {min_confidence}")
         else:
             found[name] = (_labeled(kps), kps)
+    if progress is not None:
+        progress(done, total)
     if weak:
         report.notes.append(f"{weak} detected joint(s) below confidence {min_confidence} were left unlabeled")
     return _commit(store, _match_frames(found, index, report), report, overwrite, dry_run, "openpose-import")

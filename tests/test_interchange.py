@@ -77,8 +77,10 @@ FULL_COCO = {
 
 
 def test_coco17_joints_map_onto_our_nine_parts(store):
-    report = import_coco(coco_doc({FRAMES[0]: person(COCO_17, FULL_COCO)}), FRAMES, store)
-    assert report.imported == [FRAMES[0]] and not report.skipped
+    seen = []
+    doc = coco_doc({FRAMES[0]: person(COCO_17, FULL_COCO)})
+    report = import_coco(doc, FRAMES, store, progress=lambda done, total: seen.append((done, total)))
+    assert report.imported == [FRAMES[0]] and not report.skipped and seen == [(0, 1), (1, 1)]
     kps = store.get(FRAMES[0])
     c = {k: np.array(v[:2], dtype=float) + 0.5 for k, v in FULL_COCO.items()}  # pixel index -> centre
 
@@ -136,8 +138,9 @@ def test_openpose_coco18_several_people_and_unmatched_files(store):
         "empty_keypoints.json": {"people": []},
         "hands_keypoints.json": {"people": [{"pose_keypoints_2d": [1.0, 2.0, 0.5] * 21}]},
     }
-    report = import_openpose(sources, FRAMES, store)
-    assert report.imported == ["0001/c1/t1/001.jpg"]
+    seen = []
+    report = import_openpose(sources, FRAMES, store, progress=lambda done, total: seen.append((done, total)))
+    assert report.imported == ["0001/c1/t1/001.jpg"] and seen[-1] == (6, 6)
     kps = store.get("0001/c1/t1/001.jpg")
     np.testing.assert_allclose(kps[P["crotch"], :2], np.array([20.5, 51.5]))  # the confident person's mid-hip
     reasons = dict(report.skipped)
