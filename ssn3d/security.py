@@ -214,10 +214,19 @@ def _tar_members(tf: tarfile.TarFile, archive: str) -> Iterator[_Member]:
 
 
 @contextlib.contextmanager
-def _open_archive(archive: str | os.PathLike | IO[bytes], label: str) -> Iterator[Iterator[_Member]]:
+def _open_archive(
+    archive: str | os.PathLike | IO[bytes], label: str, max_members: int
+) -> Iterator[Iterator[_Member]]:
     with contextlib.ExitStack() as stack:
         fh = archive if hasattr(archive, "read") else stack.enter_context(open(archive, "rb"))  # type: ignore[arg-type]
         if zipfile.is_zipfile(fh):
+            # the central directory's entry count, read before ZipFile builds an object per entry
+            # (millions of empty entries would fill memory before any per-member check ran)
+            end = zipfile._EndRecData(fh)
+            if end and end[zipfile._ECD_ENTRIES_TOTAL] > max_members:
+                raise UnsafeArchiveError(
+                    f"{label} has more than {max_members} members; split it into smaller archives."
+                )
             fh.seek(0)
             zf = stack.enter_context(zipfile.ZipFile(fh))
             yield _zip_members(zf, label)
@@ -271,7 +280,7 @@ def safe_extract(
     written: list[PurePosixPath] = []
     try:
         total = 0
-        with _open_archive(archive, label) as members:
+        with _open_archive(archive, label, max_members) as members:
             for count, member in enumerate(members, 1):
                 if count > max_members:
                     raise UnsafeArchiveError(
