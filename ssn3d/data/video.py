@@ -57,7 +57,9 @@ def load_image(path: str, size: tuple[int, int] | None = None) -> tuple[Image.Im
         original = img.size
         if size is not None and img.format == "JPEG":
             img.draft("RGB", size)
-        img = img.convert("RGB")  # forces a full decode inside the ``with``
+        img.load()  # decode inside the ``with``; the file closes after it
+        if img.mode != "RGB":
+            img = img.convert("RGB")
     return img, original
 
 
