@@ -148,6 +148,22 @@ def test_kill_9_then_resume_continues_the_steps_with_intact_checkpoints(
     assert f"Resuming {run} at step {done}" in paths.log.read_text()
 
 
+def test_a_launched_run_that_cannot_start_says_why_in_its_status(
+    tiny_walkers: Path, tmp_path: Path, ws: Workspace
+) -> None:
+    run = ws.runs / "bad"
+    launch_run(
+        run,
+        config=write_config(tmp_path, tiny_walkers),
+        overrides=["model.num_parts=1"],
+        workspace=ws,
+        env=ENV,
+    )
+    wait_for(lambda: refresh_status(run)["state"] == "failed", 60, "the run to fail")
+    assert "model.num_parts=1" in read_status(run)["error"]  # the config error itself, not "process ended"
+    assert "error: " in RunPaths(run).log.read_text()
+
+
 def test_resume_needs_a_checkpoint(tmp_path: Path, ws: Workspace) -> None:
     (ws.runs / "empty").mkdir(parents=True)
     with pytest.raises(RunError, match="no checkpoint"):

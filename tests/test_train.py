@@ -18,7 +18,8 @@ from ssn3d.data.datasets import build_dataset
 from ssn3d.data.synth.labels import pick_labeled_frames
 from ssn3d.engine.checkpoint import CheckpointError, load_checkpoint
 from ssn3d.engine.rundir import RunPaths, read_metrics, read_status
-from ssn3d.engine.train import main
+from ssn3d.engine.train import channels_last_2d, main
+from ssn3d.models import build_model
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 TINY = [
@@ -196,3 +197,34 @@ def test_every_config_loads(path: Path) -> None:
         assert (t.lr, t.weight_decay, t.lr_step, t.lr_gamma, t.epochs) == (3e-4, 5e-4, 50, 0.1, 150)
         assert (d.num_ids, d.num_instances, d.seq_len, d.stride, d.height, d.width) == (8, 4, 4, 8, 256, 128)
         assert cfg.loss.ssn_lambda == (0.05 if path.stem == "dukev" else 0.1)
+
+
+def test_channels_last_applies_to_the_2d_convolutions_only_and_keeps_outputs() -> None:
+    cfg = load_config(None, TINY[:6])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, load_weights=False).eval()
+    clips = torch.randn(2, 4, 3, 64, 32)
+    with torch.no_grad():
+        want = model(clips)
+        channels_last_2d(model)  # model.to(memory_format=channels_last) raises on the 5-D Conv3d weights
+        got = model(clips)
+    assert model.backbone.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_run_with_bf16_autocast_and_channels_last(
+    tiny_walkers: Path, tmp_path: Path, isolated_home: Path
+) -> None:
+    cfg = tiny_cfg(
+        tiny_walkers, "train.device=cuda", "train.amp=true", "train.channels_last=true", "train.max_steps=3"
+    )
+    run = tmp_path / "run"
+    assert main(cfg, run) == "done"
+    lines = train_lines(run)
+    assert [r["step"] for r in lines] == [1, 2, 3] and all(r["loss"] == r["loss"] for r in lines)  # no NaN
+    assert main(tiny_cfg(tiny_walkers, "train.device=cuda", "train.max_steps=5"), run, resume=True) == "done"
+    assert [r["step"] for r in train_lines(run)] == [1, 2, 3, 4, 5]
+    model, _, _ = load_checkpoint(RunPaths(run).last)  # CUDA tensors saved, loaded on the CPU
+    assert next(model.parameters()).device.type == "cpu"

@@ -11,8 +11,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ssn3d.config import ConfigError, load_config
+from ssn3d.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:  # torch is imported only when a command runs
+    from ssn3d.engine.distributed import DistInfo
+    from ssn3d.engine.rundir import RunPaths
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -51,15 +56,20 @@ def _attach_log(log_path: Path) -> None:
     logging.getLogger().addHandler(handler)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from ssn3d.engine.distributed import env_dist_info
+class _Rank:
+    """This process's rank from torchrun's environment, read before torch is imported (fast errors)."""
+
+    def __init__(self, rank: int) -> None:
+        self.is_main = rank == 0
+
+
+def _prepare(args: argparse.Namespace, info: DistInfo | _Rank) -> tuple[Config, RunPaths]:
+    """The resolved Config and the run's paths, or a one-sentence error."""
     from ssn3d.engine.rundir import RunPaths
     from ssn3d.engine.runs import new_run_dir
-    from ssn3d.engine.train import main
     from ssn3d.workspace import Workspace
 
     config, overrides = split_args(args.items)
-    info = env_dist_info()
     if args.resume:
         if config is not None or args.run_dir:
             raise ConfigError(
@@ -88,6 +98,34 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"{run_dir} already holds a run; continue it with --resume {run_dir} or pick a new --run-dir."
             )
+    return cfg, paths
+
+
+def _report_launch_failure(args: argparse.Namespace, info: DistInfo | _Rank, error: Exception) -> None:
+    """A launched run that cannot start says why in its status file (the app shows it), not only in its log."""
+    from ssn3d.engine.rundir import read_status, write_status
+    from ssn3d.engine.runs import LAUNCHED_ENV
+
+    run_dir = args.resume or args.run_dir
+    if not (run_dir and info.is_main and os.environ.get(LAUNCHED_ENV) == "1"):
+        return
+    status = read_status(run_dir)
+    if status.get("state") in ("starting", "running"):
+        write_status(run_dir, {**status, "state": "failed", "error": str(error), "traceback": "train.log"})
+
+
+def _run(args: argparse.Namespace) -> int:
+    info = _Rank(int(os.environ.get("RANK", "0") or 0))  # enough to check arguments, without torch
+    try:
+        cfg, paths = _prepare(args, info)
+    except (ValueError, FileNotFoundError) as e:
+        _report_launch_failure(args, info, e)
+        raise
+    from ssn3d.engine.distributed import env_dist_info  # imports torch
+    from ssn3d.engine.train import main
+
+    info = env_dist_info()
+    run_dir = paths.root
     if info.is_main:
         _attach_log(paths.log)
     else:

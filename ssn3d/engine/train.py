@@ -54,6 +54,18 @@ _logger = logging.getLogger(__name__)
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
+def channels_last_2d(model: nn.Module) -> nn.Module:
+    """channels_last weights for every Conv2d (backbone, attention classifier), in place.
+
+    ``model.to(memory_format=torch.channels_last)`` fails on SSN3D: the per-part Conv3d weights are 5-D
+    and that format is 4-D only. The 3D blocks keep their default layout.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.to(memory_format=torch.channels_last)
+    return model
+
+
 def build_optimizer(
     model: nn.Module, cfg: Config
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
@@ -197,7 +209,7 @@ def _train(
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank (DDP also broadcasts them)
     model = build_model(cfg.model, ssn_reduction=cfg.loss.ssn_reduction, load_weights=not resume).to(device)
     if cuda and cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        channels_last_2d(model)
     opt, sched = build_optimizer(model, cfg)
     state = TrainState()
     if resume:
