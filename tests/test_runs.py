@@ -200,19 +200,38 @@ def test_dead_or_silent_processes_are_marked_failed(tmp_path: Path) -> None:
         alive.wait()
 
 
-def test_a_run_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path, caplog) -> None:
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+
+
+def _stubborn(tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
+    """A process that ignores SIGTERM, in its own session, posing as a running run."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", STUBBORN], start_new_session=True, stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout.readline().strip() == "ready"
-    run = _fake_run(tmp_path, "stubborn", pid=proc.pid, pgid=proc.pid)
+    return proc, _fake_run(tmp_path, name, pid=proc.pid, pgid=proc.pid)
+
+
+def test_a_run_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path, caplog) -> None:
+    proc, run = _stubborn(tmp_path, "stubborn")
     t0 = time.monotonic()
     final = cancel_run(run, grace_s=1.0)
     assert not pid_alive(proc.pid)  # cancel_run reaps its own children, so Popen sees no exit code
     assert time.monotonic() - t0 >= 1.0 and "sending SIGKILL" in caplog.text
-    proc.wait(timeout=10)
     assert final["state"] == "cancelled" and "killed after 1 s" in final["error"]
+    proc.wait(timeout=10)
+
+
+def test_cancel_without_waiting_leaves_the_sigkill_to_a_detached_helper(tmp_path: Path) -> None:
+    proc, run = _stubborn(tmp_path, "stubborn")
+    t0 = time.monotonic()
+    assert (
+        cancel_run(run, grace_s=1.0, wait=False)["state"] == "running"
+    )  # returns at once (the app's button)
+    assert time.monotonic() - t0 < 1.0
+    wait_for(lambda: proc.poll() is not None, 60, "the helper's SIGKILL")
+    assert proc.returncode == -signal.SIGKILL
+    wait_for(lambda: read_status(run)["state"] == "cancelled", 30, "the helper to write the status")
 
 
 def test_metrics_are_read_incrementally_and_truncated_on_resume(tmp_path: Path) -> None:

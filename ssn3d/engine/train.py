@@ -52,6 +52,7 @@ from ssn3d.models import build_model
 _logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[dict[str, Any]], None]
+PEER_SIGNAL = "a signal to another process"  # DDP: one rank was signalled, all stop after the same step
 
 
 def channels_last_2d(model: nn.Module) -> nn.Module:
@@ -127,7 +128,7 @@ def train_one_epoch(
             window = dict.fromkeys(window, 0.0)
             n_window, clips_window, t_window = 0, 0, time.perf_counter()
         if any_rank(bool(stop), info, device):
-            stop.signal = stop.signal or "a signal to another process"
+            stop.signal = stop.signal or PEER_SIGNAL
             return True
         if state.step >= total_steps:
             return True
@@ -310,6 +311,7 @@ def _train(
             if last_metrics["mAP"] > state.best_map:
                 state.best_map = last_metrics["mAP"]
                 save(paths.best)
+                status.update(best_map=state.best_map)
         elif info.is_main and state.last_eval_step < 0:
             _logger.warning("%s has no query/gallery split; skipping evaluation.", dataset.root)
             state.last_eval_step = state.step
@@ -338,16 +340,24 @@ def _train(
             on_log=on_log,
             on_step=on_step,
         )
+        halted = any_rank(bool(stop), info, device)  # every rank takes the same branches below
+        if halted:
+            stop.signal = stop.signal or PEER_SIGNAL
         if state.batch_in_epoch >= data.steps_per_epoch:  # the epoch is complete
             sched.step()
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-            if not stop:
-                e, t = state.epoch, cfg.train
-                if t.eval_every and e % t.eval_every == 0 and e < t.epochs and state.step < total_steps:
-                    run_eval()
-                if t.ckpt_every and e % t.ckpt_every == 0 and not stopped:
-                    save(paths.last)
-        if stop:
+            e, t = state.epoch, cfg.train
+            if (
+                not halted
+                and t.eval_every
+                and e % t.eval_every == 0
+                and e < t.epochs
+                and state.step < total_steps
+            ):
+                run_eval()
+            if not halted and t.ckpt_every and e % t.ckpt_every == 0 and not stopped:
+                save(paths.last)
+        if halted:
             break
     if stop:
         save(paths.last)
