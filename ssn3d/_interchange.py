@@ -86,6 +86,7 @@ class FrameIndex:
     def __init__(self, frames: Iterable[str], root: str | os.PathLike | None = None) -> None:
         self.root = None if root is None else Path(root)
         self.frames = sorted(set(frames))
+        self._frame_set = set(self.frames)
         self._by_stem: dict[str, list[str]] = {}
         for f in self.frames:
             self._by_stem.setdefault(PurePosixPath(f).stem, []).append(f)
@@ -138,8 +139,12 @@ class FrameIndex:
         return None, "ambiguous: several frames have that name; give its folders too"
 
     def size(self, frame: str) -> tuple[int, int] | None:
-        """(width, height) of a frame read from its header, or None when unknown."""
-        if self.root is None:
+        """(width, height) of a frame read from its header, or None when unknown.
+
+        Only the index's own frames are opened: a label store edited by hand to name
+        ``../../elsewhere`` gets no size rather than a peek outside the dataset.
+        """
+        if self.root is None or frame not in self._frame_set:
             return None
         try:
             with Image.open(self.root / frame) as img:

@@ -168,6 +168,9 @@ def test_frame_index_matches_by_stem_then_by_folders(tmp_path):
     assert index.match("C:\\export\\0001\\c1\\t1\\000.jpg") == ("0001/c1/t1/000.jpg", "")
     assert index.match("../../etc/passwd")[0] is None
     assert index.size("0001/c1/t1/000.jpg") == (32, 64) and index.size("missing.jpg") is None
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.png"
+    Image.new("RGB", (5, 5)).save(outside)
+    assert index.size(f"../{outside.name}") is None  # only the dataset's own frames are opened
     with pytest.raises(InterchangeError, match="not a folder"):
         FrameIndex.from_root(tmp_path / "notes.txt")
 
