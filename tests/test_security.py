@@ -398,6 +398,14 @@ def test_streamlit_config_keeps_protections_on_and_matches_the_library():
     assert out.stdout.split() == ["True", "none", str(security.MAX_UPLOAD_MB), "none"]
 
 
+def test_no_pages_folder_lets_pages_bypass_the_gate():
+    """Streamlit serves every file of a ``pages/`` folder next to the main script at its own URL without
+    running the main script (the old multipage layout), which would skip ``require_access``."""
+    assert not (REPO / "app" / "pages").exists()
+    main = (REPO / "app" / "main.py").read_text()
+    assert main.index("require_access()") < main.index("st.navigation(")
+
+
 def test_procfile_serves_the_app_on_port_for_a_server():
     lines = [ln for ln in (REPO / "Procfile").read_text().splitlines() if ln.startswith("web:")]
     assert len(lines) == 1
@@ -649,6 +657,9 @@ def test_the_procfile_command_serves_only_the_password_form_to_a_browser(tmp_pat
                 executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"]
             )
             page = browser.new_page()
+            page.goto(f"{url}/annotate")  # a page's own URL runs the gate too
+            expect(page.get_by_label("Password", exact=True)).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Annotate")).to_have_count(0)
             page.goto(url)
             box = page.get_by_label("Password", exact=True)
             expect(box).to_be_visible(timeout=30_000)
