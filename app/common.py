@@ -143,7 +143,7 @@ def require_dataset() -> tuple[DatasetSpec, Any]:
 
 
 def data_page() -> str:
-    return "pages/data.py"
+    return "views/data.py"
 
 
 def label_store(ws: Workspace, dataset: Any) -> AnnotationStore:

@@ -2,7 +2,11 @@
 
 Label anchor keypoints, train, check that SSN's parts stay on their body parts, browse retrieval
 (paper: "SSN3D: Self-Separated Network to Align Parts for 3D Convolution in Video Person
-Re-Identification", AAAI 2021). One file per page in ``app/pages``; the work is done by ``ssn3d``.
+Re-Identification", AAAI 2021). One file per page in ``app/views``; the work is done by ``ssn3d``.
+
+The folder is not called ``pages/``: Streamlit treats a ``pages/`` folder next to the main script as
+the old multipage layout and then serves every file in it at its own URL *without running this
+script*, so the access gate below and ``st.navigation`` would be bypassed.
 """
 
 from __future__ import annotations
@@ -30,12 +34,12 @@ if demo_mode() and not st.session_state.get("ssn3d_demo_checked"):
     demo_with_progress_bar()
 
 pages = [
-    st.Page("pages/data.py", title="Data", icon=":material/folder_open:", default=True),
-    st.Page("pages/annotate.py", title="Annotate", icon=":material/ads_click:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/attention.py", title="Attention", icon=":material/grid_view:"),
-    st.Page("pages/retrieval.py", title="Retrieval", icon=":material/search:"),
-    st.Page("pages/studies.py", title="Studies", icon=":material/science:"),
+    st.Page("views/data.py", title="Data", icon=":material/folder_open:", default=True),
+    st.Page("views/annotate.py", title="Annotate", icon=":material/ads_click:"),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("views/attention.py", title="Attention", icon=":material/grid_view:"),
+    st.Page("views/retrieval.py", title="Retrieval", icon=":material/search:"),
+    st.Page("views/studies.py", title="Studies", icon=":material/science:"),
 ]
 page = st.navigation(pages)
 sidebar_dataset(current_spec())

@@ -108,6 +108,31 @@ def overlay_grid(frames: np.ndarray, maps: np.ndarray, opacity: float = 0.5, *, 
     return grid[: grid.shape[0] - gap, : grid.shape[1] - gap]
 
 
+def part_header(
+    num_parts: int,
+    tile_width: int,
+    *,
+    gap: int = 2,
+    height: int = 14,
+    colors: Sequence[tuple[int, int, int]] = PART_COLORS,
+) -> np.ndarray:
+    """A strip to put above ``overlay_grid``: each column's part colour and number (1-based, as the keys).
+
+    Returns:
+        (height + gap, N * (tile_width + gap) - gap, 3) uint8, white between columns and below.
+    """
+    width = num_parts * (tile_width + gap) - gap
+    strip = Image.new("RGB", (width, height + gap), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for j in range(num_parts):
+        color = tuple(colors[j % len(colors)])
+        x0 = j * (tile_width + gap)
+        draw.rectangle([x0, 0, x0 + tile_width - 1, height - 1], fill=color)
+        ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)  # readable on light and dark colours
+        draw.text((x0 + 2, max(0, (height - 11) // 2)), str(j + 1), fill=ink)
+    return np.asarray(strip)
+
+
 def argmax_parts(maps: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """For each pixel of a (W, H) frame, the part whose max-normalized map is highest: (..., H, W) int."""
     return upsample(normalize_maps(maps), size).argmax(axis=-3)

@@ -31,7 +31,7 @@ def _app() -> AppTest:
 
 
 def _page(at: AppTest, name: str) -> AppTest:
-    at.switch_page(f"pages/{name}.py").run()
+    at.switch_page(f"views/{name}.py").run()
     assert not at.exception, f"{name}: {at.exception}"
     return at
 
@@ -160,6 +160,21 @@ def test_pages_explain_a_dataset_that_disappeared(demo_home: Path):
         _page(at, name)
     _page(at, "annotate")
     assert "does not exist" in at.error[0].value
+
+
+def test_every_page_is_behind_the_password_when_one_is_set(demo_home: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SSN3D_PASSWORD", "correct horse battery")
+    at = _app()
+    for name in PAGES:
+        at.switch_page(f"views/{name}.py").run()
+        assert not at.exception
+        assert at.text_input(key="ssn3d_password") is not None
+        assert [b.label for b in at.button] == ["Enter"] and not at.title[1:] and not at.code  # the gate only
+    at.text_input(key="ssn3d_password").set_value("correct horse battery")
+    at.button[0].click().run()
+    at.switch_page("views/data.py").run()
+    assert not at.exception
+    assert "Use the demo dataset" in [b.label for b in at.button]  # in: the pages work
 
 
 # ----------------------------------------------------------------------------- annotate
@@ -375,3 +390,78 @@ def test_studies_page_shows_loss_curves_and_figures(demo_home: Path):
     assert len(at.get("plotly_chart")) == 1
     assert len(at.image) == 1
     assert any("broken.json is not valid JSON" in w.value for w in at.warning)
+
+
+# ----------------------------------------------------------------------------- attention and retrieval
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_walkers: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder with real checkpoints: the tiny config trained by the engine for two steps."""
+    from ssn3d.config import load_config
+    from ssn3d.engine.train import main
+
+    out = tmp_path_factory.mktemp("tiny-run")
+    cfg = load_config(
+        Path(MAIN).parents[1] / "configs" / "walkers-tiny.yaml",
+        [
+            f"data.root={tiny_walkers}",
+            "train.max_steps=2",
+            "train.epochs=1",
+            "train.device=cpu",
+            "model.strategy=unsupervised",
+            f"data.annotations={out / 'none.json'}",
+        ],
+    )
+    assert main(cfg, out / "tiny") == "done"
+    return out / "tiny"
+
+
+@pytest.fixture
+def trained_home(demo_home: Path, tiny_run: Path) -> Path:
+    shutil.copytree(tiny_run, demo_home / "runs" / "tiny")
+    return demo_home
+
+
+def test_attention_page_shows_the_grid_argmax_tracks_and_scores(trained_home: Path):
+    at = _page(_app(), "attention")
+    assert at.selectbox(key="att_ckpt").value == "tiny (best)"
+    at.slider(key="att_frames").set_value(4).run()
+    assert not at.exception and len(at.image) == 1  # the T x N grid
+    rows = at.dataframe[0].value
+    assert list(rows["part"])[:2] == ["head", "body"] and len(rows) == 9
+    assert ((rows["stability"] > 0) & (rows["stability"] <= 1)).all()
+    # the demo has ground-truth keypoints: every part has a peak-to-keypoint distance
+    assert "peak to keypoint (px)" in rows.columns and rows["frames with keypoint"].max() > 0
+    at.segmented_control(key="att_view").set_value("all parts").run()
+    assert not at.exception and len(at.image) == 1 and len(at.image[0].value) == 4  # one picture per frame
+    at.segmented_control(key="att_view").set_value("tracks").run()
+    assert not at.exception and len(at.image) == 1
+    at.slider(key="att_opacity").set_value(0.9).run()
+    assert not at.exception
+
+
+def test_retrieval_page_evaluates_then_browses_queries(trained_home: Path):
+    at = _page(_app(), "retrieval")
+    assert "no evaluation on this dataset yet" in _texts(at)
+    at.button(key="ret_eval").click().run()
+    assert not at.exception, at.exception
+    saved = trained_home / "runs" / "tiny" / "eval-best-folder-demo-walkers.json"
+    assert saved.is_file()
+    report = json.loads(saved.read_text())
+    assert [m.label for m in at.metric] == ["mAP", "Rank-1", "Rank-5", "Rank-10", "mINP"]
+    assert at.metric[0].value == f"{100 * report['metrics']['mAP']:.1f}%"
+    assert len(at.get("plotly_chart")) == 1
+    at.slider(key="ret_k").set_value(3).run()
+    assert len(at.image) == 1 + 3  # the query strip, then the top 3 with their borders
+    assert len(at.image[0].value) == len(report["query"][at.session_state["ret_query"]]["frames"])
+    failing = [q["index"] for q in report["queries"] if q["ap"] is not None and q["first_hit"] != 1]
+    at.toggle(key="ret_fail").set_value(True).run()
+    assert not at.exception
+    if failing:
+        assert len(at.selectbox(key="ret_query").options) == len(failing)
+    else:
+        assert "No query to show" in _texts(at)
+    # a reload reads the saved evaluation without evaluating again
+    at2 = _page(_app(), "retrieval")
+    assert at2.button(key="ret_eval").label == "Evaluate again" and len(at2.metric) == 5

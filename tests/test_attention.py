@@ -118,3 +118,14 @@ def test_frames_to_array_resizes_to_one_size():
         at.frames_to_array([])
     with pytest.raises(ValueError, match="RGB"):
         at.argmax_view(np.zeros((2, 4, 4)), np.zeros((2, 2, 2, 2)))
+
+
+def test_part_header_matches_the_grid_columns_and_colours():
+    head = at.part_header(3, 16, gap=2, height=10)
+    assert head.shape == (12, 3 * 18 - 2, 3)
+    grid = at.overlay_grid(np.zeros((2, 32, 16, 3), np.uint8), np.ones((2, 3, 4, 2)), gap=2)
+    assert head.shape[1] == grid.shape[1]
+    # each column is filled with its part's colour away from the number, white in the gaps and below
+    assert tuple(head[5, 18 + 14]) == PART_COLORS[1] and tuple(head[5, 36 + 14]) == PART_COLORS[2]
+    assert (head[:, 16:18] == 255).all() and (head[10:] == 255).all()
+    assert (head[:10, 2:9] != np.array(PART_COLORS[0])).any(axis=-1).any()  # the number is drawn

@@ -80,15 +80,20 @@ n = maps.shape[1]
 names = list(PARTS) if n == len(PARTS) else [f"part {i}" for i in range(n)]
 h, w = frames.shape[1:3]
 
+ROW_PX = 128  # shown height of one frame row: small crops are enlarged, large ones fit the page
 if view == "grid":
-    st.caption(f"Rows: {len(picks)} frames; columns: {', '.join(names)}.")
-    st.image(at.overlay_grid(frames, maps, opacity), width="stretch")
+    legend = ", ".join(f"{i + 1} {name}" for i, name in enumerate(names))
+    st.caption(
+        f"Rows: {len(picks)} frames; columns: {legend}. Jet colours: blue low, red at each map's peak."
+    )
+    grid = np.concatenate([at.part_header(n, w), at.overlay_grid(frames, maps, opacity)], axis=0)
+    st.image(grid, width=round(grid.shape[1] * ROW_PX / h))
 elif view == "all parts":
     st.caption("Each pixel in the colour of the part that claims it most (maps scaled to their own peak).")
-    st.image(list(at.argmax_view(frames, maps, opacity)), width=min(200, 2 * w))
+    st.image(list(at.argmax_view(frames, maps, opacity)), width=round(w * 2 * ROW_PX / h))
 else:
     st.caption("Each part's peak, frame by frame: a part that stays on its body part draws a flat line.")
-    st.image(at.draw_tracks(frames, maps, scale=max(1.0, 256 / h)), width="stretch")
+    st.image(at.draw_tracks(frames, maps, scale=max(1.0, 2 * ROW_PX / h)))
 
 # numbers: stability, and the peak-keypoint distance where keypoints exist (labels, else ground truth)
 keys = [frame_keys(spec)[split][idx][i] for i in picks]

@@ -92,7 +92,8 @@ def apply_base() -> None:
     S["tr_lambda"] = float(S["tr_lambda"])
 
 
-with st.expander("New run", expanded=not (ws.runs.is_dir() and any(ws.runs.iterdir()))):
+notice = st.container()  # launch outcomes show here, above the form, whether it is open or not
+with st.expander("New run", expanded=True):
     spec = current_spec()
     configs = _base_configs()
     if spec is None:
@@ -135,7 +136,7 @@ with st.expander("New run", expanded=not (ws.runs.is_dir() and any(ws.runs.iterd
         if launch:
             from ssn3d.engine.runs import RunBusyError, RunError, launch_run
 
-            with shown_errors():
+            with notice, shown_errors():
                 dataset = load_dataset(spec)
                 base = load_config(configs[S["tr_base"]]) if S["tr_base"] in configs else Config()
                 form = {key: S[key] for key in FORM_FIELDS}
@@ -144,7 +145,7 @@ with st.expander("New run", expanded=not (ws.runs.is_dir() and any(ws.runs.iterd
                 run_dir = ws.runs / f"{safe}-{S['train_token']}"
                 try:
                     launch_run(run_dir, config=cfg, workspace=ws)
-                    S["train_run"] = run_dir.name
+                    S["train_run"] = S["train_pick"] = run_dir.name  # show the new run at once
                     st.success(f"Launched {run_dir.name}.")
                 except RunBusyError:
                     st.info(f"{run_dir.name} is already running (launched by an earlier click).")
@@ -193,9 +194,9 @@ def live_runs() -> None:
         column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1)},
     )
     names = [r.name for r in runs]
-    chosen = S.get("train_run") if S.get("train_run") in names else names[0]
-    name = st.selectbox("Run", names, index=names.index(chosen), key="train_pick")
-    S["train_run"] = name
+    if S.get("train_pick") not in names:
+        S["train_pick"] = names[0]  # the newest run
+    name = st.selectbox("Run", names, key="train_pick")
     run = next(r for r in runs if r.name == name)
     show_run(run, RunPaths(run.path))
 

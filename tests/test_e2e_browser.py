@@ -1,0 +1,301 @@
+"""End to end in a real browser: Playwright drives Debian's headless Chromium against `streamlit run`.
+
+* Annotate: a click on the frame draws the point and saves it in ``annotations/`` at once.
+* Attention: the T x N grid appears for a trained checkpoint.
+* Train: a tiny run launched from the form runs as its own process, and its loss curve appears.
+* Screenshots of every page; into docs/screenshots/ with ``SSN3D_UPDATE_SCREENSHOTS=1``.
+
+Browsers are never downloaded: the tests use /usr/bin/chromium (``scripts/test.sh`` and CI install it).
+Without it they fail in CI (env ``CI`` set) and skip elsewhere, saying why.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[1]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = REPO / "docs" / "screenshots"
+
+pytestmark = pytest.mark.slow
+
+if not CHROMIUM.exists():
+    if os.environ.get("CI"):
+        raise RuntimeError(
+            f"{CHROMIUM} is missing: CI must install Debian's chromium package for the browser tests."
+        )
+    pytest.skip(
+        f"{CHROMIUM} is missing (install Debian's chromium package); browser tests skipped.",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer on {url} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with demo walkers and a run whose checkpoints the engine trained for two steps."""
+    from ssn3d.config import load_config
+    from ssn3d.data.synth.walkers import generate_walkers
+    from ssn3d.engine.train import main
+
+    home = tmp_path_factory.mktemp("e2e-home")
+    demo = generate_walkers(
+        home / "data" / "demo-walkers",
+        ids=8,
+        cameras=2,
+        tracklets_per_camera=1,
+        frames=8,
+        size=(128, 64),
+        seed=1,
+    )
+    cfg = load_config(
+        REPO / "configs" / "walkers-tiny.yaml",
+        [
+            f"data.root={demo}",
+            "train.max_steps=2",
+            "train.epochs=1",
+            "train.device=cpu",
+            "model.strategy=unsupervised",
+            f"data.annotations={home / 'none.json'}",
+        ],
+    )
+    assert main(cfg, home / "runs" / "aa-trained") == "done"
+    return home
+
+
+@pytest.fixture(scope="module")
+def server(home: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "SSN3D_HOME": str(home), "SSN3D_DEMO": "1", "SSN3D_MAX_RUNS": "2"}
+    env.pop("SSN3D_PASSWORD", None)
+    log = open(home / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(REPO / "app" / "main.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        _stop_runs(home)
+
+
+def _stop_runs(home: Path) -> None:
+    """Cancel the runs these tests launched that are still going (their own process groups only)."""
+    from ssn3d.engine.runs import active_runs, cancel_run
+
+    for run in active_runs(home / "runs"):
+        cancel_run(run.path, grace_s=5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        # launch() gives every browser a fresh temporary user-data-dir
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    yield pg
+    context.close()
+
+
+def _open(page: Page, server: str, path: str = "") -> None:
+    page.goto(f"{server}/{path}")
+    page.wait_for_selector('[data-testid="stApp"]')
+    expect(page.get_by_text("SSN3D Studio").or_(page.locator("h1")).first).to_be_visible()
+    _settled(page)
+
+
+def _settled(page: Page, timeout: float = 30.0) -> None:
+    """Wait until the script run finished (Streamlit's running indicator is gone)."""
+    page.wait_for_timeout(300)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+            return
+        page.wait_for_timeout(200)
+
+
+def _shot(page: Page, name: str, tmp_path: Path) -> None:
+    folder = SHOTS if os.environ.get("SSN3D_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+    assert (folder / f"{name}.png").stat().st_size > 10_000
+
+
+def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str, home: Path, tmp_path: Path):
+    from PIL import Image
+
+    from ssn3d.keypoints import PART_COLORS
+
+    _open(page, server, "annotate")
+    img = page.frame_locator('iframe[title*="streamlit_image_coordinates"]').locator("#image")
+    expect(img).to_be_visible()
+    box = img.bounding_box()
+    assert box is not None and box["height"] >= 256  # 128-pixel frames are shown large enough to click
+    store = home / "annotations" / "folder-demo-walkers.json"
+    frame = "train/0001/c1_t00/000000.jpg"
+    scale = box["width"] / 64
+    x, y = 30, 40  # display pixels
+    img.click(position={"x": x, "y": y})
+    deadline = time.monotonic() + 20
+    entry = None
+    while time.monotonic() < deadline:
+        doc = json.loads(store.read_text()) if store.exists() else {"frames": {}}
+        entry = doc["frames"].get(frame)
+        if entry and entry["source"] == "manual":
+            break
+        time.sleep(0.2)
+    assert entry and entry["source"] == "manual", "the click was not saved"
+    hx, hy, hv = entry["keypoints"][0]
+    assert hv == 2
+    assert abs(hx - (x + 0.5) / scale) <= 1.0 and abs(hy - (y + 0.5) / scale) <= 1.0
+    # the point is drawn in the head's colour where the user clicked
+    deadline = time.monotonic() + 20
+    color = None
+    while time.monotonic() < deadline:
+        shot = Image.open(io.BytesIO(img.screenshot())).convert("RGB")
+        color = shot.getpixel((x, y))
+        if all(abs(a - b) <= 40 for a, b in zip(color, PART_COLORS[0])):
+            break
+        time.sleep(0.3)
+    assert all(abs(a - b) <= 40 for a, b in zip(color, PART_COLORS[0])), (
+        f"pixel {color} is not the head colour"
+    )
+    _shot(page, "annotate", tmp_path)
+
+
+def test_attention_page_shows_the_grid(page: Page, server: str, tmp_path: Path):
+    _open(page, server, "attention")
+    expect(page.get_by_text("Rows:")).to_be_visible(timeout=60_000)
+    grid = page.locator('[data-testid="stImage"] img').first
+    expect(grid).to_be_visible()
+    box = grid.bounding_box()
+    # a 16-pixel part header over 8 frame rows x 9 part columns of 32 x 64 tiles (the model's input) with
+    # 2-pixel gaps, shown with 128-pixel rows
+    assert box is not None and box["width"] / box["height"] == pytest.approx(
+        (9 * 34 - 2) / (16 + 8 * 66 - 2), rel=0.02
+    )
+    assert box["width"] == pytest.approx((9 * 34 - 2) * 2, abs=2)
+    expect(page.get_by_text("head")).not_to_have_count(0)
+    _shot(page, "attention", tmp_path)
+
+
+def test_training_launched_from_the_form_shows_its_curve(page: Page, server: str, home: Path, tmp_path: Path):
+    _open(page, server, "train")
+    page.get_by_label("Run name").fill("browser")
+    page.get_by_label("Max steps (0 = no cap)").fill("5")  # the tiny config logs every 5 steps
+    page.get_by_label("P identities per batch").fill("2")
+    page.get_by_label("K clips per identity").fill("2")
+    page.get_by_label("T frames per clip").fill("2")
+    page.get_by_label("Device").click()
+    page.get_by_role("option", name="cpu").click()
+    page.get_by_role("button", name="Launch").click()
+    expect(page.get_by_text("Launched browser-")).to_be_visible(timeout=30_000)
+    runs = [d for d in (home / "runs").iterdir() if d.name.startswith("browser-")]
+    assert len(runs) == 1
+    # a second click on the same form does not start a second run
+    page.get_by_role("button", name="Launch").click()
+    _settled(page)
+    assert len([d for d in (home / "runs").iterdir() if d.name.startswith("browser-")]) == 1
+    # the live curve (a fragment refreshing every 2 s) shows the run's first logged steps
+    curve = page.locator(f".st-key-train_curve_{runs[0].name} .js-plotly-plot .scatterlayer .trace")
+    expect(curve.first).to_be_attached(timeout=120_000)
+    status = json.loads((runs[0] / "status.json").read_text())
+    assert status["state"] in ("running", "done")
+    _shot(page, "train", tmp_path)
+
+
+def test_screenshots_of_the_other_pages(page: Page, server: str, tmp_path: Path):
+    _open(page, server, "")
+    expect(page.get_by_text("Current dataset")).to_be_visible()
+    _shot(page, "data", tmp_path)
+    _open(page, server, "retrieval")
+    page.get_by_role("button", name="Evaluate now").click()
+    expect(page.get_by_text("Rank-1", exact=True)).to_be_visible(timeout=60_000)
+    _settled(page)
+    _shot(page, "retrieval", tmp_path)
+    _open(page, server, "studies")
+    _shot(page, "studies", tmp_path)
+
+
+def test_runs_left_over_are_stopped(home: Path):
+    shutil.rmtree(home / "outputs", ignore_errors=True)
+    _stop_runs(home)
+    from ssn3d.engine.runs import active_runs
+
+    assert not active_runs(home / "runs")
