@@ -121,14 +121,24 @@ def resolve_inside(
         )
     if not text.strip() or "\x00" in text:
         raise UnsafePathError(f"{what} {text!r} is not a usable path; type a path inside {where}.")
-    candidate = Path(text).expanduser()
+    try:
+        candidate = Path(text).expanduser()
+    except RuntimeError:  # "~someone" with no such user
+        raise UnsafePathError(
+            f"{what} {text!r} names an unknown home folder; type a path inside {where}."
+        ) from None
     if ".." in candidate.parts:
         raise UnsafePathError(
             f"{what} {text!r} contains '..'; type the path inside {where} without going up."
         )
     if not candidate.is_absolute():
         candidate = allowed[0] / candidate
-    resolved = candidate.resolve()
+    try:
+        resolved = candidate.resolve()
+    except (RuntimeError, OSError) as e:  # a symbolic link loop, a name too long for the system
+        raise UnsafePathError(
+            f"{what} {text!r} cannot be resolved ({type(e).__name__}); type another path."
+        ) from None
     if not _inside(resolved, allowed):
         if _inside(Path(os.path.normpath(candidate)), allowed):
             raise UnsafePathError(

@@ -63,6 +63,8 @@ def tree(tmp_path: Path) -> dict[str, Path]:
     (data / "escape").symlink_to(secret)
     (data / "alias").symlink_to(data / "walkers")
     (tmp_path / "data2").mkdir()  # shares a prefix with data/
+    (data / "loop_a").symlink_to(data / "loop_b")
+    (data / "loop_b").symlink_to(data / "loop_a")
     return {"root": tmp_path, "data": data, "secret": secret}
 
 
@@ -83,6 +85,8 @@ def test_relative_and_absolute_paths_inside_a_root_are_resolved(tree):
         ("escape/key.txt", "symbolic link"),
         ("", "not a usable path"),
         ("walkers/\x00", "not a usable path"),
+        ("loop_a/x", "cannot be resolved"),
+        ("~no-such-user-here/x", "unknown home folder"),
     ],
 )
 def test_paths_that_leave_the_roots_are_refused_with_one_sentence(tree, typed, words):
@@ -120,7 +124,21 @@ def test_workspace_roots_confine_datasets(tree, monkeypatch):
 
 
 _PARTS = st.sampled_from(
-    ["walkers", "0001", "f.jpg", "..", ".", "escape", "alias", "data", "secret", "~", "x y"]
+    [
+        "walkers",
+        "0001",
+        "f.jpg",
+        "..",
+        ".",
+        "escape",
+        "alias",
+        "data",
+        "secret",
+        "~",
+        "~nobody-here",
+        "loop_a",
+        "x y",
+    ]
 )
 
 
