@@ -31,6 +31,7 @@ from ssn3d.engine.runs import (
     launch_run,
     list_runs,
     pid_alive,
+    process_start,
     refresh_status,
     resume_run,
 )
@@ -195,6 +196,10 @@ def test_dead_or_silent_processes_are_marked_failed(tmp_path: Path) -> None:
         assert read_status(dead)["state"] == read_status(silent)["state"] == "failed"  # written back
         assert read_status(fresh)["state"] == "running" and read_status(done)["state"] == "done"
         assert [r.name for r in list_runs(tmp_path)][0] == "done"  # newest first
+        with pytest.raises(RunBusyError, match="still alive"):  # a hung process keeps its run
+            resume_run(silent, workspace=Workspace(home=tmp_path, max_runs=4))
+        assert cancel_run(silent, grace_s=10)["state"] == "cancelled"
+        assert not pid_alive(alive.pid)
     finally:
         alive.kill()
         alive.wait()
@@ -210,6 +215,12 @@ def _stubborn(tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
     )
     assert proc.stdout.readline().strip() == "ready"
     return proc, _fake_run(tmp_path, name, pid=proc.pid, pgid=proc.pid)
+
+
+def test_a_reused_pid_is_not_the_run_s_process() -> None:
+    me, start = os.getpid(), process_start(os.getpid())
+    assert start is not None and pid_alive(me, start)
+    assert not pid_alive(me, start + 1)  # same pid, another start time: the run's process is gone
 
 
 def test_a_run_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path, caplog) -> None:

@@ -72,8 +72,22 @@ def _reap(pid: int) -> bool:
     return done == pid
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state first), None where unreadable (not Linux)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot: with the pid, it names one process (pids are reused)."""
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def pid_alive(pid: int | None, start: int | None = None) -> bool:
+    """Whether process ``pid`` exists, is not a zombie, and (given ``start``) is the process that started then."""
     if not pid or pid <= 0:
         return False
     if _reap(pid):
@@ -83,12 +97,13 @@ def pid_alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:
         return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
+    if start is not None and len(fields) > 19 and int(fields[19]) != int(start):
+        return False  # the pid now belongs to another process
+    return fields[0] not in ("Z", "X")
 
 
 def _signal_run(status: dict[str, Any], sig: signal.Signals) -> None:
@@ -104,7 +119,7 @@ def _signal_run(status: dict[str, Any], sig: signal.Signals) -> None:
 def _run_alive(status: dict[str, Any]) -> bool:
     if status.get("pgid"):
         _reap(int(status["pgid"]))  # the launcher's direct child, if this process launched it
-    return pid_alive(status.get("pid"))
+    return pid_alive(status.get("pid"), status.get("proc_start"))
 
 
 # --------------------------------------------------------------------------- status
@@ -252,6 +267,11 @@ def launch_run(
     root.mkdir(parents=True, exist_ok=True)
     with file_lock(root / ".launch"):
         status = refresh_status(run_dir)
+        if status.get("state") == "failed" and _run_alive(status):
+            raise RunBusyError(
+                f"run {run_dir.name} was marked failed but its process (pid {status.get('pid')}) is still alive; "
+                "cancel it first."
+            )
         if status.get("state") in ACTIVE_STATES:
             raise RunBusyError(
                 f"run {run_dir.name} is already running (pid {status.get('pid')}); wait for it or cancel it."
@@ -308,6 +328,7 @@ def launch_run(
             "state": "starting",
             "pid": proc.pid,
             "pgid": proc.pid,
+            "proc_start": process_start(proc.pid),
             "started": now,
             "heartbeat": now,
             "progress": 0.0,
@@ -347,7 +368,8 @@ def cancel_run(run_dir: str | os.PathLike, *, grace_s: float = GRACE_S, wait: bo
     """
     run_dir = Path(run_dir)
     status = refresh_status(run_dir)
-    if status.get("state") not in ACTIVE_STATES:
+    hung = status.get("state") == "failed" and _run_alive(status)  # marked stale, process still there
+    if status.get("state") not in ACTIVE_STATES and not hung:
         return status
     _signal_run(status, signal.SIGTERM)
     if not wait:
@@ -381,7 +403,7 @@ def cancel_run(run_dir: str | os.PathLike, *, grace_s: float = GRACE_S, wait: bo
         while _run_alive(status) and time.monotonic() < end:
             time.sleep(0.1)
     final = read_status(run_dir)
-    if final.get("state") in ACTIVE_STATES:
+    if final.get("state") in ACTIVE_STATES or (hung and final.get("state") == "failed"):
         how = f"killed after {grace_s:.0f} s without stopping" if killed else "stopped before it could save"
         final = {
             **final,

@@ -44,7 +44,7 @@ from ssn3d.engine.distributed import (
 )
 from ssn3d.engine.evaluate import evaluate
 from ssn3d.engine.rundir import RunPaths, StatusWriter, append_metrics, read_status, truncate_metrics
-from ssn3d.engine.runs import LAUNCHED_ENV
+from ssn3d.engine.runs import LAUNCHED_ENV, process_start
 from ssn3d.engine.state import StopRequest, TrainState, capture_train_state, restore_train_state
 from ssn3d.losses import BatchHardTriplet, total_loss
 from ssn3d.models import build_model
@@ -140,7 +140,7 @@ def _status_identity(info: DistInfo) -> dict[str, Any]:
     pgid = None
     if os.environ.get(LAUNCHED_ENV) == "1":
         pgid = os.getpgid(os.getppid()) if info.enabled else os.getpgid(0)  # torchrun's group, or our own
-    return {"pid": os.getpid(), "pgid": pgid}
+    return {"pid": os.getpid(), "pgid": pgid, "proc_start": process_start(os.getpid())}
 
 
 def main(
