@@ -148,6 +148,28 @@ def test_a_bad_dataset_path_shows_the_loaders_message_and_the_app_keeps_working(
     assert not at.error
 
 
+def test_generate_synthetic_sets_from_the_data_page(home: Path):
+    at = _app()
+
+    def generate(kind: str, name: str, count: int) -> None:
+        at.selectbox(key="syn_kind").set_value(kind)
+        at.text_input(key="syn_name").set_value(name)
+        at.number_input(key="syn_count").set_value(count)
+        at.number_input(key="syn_frames").set_value(2)
+        [b for b in at.button if b.label == "Generate"][0].click().run()
+        assert not at.exception
+
+    generate("walkers", "w2", 2)
+    assert (home / "data" / "w2" / "train").is_dir() and not at.error
+    assert "folder-w2" in at.code[0].value  # generated walkers are opened at once
+    generate("pedestrians", "p3", 3)
+    assert len(list((home / "data" / "p3" / "images").iterdir())) == 3
+    generate("amber", "a2", 2)
+    assert (home / "data" / "a2" / "motifs.json").is_file()
+    generate("walkers", "../escape", 2)
+    assert "contains '..'" in at.error[0].value and not (home / "escape").exists()
+
+
 def test_pages_explain_a_dataset_that_disappeared(demo_home: Path):
     at = _app()
     at.session_state["ssn3d_dataset"] = {
@@ -377,19 +399,42 @@ def test_train_page_shows_runs_curves_log_and_errors_in_plain_words(demo_home: P
 # ----------------------------------------------------------------------------- studies
 
 
-def test_studies_page_shows_loss_curves_and_figures(demo_home: Path):
-    out = demo_home / "outputs" / "random"
+def test_studies_page_shows_loss_curves_pck_and_figures(demo_home: Path):
+    out = demo_home / "studies" / "random"
     out.mkdir(parents=True)
     runs = [{"dist": d, "parts": 9, "loss": [2.2, 1.0, 0.5], "final_loss": 0.5} for d in ("gaussian", "ones")]
     (out / "random.json").write_text(json.dumps({"runs": runs}))
     from PIL import Image
 
     Image.new("RGB", (20, 10), (255, 0, 0)).save(out / "random.png")
-    (out / "broken.json").write_text("{")
+    (out / "random-broken.json").write_text("{")
+    ped = demo_home / "outputs" / "ped"
+    ped.mkdir(parents=True)
+    per = {"head": 0.9, "body": 0.8}
+    (ped / "pedestrians.json").write_text(
+        json.dumps(
+            {
+                "results": {
+                    "semi": {"overall": 0.85, "per_part": per},
+                    "unsupervised": {"overall": 0.4, "per_part": per},
+                },
+                "baselines": {"chance": 0.05, "mean_position": {"overall": 0.3, "per_part": per}},
+                "loss": [2.0, 1.0],
+            }
+        )
+    )
+    (demo_home / "studies" / "random" / "paintings").mkdir()
+    (demo_home / "studies" / "random" / "paintings" / "motifs.json").write_text("{}")  # not a study record
     at = _page(_app(), "studies")
+    assert [str(o) for o in at.selectbox(key="study_folder").options] == ["outputs/ped", "studies/random"]
+    at.selectbox(key="study_folder").set_value(demo_home / "studies" / "random").run()
     assert len(at.get("plotly_chart")) == 1
     assert len(at.image) == 1
-    assert any("broken.json is not valid JSON" in w.value for w in at.warning)
+    assert any("random-broken.json is not valid JSON" in w.value for w in at.warning)
+    at.selectbox(key="study_folder").set_value(demo_home / "outputs" / "ped").run()
+    table = at.dataframe[0].value
+    assert list(table["strategy"]) == ["semi", "unsupervised", "mean position"]
+    assert list(table["overall"]) == [0.85, 0.4, 0.3]
 
 
 # ----------------------------------------------------------------------------- attention and retrieval

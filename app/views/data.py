@@ -75,6 +75,50 @@ with right:
             choose_dataset(spec)
             st.success(f"Opened {spec.label} ({name}).")
 
+KINDS = {
+    "walkers": "Walkers: a video re-id dataset (folder layout) with true keypoints",
+    "pedestrians": "Pedestrian-128 style: single crops, a few labeled (for the Pedestrian 128 study)",
+    "amber": "Amber-Abstract style: paintings with planted motifs (for the Amber study)",
+}
+
+with st.expander("Generate a synthetic set (walkers, Pedestrian-128 style, Amber-Abstract style)"):
+    with st.form("synth_form"):
+        c = st.columns([2, 2, 1, 1, 1])
+        kind = c[0].selectbox("Kind", list(KINDS), format_func=KINDS.get, key="syn_kind")
+        folder = c[1].text_input("Folder name under data/", "walkers-small", key="syn_name")
+        count = c[2].number_input("Identities / crops / paintings", 2, 2000, 16, key="syn_count")
+        frames = c[3].number_input("Frames per tracklet", 1, 200, 16, key="syn_frames")
+        seed = c[4].number_input("Seed", 0, 10**6, 0, key="syn_seed")
+        make = st.form_submit_button("Generate", icon=":material/auto_awesome:")
+    if make:
+        from ssn3d.data.synth.amber import generate_amber
+        from ssn3d.data.synth.walkers import generate_pedestrian128, generate_walkers
+        from ssn3d.security import resolve_inside
+
+        bar = st.progress(0.0, text="Generating...")
+
+        def step(done: int, total: int) -> None:
+            bar.progress(min(1.0, done / max(1, total)), text=f"Generating: {done}/{total}")
+
+        with shown_errors():
+            out = resolve_inside(folder.strip(), (ws.data,), what="output folder")
+            n, s = int(count), int(seed)
+            if kind == "walkers":
+                generate_walkers(
+                    out, ids=n, frames=int(frames), tracklets_per_camera=2, seed=s, callback=step
+                )
+                choose_dataset(DatasetSpec("folder", str(out), {}, out.name))
+                st.success(f"Generated {out.name} and opened it.")
+            elif kind == "pedestrians":
+                generate_pedestrian128(out, count=n, labeled=max(1, min(16, n - 1)), seed=s, callback=step)
+                st.success(
+                    f"Generated {out.name}: `python -m ssn3d study pedestrians --data data/{out.name}`."
+                )
+            else:
+                generate_amber(out, count=n, seed=s, callback=step)
+                st.success(f"Generated {out.name}: `python -m ssn3d study amber --data data/{out.name}`.")
+        bar.empty()
+
 st.divider()
 spec = current_spec()
 if spec is None:

@@ -18,12 +18,14 @@ import streamlit as st
 from app.common import shown_errors, workspace
 
 ws = workspace()
-OUT = ws.home / "outputs"
+ROOTS = (ws.home / "studies", ws.home / "outputs")  # the study CLI's default, and any other output folder
+STUDY_FILES = ("amber", "pedestrians", "random")  # JSON stems the studies write (random: any random*.json)
 st.title("SSN studies")
 st.caption(
-    "Produce the outputs on the command line, e.g. `python -m ssn3d study random --grid --json "
-    "outputs/random/random.json --plot outputs/random/random.png`; every folder under `outputs/` that holds "
-    "a study's JSON shows here."
+    "Produce the outputs on the command line: `python -m ssn3d study amber --quick`, "
+    "`python -m ssn3d study pedestrians --quick`, `python -m ssn3d study random --grid --json "
+    "studies/random/random.json --plot studies/random/random.png` (drop `--quick` for the paper's settings). "
+    "Every folder under `studies/` or `outputs/` of the workspace that holds a study's JSON shows here."
 )
 
 
@@ -32,10 +34,14 @@ def read_json(path: str, stamp: float) -> object:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def study_folders(root: Path, depth: int = 3) -> list[Path]:
-    if not root.is_dir():
-        return []
-    found = {p.parent for p in root.rglob("*.json") if len(p.relative_to(root).parts) <= depth}
+def study_folders(roots: tuple[Path, ...], depth: int = 3) -> list[Path]:
+    """Folders holding a study record (amber.json, pedestrians.json, random*.json), at most ``depth`` deep."""
+    found = set()
+    for root in roots:
+        if root.is_dir():
+            for p in root.rglob("*.json"):
+                if len(p.relative_to(root).parts) <= depth and p.stem.startswith(STUDY_FILES):
+                    found.add(p.parent)
     return sorted(found)
 
 
@@ -54,14 +60,14 @@ def scalars(doc: object) -> dict:
     return {k: v for k, v in doc.items() if isinstance(v, int | float | str) and not isinstance(v, bool)}
 
 
-folders = study_folders(OUT)
+folders = study_folders(ROOTS)
 if not folders:
-    st.info(f"No study outputs yet under `{OUT.name}/` of the workspace.")
+    st.info("No study outputs yet under `studies/` or `outputs/` of the workspace.")
     st.stop()
 folder = st.selectbox(
-    "Study output", folders, key="study_folder", format_func=lambda p: str(p.relative_to(OUT))
+    "Study output", folders, key="study_folder", format_func=lambda p: str(p.relative_to(ws.home))
 )
-for path in sorted(folder.glob("*.json")):
+for path in sorted(p for p in folder.glob("*.json") if p.stem.startswith(STUDY_FILES)):
     with shown_errors():
         try:
             doc = read_json(str(path), path.stat().st_mtime)
@@ -97,6 +103,25 @@ for path in sorted(folder.glob("*.json")):
                 st.dataframe(
                     [{"motif": k, **v} for k, v in best.items() if isinstance(v, dict)], hide_index=True
                 )
+        results = doc.get("results") if isinstance(doc, dict) else None
+        if isinstance(results, dict):  # Pedestrian-128: PCK per part for each strategy, and the baselines
+            rows = [
+                {"strategy": k, "overall": r.get("overall"), **r.get("per_part", {})}
+                for k, r in results.items()
+                if isinstance(r, dict)
+            ]
+            base = doc.get("baselines", {})
+            mean_pos = base.get("mean_position") if isinstance(base, dict) else None
+            if isinstance(mean_pos, dict):
+                rows.append(
+                    {
+                        "strategy": "mean position",
+                        "overall": mean_pos.get("overall"),
+                        **mean_pos.get("per_part", {}),
+                    }
+                )
+            st.caption("PCK on the unlabeled crops (peak within 0.1 x crop height of the keypoint)")
+            st.dataframe(rows, hide_index=True)
         table = {k: v for k, v in scalars(doc).items() if k not in ("data", "folder", "device")}
         if table:
             st.dataframe([table], hide_index=True)
