@@ -108,6 +108,13 @@ def export_onnx(
     Raises:
         ExportError: the model cannot be exported, or onnxruntime disagrees with torch beyond ``atol``.
     """
+    try:
+        import onnx  # noqa: F401 - torch's dynamo exporter needs both
+        import onnxscript  # noqa: F401
+    except ImportError as e:
+        raise ExportError(
+            f"ONNX export needs the onnx and onnxscript packages ({e.name} is missing); pip install -r requirements-dev.txt."
+        ) from None
     model, cfg, _ = load_checkpoint(checkpoint, device="cpu")
     graph, dynamic = export_graph(model, cfg)
     graph.eval()

@@ -265,6 +265,7 @@ def launch_run(
     paths = RunPaths(run_dir)
     root = run_dir.parent
     root.mkdir(parents=True, exist_ok=True)
+    workspace.home.mkdir(parents=True, exist_ok=True)  # the run's working directory
     with file_lock(root / ".launch"):
         status = refresh_status(run_dir)
         if status.get("state") == "failed" and _run_alive(status):
