@@ -15,7 +15,7 @@ from ssn3d.annotations import AnnotationStore
 from ssn3d.cli.train import split_args
 from ssn3d.config import ConfigError, load_config
 from ssn3d.data.datasets import build_dataset
-from ssn3d.data.synth.labels import pick_labeled_frames
+from ssn3d.data.synth.labels import noisy_keypoints, pick_labeled_frames
 from ssn3d.engine.checkpoint import CheckpointError, load_checkpoint
 from ssn3d.engine.rundir import RunPaths, read_metrics, read_status
 from ssn3d.engine.train import channels_last_2d, main
@@ -118,6 +118,32 @@ def test_supervised_without_labels_fails_with_the_reason_in_the_status(
     status = read_status(tmp_path / "run")
     assert status["state"] == "failed" and "supervised" in status["error"]
     assert "ConfigError" in (tmp_path / "run" / status["traceback"]).read_text()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("model.strategy=supervised",),
+        ("model.arch=temporal_pooling",),
+        ("model.arch=conv3d",),
+        ("model.shared_classifier=false",),
+    ],
+    ids=["supervised-noisy-labels", "temporal-pooling", "conv3d", "non-shared"],
+)
+def test_strategies_and_baselines_are_config_choices(
+    tiny_walkers: Path, tmp_path: Path, isolated_home: Path, overrides: tuple[str, ...]
+) -> None:
+    gt = AnnotationStore(tiny_walkers / "keypoints.json").frames()  # every frame, train and test
+    noisy = AnnotationStore(tmp_path / "detector.json")  # what a pose detector would give (paper: OpenPose)
+    noisy.update(noisy_keypoints(gt, sigma_px=1.0, dropout=0.2, seed=0), source="detector")
+    cfg = tiny_cfg(tiny_walkers, *overrides, "train.max_steps=2", f"data.annotations={noisy.path}")
+    run = tmp_path / "run"
+    assert main(cfg, run) == "done"
+    assert [r["step"] for r in train_lines(run)] == [1, 2]
+    ssn = [r["ssn"] for r in train_lines(run)]
+    assert all(v == 0 for v in ssn) == (cfg.model.arch != "ssn3d" or cfg.model.strategy == "supervised")
+    evals = [r for r in read_metrics(run).records if r["kind"] == "eval"]
+    assert len(evals) == 1 and 0 < evals[0]["mAP"] <= 1
 
 
 def test_sigterm_finishes_the_step_saves_last_and_marks_cancelled(
