@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ssn3d.config import load_config
+from ssn3d.engine.train import channels_last_2d
 from ssn3d.losses import BatchHardTriplet, total_loss
 from ssn3d.models import build_model
 from ssn3d.models.ssn3d import SSN3DOutput
@@ -54,7 +55,7 @@ def time_model(kind: str, args: argparse.Namespace, device: torch.device) -> dic
     model = make_model(kind, args).to(device).train()
     cuda = device.type == "cuda"
     if cuda and args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        channels_last_2d(model)  # the 2-D convs only: the per-part Conv3d weights are 5-D
     if args.compile and cuda:
         model = torch.compile(model)
     opt = torch.optim.Adam(model.parameters(), lr=3e-4, weight_decay=5e-4)
