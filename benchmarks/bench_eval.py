@@ -7,7 +7,8 @@ The problem has MARS's shape: 1980 queries, 11310 gallery tracklets (query + res
 test identities plus distractors (pid 0), 6 cameras; distances come from random features with an
 identity signal (noise 2.4 in 1024 dimensions gives rank-1 ~0.99, mAP ~0.82, mINP ~0.25, a
 trained model's regime), through ``compute_distance``; a second run uses uniform random distances
-(every match anywhere in the ranking, the slowest case for ``evaluate_rank``). The loop is the textbook algorithm (torchreid's
+(every match anywhere in the ranking, the slowest case for ``evaluate_rank``). The loop is the
+textbook algorithm (torchreid's
 ``eval_func`` shape: argsort each row, drop junk, cumulative sums), written here as the reference;
 both must agree before any time is reported.
 """
@@ -86,13 +87,15 @@ def main() -> None:
     t_vec = best_of(lambda: evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams), args.repeats)
     t_loop = best_of(lambda: loop_reference(dist, q_pids, g_pids, q_cams, g_cams), 1)
     print(
-        f"evaluate_rank {num_q}x{num_g}: {t_vec:.3f} s | per-query loop: {t_loop:.3f} s | speed-up {t_loop / t_vec:.1f}x"
+        f"evaluate_rank {num_q}x{num_g}: {t_vec:.3f} s | per-query loop: {t_loop:.3f} s | "
+        f"speed-up {t_loop / t_vec:.1f}x"
     )
     rand = np.random.default_rng(1).random(dist.shape, dtype=np.float32)
     t_rvec = best_of(lambda: evaluate_rank(rand, q_pids, g_pids, q_cams, g_cams), args.repeats)
     t_rloop = best_of(lambda: loop_reference(rand, q_pids, g_pids, q_cams, g_cams), 1)
     print(
-        f"random distances: evaluate_rank {t_rvec:.3f} s | loop {t_rloop:.3f} s | speed-up {t_rloop / t_rvec:.1f}x"
+        f"random distances: evaluate_rank {t_rvec:.3f} s | loop {t_rloop:.3f} s | "
+        f"speed-up {t_rloop / t_rvec:.1f}x"
     )
     t_matlab = best_of(
         lambda: evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, ap_mode="mars_matlab"), args.repeats

@@ -65,7 +65,8 @@ def main() -> None:
     ids, frames = (4, 16) if args.quick else (16, 40)
     torch.set_num_threads(1)
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs; output 256 x 128; one torch thread per process"
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs; output 256 x 128; "
+        "one torch thread per process"
     )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -115,7 +116,8 @@ def main() -> None:
             batches += 1
         per_s = batches * 32 / (time.perf_counter() - t0)
         print(
-            f"DataLoader, {args.workers} workers, 8x4 clips of 4 frames: {per_s:.0f} clips/s = {4 * per_s:.0f} frames/s "
+            f"DataLoader, {args.workers} workers, 8x4 clips of 4 frames: {per_s:.0f} clips/s = "
+            f"{4 * per_s:.0f} frames/s "
             f"({4 * per_s / max(args.workers, 1):.0f} frames/s per worker)"
         )
         del it, loader

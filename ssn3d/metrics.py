@@ -76,7 +76,8 @@ def _match_pairs(q_pids, g_pids) -> tuple[np.ndarray, np.ndarray]:
 
 def _count_le(d: np.ndarray, thr: np.ndarray, k: int) -> np.ndarray:
     """(R, k) counts of the entries of each row of ``d`` (R, G) that are <= each of its first k thresholds."""
-    # summing the comparison as uint8 is ~5x faster than count_nonzero(axis=1); uint16 cannot overflow below 2^16
+    # summing the comparison as uint8 is ~5x faster than count_nonzero(axis=1);
+    # a uint16 sum cannot overflow for rows shorter than 2^16
     acc = np.uint16 if d.shape[1] < 1 << 16 else np.int64
     out = np.empty((d.shape[0], k), dtype=np.int64)
     for j in range(k):
@@ -186,7 +187,8 @@ def evaluate_rank(
     valid = num > 0
     if not valid.any():
         raise ValueError(
-            f"no query has a match in the gallery (same person, other camera) among {len(q_pids)} queries and "
+            f"no query has a match in the gallery (same person, other camera) "
+            f"among {len(q_pids)} queries and "
             f"{g} gallery items; check that query and gallery come from the same dataset split."
         )
     skipped = int((~valid).sum())

@@ -42,7 +42,8 @@ def test_two_matches_ap_and_mars_matlab_trapezoid() -> None:
     cmc, m_ap = evaluate_rank(d, [5], g_pids, [0], g_cams, max_rank=4)
     np.testing.assert_allclose(cmc, [0, 1, 1, 1])
     assert m_ap == pytest.approx((1 / 2 + 2 / 4) / 2)
-    # compute_AP.m: sum over matches of (1/2) * (precision before + precision at): ((0 + 1/2) + (1/3 + 2/4)) / 2 / 2
+    # compute_AP.m: mean over matches of (precision before + precision at) / 2:
+    # ((0 + 1/2) / 2 + (1/3 + 2/4) / 2) / 2
     _, matlab = evaluate_rank(d, [5], g_pids, [0], g_cams, max_rank=4, ap_mode="mars_matlab")
     assert matlab == pytest.approx(((0 + 0.5) / 2 + (1 / 3 + 0.5) / 2) / 2)
     # a match at rank 1: the precision "before" it is 1 in the MATLAB code

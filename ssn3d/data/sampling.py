@@ -55,7 +55,8 @@ class IdentitySampler:
             raise ValueError(f"rank={rank} must lie in 0..world_size-1 (world_size={world_size}).")
         if num_ids % world_size:
             raise ValueError(
-                f"num_ids={num_ids} must be a multiple of world_size={world_size} so that each rank gets whole identities."
+                f"num_ids={num_ids} must be a multiple of world_size={world_size} "
+                "so that each rank gets whole identities."
             )
         if iters_per_epoch < 0:
             raise ValueError(f"iters_per_epoch={iters_per_epoch} must be >= 0.")
@@ -66,7 +67,8 @@ class IdentitySampler:
         self.groups = {pid: np.array(idx, dtype=np.int64) for pid, idx in groups.items()}
         if len(self.pids) < num_ids:
             raise ValueError(
-                f"the training split has {len(self.pids)} identities but a batch needs num_ids={num_ids} distinct ones; "
+                f"the training split has {len(self.pids)} identities but a batch needs "
+                f"num_ids={num_ids} distinct ones; "
                 "lower data.num_ids."
             )
         self.num_ids, self.num_instances = num_ids, num_instances

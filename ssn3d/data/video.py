@@ -102,7 +102,7 @@ def _nearest_first(i: int, n: int) -> Iterator[int]:
 def read_frames(
     paths: Sequence[str], indices: Sequence[int], size: tuple[int, int] | None, skip_corrupt: bool
 ) -> tuple[list[Image.Image], list[tuple[int, int]], list[int]]:
-    """Decode ``paths[i]`` for i in ``indices``, replacing unreadable frames by their nearest readable neighbour.
+    """Decode ``paths[i]`` for i in ``indices``; an unreadable frame is replaced by its nearest readable one.
 
     Returns:
         the images, their original sizes, and the frame index actually used for each position.
@@ -118,7 +118,8 @@ def read_frames(
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
                 if not skip_corrupt:
                     raise DatasetError(
-                        f"{path} cannot be decoded ({e}); replace the file, or set data.skip_corrupt=true to skip it."
+                        f"{path} cannot be decoded ({e}); replace the file, "
+                        "or set data.skip_corrupt=true to skip it."
                     ) from None
                 _UNREADABLE.add(path)
                 log.warning("skipping unreadable frame %s (%s); using a neighbouring frame instead", path, e)

@@ -123,7 +123,7 @@ class VideoReIDDataset:
 def coerce_options(
     name: str, given: dict[str, Any], spec: dict[str, tuple[Callable[[Any], Any], Any]]
 ) -> dict:
-    """Fill defaults and coerce ``given`` options (possibly strings) with ``spec[key] = (convert, default)``."""
+    """Fill defaults and coerce ``given`` options (maybe strings); ``spec[key] = (convert, default)``."""
     unknown = sorted(set(given) - set(spec))
     if unknown:
         known = ", ".join(sorted(spec)) or "none"

@@ -49,7 +49,8 @@ def read_split(split_dir: Path) -> list[Tracklet]:
             match = _TRACKLET_DIR.match(tr_entry.name)
             if not tr_entry.is_dir() or match is None or int(match.group(1)) < 1:
                 raise DatasetError(
-                    f"{tr_dir} is not a tracklet folder; expected folders named c<camera>_<name> with a 1-based "
+                    f"{tr_dir} is not a tracklet folder; expected folders named c<camera>_<name> "
+                    "with a 1-based "
                     "camera, e.g. c1_t00."
                 )
             frames = natural_sorted(image_files(tr_dir))

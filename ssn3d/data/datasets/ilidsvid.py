@@ -73,11 +73,13 @@ def build_ilidsvid(root: str | os.PathLike, **options) -> VideoReIDDataset:
     ls_set = load_mat(split_path, "ls_set")
     if ls_set.ndim != 2 or ls_set.shape[1] != len(people) or ls_set.shape[1] % 2:
         raise DatasetError(
-            f"{split_path}: ls_set has shape {ls_set.shape}; expected (splits, {len(people)}), one column per person folder."
+            f"{split_path}: ls_set has shape {ls_set.shape}; expected (splits, {len(people)}), "
+            "one column per person folder."
         )
     if not 0 <= opts["split"] < ls_set.shape[0]:
         raise DatasetError(
-            f"ilidsvid option split={opts['split']} is out of range; {split_path} holds splits 0-{ls_set.shape[0] - 1}."
+            f"ilidsvid option split={opts['split']} is out of range; "
+            f"{split_path} holds splits 0-{ls_set.shape[0] - 1}."
         )
     row = ls_set[opts["split"]]
     if sorted(row.tolist()) != list(range(1, len(people) + 1)):

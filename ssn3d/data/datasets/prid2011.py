@@ -52,7 +52,8 @@ def build_prid2011(root: str | os.PathLike, **options) -> VideoReIDDataset:
         )
     if not 0 <= opts["split"] < len(splits):
         raise DatasetError(
-            f"prid2011 option split={opts['split']} is out of range; {split_path} holds splits 0-{len(splits) - 1}."
+            f"prid2011 option split={opts['split']} is out of range; "
+            f"{split_path} holds splits 0-{len(splits) - 1}."
         )
     split = splits[opts["split"]]
     if not isinstance(split, dict) or not all(isinstance(split.get(k), list) for k in ("train", "test")):
