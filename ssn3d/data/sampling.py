@@ -87,19 +87,17 @@ class IdentitySampler:
         """Indices per batch on this rank."""
         return self.num_ids // self.world_size * self.num_instances
 
-    def _identity_batches(self, rng: np.random.Generator) -> list[list[int]]:
-        """len(self) lists of P distinct pids; one pass over all pids before any repeats."""
-        batches: list[list[int]] = []
+    def _identity_batches(self, rng: np.random.Generator) -> Iterator[list[int]]:
+        """len(self) lists of P distinct pids, lazily; one pass over all pids before any repeats."""
         pool: list[int] = []
-        while len(batches) < len(self):
+        for _ in range(len(self)):
             batch: list[int] = []
             while len(batch) < self.num_ids:
                 if not any(p not in batch for p in pool):
                     pool += rng.permutation(self.pids).tolist()
                 j = next(j for j, p in enumerate(pool) if p not in batch)
                 batch.append(pool.pop(j))
-            batches.append(batch)
-        return batches
+            yield batch
 
     def _instances(self, pid: int, rng: np.random.Generator) -> np.ndarray:
         idx = self.groups[pid]
@@ -108,13 +106,15 @@ class IdentitySampler:
             return rng.choice(idx, k, replace=False)
         return np.concatenate([rng.permutation(idx), rng.choice(idx, k - len(idx), replace=True)])
 
-    def global_batches(self) -> list[list[int]]:
-        """All batches of the current epoch as one process sees them (P * K indices each)."""
-        rng = np.random.default_rng([self.seed, self.epoch])
-        return [
-            [int(i) for pid in pids for i in self._instances(pid, rng)]
-            for pids in self._identity_batches(rng)
-        ]
+    def global_batches(self) -> Iterator[list[int]]:
+        """The batches of the current epoch as one process sees them (P * K indices each), lazily.
+
+        Identity order and tracklet choice draw from two streams, both seeded by (seed, epoch).
+        """
+        id_rng = np.random.default_rng([self.seed, self.epoch, 0])
+        pick_rng = np.random.default_rng([self.seed, self.epoch, 1])
+        for pids in self._identity_batches(id_rng):
+            yield [int(i) for pid in pids for i in self._instances(pid, pick_rng)]
 
     def __iter__(self) -> Iterator[list[int]]:
         share = self.batch_size
