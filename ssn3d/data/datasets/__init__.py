@@ -3,6 +3,9 @@
 Names: ``mars``, ``ilidsvid``, ``dukev``, ``prid2011`` (the published layouts, read to the letter)
 and ``folder`` (a simple layout for your own videos and the synthetic generators). Each module's
 docstring describes its layout, options and protocol choices.
+
+Paper, "Experiments / Datasets": SSN3D is evaluated on iLIDS-VID, MARS and DukeMTMC-VideoReID;
+PRID-2011, the field's fourth common benchmark, is read as well.
 """
 
 from __future__ import annotations
