@@ -1,4 +1,8 @@
-"""``python -m ssn3d export CHECKPOINT --onnx OUT.onnx``: the embedding model as ONNX, checked against torch."""
+"""``python -m ssn3d export CHECKPOINT --onnx OUT.onnx``: the embedding model as ONNX, checked against torch.
+
+``--model-only OUT.pt`` writes the weights and config alone (no optimizer state): a small checkpoint
+that ``load_checkpoint`` rebuilds, as shipped in ``assets/demo_model.pt``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,14 @@ def _run(args: argparse.Namespace) -> int:
     from ssn3d.engine.export import export_onnx
 
     ckpt, _ = resolve_checkpoint(args.checkpoint)
+    if args.model_only:
+        from ssn3d.engine.checkpoint import load_checkpoint, save_model
+
+        model, cfg, meta = load_checkpoint(ckpt)
+        keep = {k: meta[k] for k in ("step", "epoch") if isinstance(meta.get(k), int)}
+        path = save_model(args.model_only, model, cfg, **keep)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, weights and config only)")
+        return 0
     result = export_onnx(
         ckpt, args.onnx, frames=args.frames, opset=args.opset, verify=not args.no_verify, atol=args.atol
     )
@@ -32,7 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "checkpoint", metavar="CHECKPOINT", help="a .pt file or a run folder (best.pt, else last.pt)"
     )
-    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the file to write")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--onnx", metavar="OUT.onnx", help="the ONNX file to write")
+    out.add_argument("--model-only", metavar="OUT.pt", help="a weights-and-config checkpoint, no optimizer state")
     p.add_argument("--frames", type=int, help="T of the example clip (fixed T for non-shared classifiers)")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--atol", type=float, default=1e-4, help="largest accepted |onnxruntime - torch|")
