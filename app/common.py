@@ -152,17 +152,21 @@ def label_store(ws: Workspace, dataset: Any) -> AnnotationStore:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _labels(path: str, stamp: tuple[int, int]) -> dict[str, np.ndarray]:
+def _labels(path: str, stamp: tuple[int, int, int]) -> dict[str, np.ndarray]:
     return AnnotationStore(path).frames()
 
 
 def labels_of(store: AnnotationStore) -> dict[str, np.ndarray]:
-    """{frame key: (9, 3) keypoints}, re-read only when the store file changed (mtime and size)."""
+    """{frame key: (9, 3) keypoints} (a copy), re-read only when the store file changed.
+
+    Every save renames a new file over the old one, so the inode changes with each write; with the
+    modification time and size it tells versions apart even where file times are coarse.
+    """
     try:
         st_ = store.path.stat()
     except FileNotFoundError:
         return {}
-    return _labels(str(store.path), (st_.st_mtime_ns, st_.st_size))
+    return _labels(str(store.path), (st_.st_ino, st_.st_mtime_ns, st_.st_size))
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)
@@ -210,6 +214,23 @@ def checkpoint_choices(ws: Workspace) -> dict[str, Path]:
     return out
 
 
+APP_TORCH_THREADS = 1  # the server's inference threads (see ``use_app_threads``)
+
+
+def use_app_threads() -> None:
+    """One torch thread in the app's server process.
+
+    The app computes attention maps of a few small frames, often while a training run it launched
+    keeps the cores busy. Two OpenMP threads competing with that run spin-wait: on the 2-core machine
+    the demo model's 8-frame attention took 1.3 s with 2 threads and 17 ms with 1
+    (benchmarks/RESULTS-app.md). Large evaluations belong to the command line.
+    """
+    import torch
+
+    if torch.get_num_threads() != APP_TORCH_THREADS:
+        torch.set_num_threads(APP_TORCH_THREADS)
+
+
 @st.cache_resource(show_spinner="Loading the model...", max_entries=4)
 def _extractor(path: str, stamp: float, device: str) -> Any:
     from ssn3d.engine.inference import FeatureExtractor
@@ -219,4 +240,5 @@ def _extractor(path: str, stamp: float, device: str) -> Any:
 
 def load_extractor(path: Path, device: str = "cpu") -> Any:
     """A ``FeatureExtractor`` for a checkpoint, loaded once per file version and shared by sessions."""
+    use_app_threads()
     return _extractor(str(path), path.stat().st_mtime, device)

@@ -45,6 +45,16 @@ def _texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """The app sets one torch thread in its process (app.common.use_app_threads); restore it for the others."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SSN3D_HOME", str(tmp_path))
@@ -118,10 +128,22 @@ def test_every_page_renders_on_the_demo(demo_home: Path):
     assert "folder-demo-walkers" in at.code[0].value
     for name in PAGES[1:]:
         _page(at, name)
-    _page(at, "attention")
-    assert "No checkpoint is available" in _texts(at)
-    _page(at, "retrieval")
-    assert "No checkpoint is available" in _texts(at)
+    _page(at, "attention")  # the shipped demo model makes the grid at once
+    assert at.selectbox(key="att_ckpt").value == "demo model (assets/demo_model.pt)"
+    assert len(at.image) == 1 and len(at.dataframe[0].value) == 9
+
+
+def test_attention_and_retrieval_say_when_no_checkpoint_exists(
+    demo_home: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.syspath_prepend(str(Path(MAIN).parents[1]))
+    import app.common
+
+    monkeypatch.setattr(app.common, "DEMO_CHECKPOINT", demo_home / "no-demo-model.pt")
+    at = _app()
+    for name in ("attention", "retrieval"):
+        _page(at, name)
+        assert "No checkpoint is available" in _texts(at)
 
 
 @pytest.mark.parametrize(
@@ -470,7 +492,7 @@ def trained_home(demo_home: Path, tiny_run: Path) -> Path:
 
 def test_attention_page_shows_the_grid_argmax_tracks_and_scores(trained_home: Path):
     at = _page(_app(), "attention")
-    assert at.selectbox(key="att_ckpt").value == "tiny (best)"
+    at.selectbox(key="att_ckpt").set_value("tiny (best)").run()
     at.slider(key="att_frames").set_value(4).run()
     assert not at.exception and len(at.image) == 1  # the T x N grid
     rows = at.dataframe[0].value
@@ -488,6 +510,7 @@ def test_attention_page_shows_the_grid_argmax_tracks_and_scores(trained_home: Pa
 
 def test_retrieval_page_evaluates_then_browses_queries(trained_home: Path):
     at = _page(_app(), "retrieval")
+    at.selectbox(key="ret_model").set_value("tiny (best)").run()
     assert "no evaluation on this dataset yet" in _texts(at)
     at.button(key="ret_eval").click().run()
     assert not at.exception, at.exception
@@ -509,4 +532,5 @@ def test_retrieval_page_evaluates_then_browses_queries(trained_home: Path):
         assert "No query to show" in _texts(at)
     # a reload reads the saved evaluation without evaluating again
     at2 = _page(_app(), "retrieval")
+    at2.selectbox(key="ret_model").set_value("tiny (best)").run()
     assert at2.button(key="ret_eval").label == "Evaluate again" and len(at2.metric) == 5

@@ -51,6 +51,11 @@ def _ctx() -> dict:
     return S.get("ann_ctx", {})
 
 
+def _current(frame: str) -> np.ndarray | None:
+    """The frame's saved keypoints, from the store's cached index (re-read whenever the file changed)."""
+    return labels_of(store).get(frame)
+
+
 def _save(frame: str, before: np.ndarray | None, after: np.ndarray | None) -> None:
     S["ann_undo"].push(frame, before)
     store.update({frame: after})
@@ -68,7 +73,7 @@ def apply_point(x: float, y: float) -> None:
     """A click (or a typed point) at frame pixel (x, y) on the current frame."""
     ctx = _ctx()
     frame = ctx["frame"]
-    before = store.get(frame)
+    before = _current(frame)
     kps = an.new_keypoints() if before is None else before
     res = an.handle_click(
         kps,
@@ -102,7 +107,7 @@ def on_typed_point() -> None:
 def _edit(change) -> None:
     def run() -> None:
         frame = _ctx()["frame"]
-        before = store.get(frame)
+        before = _current(frame)
         after = change(an.new_keypoints() if before is None else before)
         _save(frame, before, after)
 
@@ -114,7 +119,7 @@ def not_visible() -> None:
 
     def run() -> None:
         frame = _ctx()["frame"]
-        before = store.get(frame)
+        before = _current(frame)
         after = an.mark_not_visible(an.new_keypoints() if before is None else before, part)
         _save(frame, before, after)
         nxt = an.next_unlabeled(after, part)
@@ -133,7 +138,7 @@ def clear_part() -> None:
 def clear_frame() -> None:
     def run() -> None:
         frame = _ctx()["frame"]
-        before = store.get(frame)
+        before = _current(frame)
         if before is not None:
             _save(frame, before, None)
         S["ann_part"], S["ann_msg"] = 0, "cleared the frame"
@@ -148,7 +153,7 @@ def copy_prev() -> None:
         if src is None:
             S["ann_msg"] = "no labeled frame in this tracklet to copy from"
             return
-        _save(ctx["frame"], store.get(ctx["frame"]), src)
+        _save(ctx["frame"], _current(ctx["frame"]), src)
         S["ann_msg"] = "copied the nearest labeled frame's points: adjust them with the move mode"
 
     _act(run)
@@ -227,8 +232,8 @@ lo = max(0, min(cur - 6, len(frames) - 12))
 strip = st.columns(12)
 for col, j in zip(strip, range(lo, min(len(frames), lo + 12))):
     with col, shown_errors():
-        mark = "labeled" if an.is_labeled(labels.get(frames[j])) else ""
-        st.image(thumbnail(paths[j], 72), caption=f"{'> ' if j == cur else ''}{j} {mark}".strip())
+        mark = " ✓" if an.is_labeled(labels.get(frames[j])) else ""  # labeled frames carry a tick
+        st.image(thumbnail(paths[j], 72), caption=f"{'▶ ' if j == cur else ''}{j}{mark}")
         st.button(
             "open", key=f"ann_go_{j}", on_click=goto_frame, args=(j,), type="tertiary", disabled=j == cur
         )
@@ -248,11 +253,17 @@ S["ann_ctx"] = {
     "index": cur,
     "count": len(frames),
 }
-view, tools = st.columns([3, 2], gap="large")
+view, tools = st.columns([2, 3], gap="large")
 with view:
-    nav = st.columns([1, 3, 1])
+    nav = st.columns([2, 5, 2])
     nav[0].button(
-        "Previous", key="ann_prev", on_click=step_frame, args=(-1,), shortcut="Left", disabled=cur == 0
+        "◀",
+        key="ann_prev",
+        help="previous frame",
+        on_click=step_frame,
+        args=(-1,),
+        shortcut="Left",
+        disabled=cur == 0,
     )
     nav[1].slider(
         "Frame",
@@ -263,7 +274,8 @@ with view:
         label_visibility="collapsed",
     )
     nav[2].button(
-        "Next",
+        "▶",
+        help="next frame",
         key="ann_next",
         on_click=step_frame,
         args=(1,),

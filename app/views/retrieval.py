@@ -15,7 +15,14 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image, ImageOps
 
-from app.common import checkpoint_choices, require_dataset, shown_errors, thumbnail, workspace
+from app.common import (
+    checkpoint_choices,
+    require_dataset,
+    shown_errors,
+    thumbnail,
+    use_app_threads,
+    workspace,
+)
 
 S = st.session_state
 ws = workspace()
@@ -72,6 +79,7 @@ c[1].caption(
 if run_eval:
     from ssn3d.engine.evaluate import evaluate_target
 
+    use_app_threads()
     bar = st.progress(0.0, text="Extracting features...")
     with shown_errors():
         report, _ = evaluate_target(
