@@ -1,0 +1,163 @@
+"""Training throughput end to end from JPEG files (the real loader) against the same step on tensors in memory.
+
+Issue 7, "Speed": with frames decoded, resized, flipped and normalized by the training loader
+(``ssn3d.engine._data.TrainData``: identity sampler, ``TrainClips``, DataLoader workers), the step
+should keep >= 0.8x the throughput of the same step fed from batches already on the device. Both
+legs run the same model, optimizer and batch shape, one after the other in one process:
+
+* ``memory``: the first ``--cache`` batches of the loader, moved to the device once, then cycled;
+* ``loader``: the loader's batches as training reads them (the copy to the device included).
+
+    python benchmarks/bench_e2e_loader.py                        # 256 x 128 JPEGs, paper model (GPU)
+    python benchmarks/bench_e2e_loader.py --cpu-scale            # what a 2-core CPU can time
+    python benchmarks/bench_e2e_loader.py --root data/walkers    # an existing dataset instead
+
+Without ``--root`` a walkers dataset is generated once into ``--data`` (JPEG frames at the training
+size, so the loader decodes the same bytes a real dataset of that size would give it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ssn3d.config import load_config  # noqa: E402
+from ssn3d.engine._data import TrainData, load_dataset  # noqa: E402
+from ssn3d.engine.distributed import DistInfo  # noqa: E402
+from ssn3d.engine.train import channels_last_2d  # noqa: E402
+from ssn3d.losses import BatchHardTriplet, total_loss  # noqa: E402
+from ssn3d.models import build_model  # noqa: E402
+
+PAPER = [
+    "model.backbone=resnet50",
+    "data.height=256",
+    "data.width=128",
+    "data.num_ids=8",
+    "data.num_instances=4",
+]
+CPU_SCALE = [
+    "model.backbone=resnet18", "model.backbone_stages=1", "model.attn_channels=32", "model.part_channels=16",
+    "model.embed_dim=64", "data.height=128", "data.width=64", "data.num_ids=4", "data.num_instances=2",
+]  # fmt: skip
+
+
+def make_step(model, opt, crit, cfg, device):
+    cuda = device.type == "cuda"
+
+    def step(batch: dict) -> None:
+        clips = batch["clip"].to(device, non_blocking=True)  # (B, T, 3, H, W)
+        pids = batch["pids"].to(device, non_blocking=True)
+        kps = batch["keypoints"].to(device, non_blocking=True)  # (B, T, 9, 3)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.train.amp):
+            out = model(clips, kps)
+            loss = total_loss(crit(out.embedding.float(), pids), out.ssn_loss.float(), cfg.loss.ssn_lambda)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def timed(step, batches, n: int, device: torch.device) -> float:
+    """Seconds for ``n`` steps over the iterator ``batches`` (the first batch's wait included)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for batch in itertools.islice(batches, n):
+        step(batch)
+    sync()
+    return time.perf_counter() - t0
+
+
+def _machine(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", help="an existing folder-layout dataset (default: generate walkers into --data)")
+    p.add_argument(
+        "--data", default=str(ROOT / "runs" / "bench-e2e-walkers"), help="where to generate walkers"
+    )
+    p.add_argument("--cpu-scale", action="store_true", help="a small model and 128 x 64 frames")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--cache", type=int, default=4, help="batches kept in memory for the memory leg")
+    p.add_argument("--json", help="also write the result here")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    overrides = [*(CPU_SCALE if args.cpu_scale else PAPER), "model.weights=none", "model.strategy=semi"]
+    overrides += [f"data.workers={args.workers}", f"train.device={args.device}", "data.stride=4"]
+    root = args.root
+    if root is None:
+        from ssn3d.data.synth.walkers import generate_walkers
+
+        size = (128, 64) if args.cpu_scale else (256, 128)
+        root = Path(args.data) / f"{size[0]}x{size[1]}"
+        if not (root / "dataset.json").is_file():
+            print(f"generating walkers at {size[0]}x{size[1]} into {root}", flush=True)
+            generate_walkers(
+                root, ids=32, cameras=2, tracklets_per_camera=1, frames=24, size=size, progress=True
+            )
+    cfg = load_config(None, [*overrides, f"data.root={root}"])
+    dataset = load_dataset(cfg)
+    # Every training clip carries its (zero) keypoints; the semi strategy's two labels per tracklet do not
+    # change the loader's work, so no label file is needed.
+    data = TrainData(cfg, dataset, {}, DistInfo(), pin_memory=device.type == "cuda")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).to(device).train()
+    if device.type == "cuda" and cfg.train.channels_last:
+        channels_last_2d(model)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    step = make_step(model, opt, BatchHardTriplet(cfg.loss.margin), cfg, device)
+
+    def loader_batches():
+        for epoch in itertools.count():
+            data.set_epoch(epoch)
+            yield from data.loader
+
+    batches = loader_batches()
+    cached = [
+        {k: v.to(device) for k, v in b.items() if torch.is_tensor(v)}
+        for b in itertools.islice(batches, args.cache)
+    ]
+    timed(step, itertools.cycle(cached), args.warmup, device)
+    t_mem = timed(step, itertools.cycle(cached), args.steps, device)
+    # Fresh workers, as at the start of an epoch: their start-up is part of the cost.
+    batches = loader_batches()
+    t_load = timed(step, batches, args.steps, device)
+    b = cfg.data.num_ids * cfg.data.num_instances
+    res = {
+        "machine": _machine(device),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg": round(os.getloadavg()[0], 2),
+        "frames": f"{cfg.data.height}x{cfg.data.width}",
+        "batch": f"{cfg.data.num_ids}x{cfg.data.num_instances} clips x T={cfg.data.seq_len}",
+        "workers": args.workers,
+        "steps": args.steps,
+        "memory_clips_per_s": round(args.steps * b / t_mem, 2),
+        "loader_clips_per_s": round(args.steps * b / t_load, 2),
+        "loader_vs_memory": round(t_mem / t_load, 3),
+    }
+    print(json.dumps(res, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
+    return res
+
+
+if __name__ == "__main__":
+    main()
