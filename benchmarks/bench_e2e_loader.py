@@ -11,6 +11,7 @@ legs run the same model, optimizer and batch shape, one after the other in one p
     python benchmarks/bench_e2e_loader.py                        # 256 x 128 JPEGs, paper model (GPU)
     python benchmarks/bench_e2e_loader.py --cpu-scale            # what a 2-core CPU can time
     python benchmarks/bench_e2e_loader.py --root data/walkers    # an existing dataset instead
+    python benchmarks/bench_e2e_loader.py --cpu-scale --epoch-ids 8,16,32   # one epoch's time vs dataset size
 
 Without ``--root`` a walkers dataset is generated once into ``--data`` (JPEG frames at the training
 size, so the loader decodes the same bytes a real dataset of that size would give it).
@@ -84,6 +85,55 @@ def _machine(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
 
 
+def walkers(data: str, ids: int, size: tuple[int, int]) -> Path:
+    """A generated walkers dataset with ``ids`` identities (half of them train), made once."""
+    from ssn3d.data.synth.walkers import generate_walkers
+
+    root = Path(data) / f"{size[0]}x{size[1]}-{ids}"
+    if not (root / "dataset.json").is_file():
+        print(f"generating {ids} walkers at {size[0]}x{size[1]} into {root}", flush=True)
+        generate_walkers(
+            root, ids=ids, cameras=2, tracklets_per_camera=1, frames=24, size=size, progress=True
+        )
+    return root
+
+
+def setup(overrides: list[str], device: torch.device):
+    """(cfg, TrainData, step function) for a config, with a fresh model and optimizer."""
+    cfg = load_config(None, overrides)
+    dataset = load_dataset(cfg)
+    # Every training clip carries its (zero) keypoints; the semi strategy's two labels per tracklet do not
+    # change the loader's work, so no label file is needed.
+    data = TrainData(cfg, dataset, {}, DistInfo(), pin_memory=device.type == "cuda")
+    torch.manual_seed(0)
+    model = build_model(cfg.model).to(device).train()
+    if device.type == "cuda" and cfg.train.channels_last:
+        channels_last_2d(model)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    return cfg, data, make_step(model, opt, BatchHardTriplet(cfg.loss.margin), cfg, device)
+
+
+def epoch_scaling(train_ids: list[int], overrides: list[str], args, size, device) -> list[dict]:
+    """Wall time of one full epoch (every training identity once per batch slot) at each dataset size."""
+    rows = []
+    for n in train_ids:
+        root = walkers(args.data, 2 * n, size)
+        cfg, data, step = setup([*overrides, f"data.root={root}", "train.iters_per_epoch=0"], device)
+        data.set_epoch(0)
+        t = timed(step, iter(data.loader), data.steps_per_epoch, device)
+        rows.append(
+            {
+                "train_ids": n,
+                "train_frames": sum(len(tr.paths) for tr in data.clips.tracklets),
+                "steps_per_epoch": data.steps_per_epoch,
+                "epoch_s": round(t, 2),
+                "s_per_step": round(t / max(1, data.steps_per_epoch), 3),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", help="an existing folder-layout dataset (default: generate walkers into --data)")
@@ -96,33 +146,22 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--cache", type=int, default=4, help="batches kept in memory for the memory leg")
+    p.add_argument("--epoch-ids", default="", help="time one epoch at these training-identity counts instead")
     p.add_argument("--json", help="also write the result here")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     overrides = [*(CPU_SCALE if args.cpu_scale else PAPER), "model.weights=none", "model.strategy=semi"]
     overrides += [f"data.workers={args.workers}", f"train.device={args.device}", "data.stride=4"]
-    root = args.root
-    if root is None:
-        from ssn3d.data.synth.walkers import generate_walkers
-
-        size = (128, 64) if args.cpu_scale else (256, 128)
-        root = Path(args.data) / f"{size[0]}x{size[1]}"
-        if not (root / "dataset.json").is_file():
-            print(f"generating walkers at {size[0]}x{size[1]} into {root}", flush=True)
-            generate_walkers(
-                root, ids=32, cameras=2, tracklets_per_camera=1, frames=24, size=size, progress=True
-            )
-    cfg = load_config(None, [*overrides, f"data.root={root}"])
-    dataset = load_dataset(cfg)
-    # Every training clip carries its (zero) keypoints; the semi strategy's two labels per tracklet do not
-    # change the loader's work, so no label file is needed.
-    data = TrainData(cfg, dataset, {}, DistInfo(), pin_memory=device.type == "cuda")
-    torch.manual_seed(0)
-    model = build_model(cfg.model).to(device).train()
-    if device.type == "cuda" and cfg.train.channels_last:
-        channels_last_2d(model)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    step = make_step(model, opt, BatchHardTriplet(cfg.loss.margin), cfg, device)
+    size = (128, 64) if args.cpu_scale else (256, 128)
+    if args.epoch_ids:
+        rows = epoch_scaling([int(n) for n in args.epoch_ids.split(",")], overrides, args, size, device)
+        res = {"machine": _machine(device), "torch_threads": torch.get_num_threads(), "workers": args.workers,
+               "load_avg": round(os.getloadavg()[0], 2), "epoch_scaling": rows}  # fmt: skip
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
+        return res
+    root = args.root or walkers(args.data, 32, size)
+    cfg, data, step = setup([*overrides, f"data.root={root}"], device)
 
     def loader_batches():
         for epoch in itertools.count():
