@@ -321,6 +321,22 @@ def test_import_coco_reports_what_was_imported_and_skipped(demo_home: Path):
     assert (demo_home / "annotations" / "folder-demo-walkers.json").read_bytes() == before
 
 
+def test_import_openpose_reports_frames_it_cannot_match(demo_home: Path):
+    at = _page(_app(), "annotate")
+    flat = []
+    for i in range(25):
+        flat += [5.0 + i, 6.0 + i, 0.9]
+    doc = json.dumps({"people": [{"pose_keypoints_2d": flat}]}).encode()
+    at.radio(key="ann_import_kind").set_value("OpenPose").run()
+    # the walkers' frame names repeat in every tracklet folder: a bare file name cannot say which one
+    at.file_uploader(key="ann_import_files").set_value(("000001_keypoints.json", doc, "application/json"))
+    at.run()
+    at.button(key="ann_import").click().run()
+    assert not at.exception
+    assert "imported 0 frame" in at.warning[0].value and "ambiguous" in at.warning[0].value
+    assert at.dataframe[-1].value["item"].tolist() == ["000001_keypoints.json"]
+
+
 # ----------------------------------------------------------------------------- train
 
 
@@ -416,6 +432,43 @@ def test_train_page_shows_runs_curves_log_and_errors_in_plain_words(demo_home: P
     assert at.button(key="resume_b-failed").disabled and at.button(key="cancel_b-failed").disabled
     # compare two runs on one plot
     assert len(at.multiselect(key="cmp_runs").value) == 2
+
+
+def test_users_control_only_the_runs_their_session_launched(demo_home: Path, monkeypatch: pytest.MonkeyPatch):
+    from ssn3d.engine.rundir import RunPaths, write_status
+
+    theirs = _fake_run(demo_home, "theirs", "cancelled")
+    (theirs / ".owner").write_text("0" * 32)
+    RunPaths(theirs).checkpoints.mkdir()
+    RunPaths(theirs).last.write_bytes(b"x")
+
+    def fake_launch(run_dir, *, config, workspace, **_):
+        Path(run_dir).mkdir(parents=True)
+        write_status(run_dir, {"state": "cancelled", "pid": None, "started": 2.0, "progress": 0.5})
+        RunPaths(Path(run_dir)).checkpoints.mkdir()
+        RunPaths(Path(run_dir)).last.write_bytes(b"x")
+        return {"state": "starting"}
+
+    monkeypatch.setenv("SSN3D_PASSWORD", "team password")
+    at = _app()
+    at.text_input(key="ssn3d_password").set_value("team password")
+    at.button[0].click().run()
+    _page(at, "train")
+    with mock.patch("ssn3d.engine.runs.launch_run", side_effect=fake_launch):
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+    mine = at.session_state["train_run"]
+    assert (demo_home / "runs" / mine / ".owner").is_file()
+    assert not at.button(key=f"resume_{mine}").disabled  # launched by this session
+    at.selectbox(key="train_pick").set_value("theirs").run()
+    assert at.button(key="resume_theirs").disabled  # another session's run
+    # the operator may control every run
+    monkeypatch.setenv("SSN3D_OPERATOR_PASSWORD", "operator password")
+    op = _app()
+    op.text_input(key="ssn3d_password").set_value("operator password")
+    op.button[0].click().run()
+    _page(op, "train")
+    op.selectbox(key="train_pick").set_value("theirs").run()
+    assert not op.button(key="resume_theirs").disabled
 
 
 # ----------------------------------------------------------------------------- studies

@@ -15,15 +15,26 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
+from app.auth import current_role, may_control, owner_tag
 from app.common import REPO, current_spec, label_store, load_dataset, shown_errors, workspace
+from ssn3d.annotations import atomic_write_text
 from ssn3d.config import Config, config_from_dict, load_config
 
 S = st.session_state
 ws = workspace()
 st.title("Train")
-S.setdefault(
-    "train_token", uuid.uuid4().hex[:6]
-)  # one launch per token: a double click cannot start two runs
+# one launch per token: a double click cannot start two runs
+S.setdefault("train_token", uuid.uuid4().hex[:6])
+
+
+OWNER_FILE = ".owner"  # the launching session's owner_tag (app/auth.py); runs without one are the operator's
+
+
+def run_owner(run_dir: Path) -> str | None:
+    try:
+        return (run_dir / OWNER_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def _base_configs() -> dict[str, Path]:
@@ -145,6 +156,7 @@ with st.expander("New run", expanded=True):
                 run_dir = ws.runs / f"{safe}-{S['train_token']}"
                 try:
                     launch_run(run_dir, config=cfg, workspace=ws)
+                    atomic_write_text(run_dir / OWNER_FILE, owner_tag())  # who may cancel and resume it
                     S["train_run"] = S["train_pick"] = run_dir.name  # show the new run at once
                     st.success(f"Launched {run_dir.name}.")
                 except RunBusyError:
@@ -237,16 +249,24 @@ def show_run(run, paths) -> None:
 
     s = run.status
     state = s.get("state")
+    mine = may_control(run_owner(run.path), owner_tag(), current_role())
+    why = None if mine else "only the session that launched this run, or the operator, may control it"
     c = st.columns([2, 1, 1])
     c[0].markdown(f"**{run.name}**: {state}, step {s.get('step', 0)}/{s.get('total_steps', '?')}")
-    if c[1].button("Cancel", key=f"cancel_{run.name}", disabled=state not in ("starting", "running")):
+    if c[1].button(
+        "Cancel",
+        key=f"cancel_{run.name}",
+        disabled=not mine or state not in ("starting", "running"),
+        help=why,
+    ):
         with shown_errors():
             cancel_run(run.path, wait=False)
             st.toast(f"Stopping {run.name}: it saves its last checkpoint first.")
     if c[2].button(
         "Resume",
         key=f"resume_{run.name}",
-        disabled=state in ("starting", "running", "done") or not paths.last.is_file(),
+        disabled=not mine or state in ("starting", "running", "done") or not paths.last.is_file(),
+        help=why,
     ):
         with shown_errors():
             resume_run(run.path, workspace=ws)
