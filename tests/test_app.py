@@ -413,6 +413,26 @@ def test_train_form_launches_one_run_per_form_and_double_clicks_do_not_start_two
         assert len(launched) == 2 and launched[1][0] != launched[0][0]
 
 
+def test_train_form_offers_each_gpu_and_one_process_per_gpu(demo_home: Path):
+    launched = []
+
+    def fake_launch(run_dir, *, config, workspace, nproc=1, **_):
+        launched.append((config.train.device, nproc))
+        return {"state": "starting"}
+
+    with (
+        mock.patch("torch.cuda.is_available", return_value=True),
+        mock.patch("torch.cuda.device_count", return_value=2),
+        mock.patch("ssn3d.engine.runs.launch_run", side_effect=fake_launch),
+    ):
+        at = _page(_app(), "train")
+        assert at.selectbox(key="tr_device").options == ["auto", "cpu", "cuda", "cuda:0", "cuda:1"]
+        at.selectbox(key="tr_device").set_value("cuda")
+        at.number_input(key="tr_nproc").set_value(2)
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+    assert not at.exception and launched == [("cuda", 2)]
+
+
 def test_train_page_shows_runs_curves_log_and_errors_in_plain_words(demo_home: Path):
     _fake_run(demo_home, "a-done", "done")
     _fake_run(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -291,11 +290,3 @@ def test_screenshots_of_the_other_pages(page: Page, server: str, tmp_path: Path)
     _shot(page, "retrieval", tmp_path)
     _open(page, server, "studies")
     _shot(page, "studies", tmp_path)
-
-
-def test_runs_left_over_are_stopped(home: Path):
-    shutil.rmtree(home / "outputs", ignore_errors=True)
-    _stop_runs(home)
-    from ssn3d.engine.runs import active_runs
-
-    assert not active_runs(home / "runs")

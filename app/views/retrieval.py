@@ -93,6 +93,7 @@ if run_eval:
                 min(1.0, d / max(1, t)), text=f"Extracting features: {d}/{t} clips"
             ),
         )
+        st.rerun()  # draw the page again from the saved evaluation
     bar.empty()
 if report is None:
     st.info("This model has no evaluation on this dataset yet: press **Evaluate now**.")

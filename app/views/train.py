@@ -37,6 +37,18 @@ def run_owner(run_dir: Path) -> str | None:
         return None
 
 
+def cuda_devices() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def device_choices() -> list[str]:
+    """auto, cpu, and the GPUs this server has (cuda:N when there are several)."""
+    n = cuda_devices()
+    return ["auto", "cpu"] + (["cuda"] if n else []) + ([f"cuda:{i}" for i in range(n)] if n > 1 else [])
+
+
 def _base_configs() -> dict[str, Path]:
     return {p.name: p for p in sorted((REPO / "configs").glob("*.yaml"))}
 
@@ -100,6 +112,8 @@ def apply_base() -> None:
     data = cfg.to_dict()
     for key, (section, fld) in FORM_FIELDS.items():
         S[key] = data[section][fld]
+    if S["tr_device"] not in device_choices():  # e.g. a cuda config opened on a machine without a GPU
+        S["tr_device"] = "auto"
     S["tr_lambda"] = float(S["tr_lambda"])
 
 
@@ -126,7 +140,7 @@ with st.expander("New run", expanded=True):
             c = st.columns(4)
             name = c[0].text_input("Run name", "ssn3d", key="tr_name")
             c[1].selectbox("Strategy", ["semi", "unsupervised", "supervised"], key="tr_strategy")
-            c[2].selectbox("Device", ["auto", "cpu", "cuda"], key="tr_device")
+            c[2].selectbox("Device", device_choices(), key="tr_device")
             c[3].checkbox("Shared attention classifier", key="tr_shared")
             c = st.columns(4)
             c[0].number_input("lambda (L_SSN weight)", 0.0, 10.0, step=0.01, key="tr_lambda")
@@ -143,6 +157,10 @@ with st.expander("New run", expanded=True):
                 key="tr_weights",
                 help="none, imagenet (from the local torch cache), or a .pth file",
             )
+            gpus = cuda_devices()
+            nproc = 1
+            if gpus > 1:  # a workstation with several GPUs: one process per GPU under torchrun (DDP)
+                nproc = st.number_input("Processes (GPUs) per run", 1, gpus, 1, key="tr_nproc")
             launch = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
         if launch:
             from ssn3d.engine.runs import RunBusyError, RunError, launch_run
@@ -155,7 +173,7 @@ with st.expander("New run", expanded=True):
                 safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip(".-") or "run"
                 run_dir = ws.runs / f"{safe}-{S['train_token']}"
                 try:
-                    launch_run(run_dir, config=cfg, workspace=ws)
+                    launch_run(run_dir, config=cfg, workspace=ws, nproc=int(nproc))
                     atomic_write_text(run_dir / OWNER_FILE, owner_tag())  # who may cancel and resume it
                     S["train_run"] = S["train_pick"] = run_dir.name  # show the new run at once
                     st.success(f"Launched {run_dir.name}.")
