@@ -170,13 +170,23 @@ def labels_of(store: AnnotationStore) -> dict[str, np.ndarray]:
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)
-def thumbnail(path: str, height: int = 96) -> np.ndarray:
-    """A small RGB copy of a frame, for strips and tables."""
+def _thumbnail(path: str, stamp: float, height: int) -> np.ndarray:
     from ssn3d.security import load_image
 
     img = load_image(path).convert("RGB")
     width = max(1, round(img.width * height / img.height))
     return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR))
+
+
+def thumbnail(path: str, height: int = 96) -> np.ndarray:
+    """A small RGB copy of a frame, for strips and tables (made again when the file changes)."""
+    try:
+        stamp = os.stat(path).st_mtime
+    except OSError:
+        raise FileNotFoundError(
+            f"frame {path} does not exist; the dataset changed on disk, open it again."
+        ) from None
+    return _thumbnail(path, stamp, height)
 
 
 def read_frame(path: str) -> Image.Image:
