@@ -152,21 +152,17 @@ def label_store(ws: Workspace, dataset: Any) -> AnnotationStore:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _labels(path: str, stamp: tuple[int, int, int]) -> dict[str, np.ndarray]:
+def _labels(path: str, stamp: tuple) -> dict[str, np.ndarray]:
     return AnnotationStore(path).frames()
 
 
 def labels_of(store: AnnotationStore) -> dict[str, np.ndarray]:
-    """{frame key: (9, 3) keypoints} (a copy), re-read only when the store file changed.
+    """{frame key: (9, 3) keypoints} (a copy), re-read only when the store changed.
 
-    Every save renames a new file over the old one, so the inode changes with each write; with the
-    modification time and size it tells versions apart even where file times are coarse.
+    ``store.version()`` holds inode, modification time and size of the file and of its journal: every
+    save appends to the journal or renames a new file over the old one, so any save changes it.
     """
-    try:
-        st_ = store.path.stat()
-    except FileNotFoundError:
-        return {}
-    return _labels(str(store.path), (st_.st_ino, st_.st_mtime_ns, st_.st_size))
+    return _labels(str(store.path), store.version())
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)

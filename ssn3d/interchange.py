@@ -55,7 +55,7 @@ from ssn3d._interchange import (
     parse_points,
     read_json,
 )
-from ssn3d.annotations import AnnotationStore, atomic_write_json, file_lock, validate_keypoints
+from ssn3d.annotations import AnnotationStore, file_lock, validate_keypoints
 from ssn3d.keypoints import PARTS, SKELETON
 
 __all__ = [
@@ -128,7 +128,7 @@ def _commit(
             frames[frame] = {"keypoints": arr.tolist(), "source": source, "updated": now}
             report.imported.append(frame)
         if report.imported and not dry_run:
-            atomic_write_json(store.path, doc)
+            store.write_document(doc)
     log.info("%s%s", "(dry run) " if dry_run else "", report.summary())
     return report
 

@@ -84,3 +84,36 @@ def test_bad_points_are_refused_and_the_store_is_unchanged(tmp_path) -> None:
     with pytest.raises(AnnotationError, match="9"):
         store.set("d.jpg", np.zeros((4, 3)))
     assert (tmp_path / "ds.json").read_bytes() == before
+
+
+def test_saves_go_to_the_journal_and_fold_into_the_file(tmp_path, monkeypatch) -> None:
+    import ssn3d.annotations as ann
+
+    monkeypatch.setattr(ann, "JOURNAL_LIMIT", 5)
+    store = AnnotationStore(tmp_path / "ds.json")
+    store.set("f000.jpg", kps(0))  # the first save creates the main file
+    base = (tmp_path / "ds.json").read_bytes()
+    seen = {store.version()}
+    for i in range(1, 5):
+        store.set(f"f{i:03d}.jpg", kps(i))
+        seen.add(store.version())
+    assert len(seen) == 5  # every save changes the version caches key on
+    assert (tmp_path / "ds.json").read_bytes() == base  # ... without rewriting the main file
+    assert len(store.journal.read_text().splitlines()) == 4
+    assert len(AnnotationStore(tmp_path / "ds.json").frames()) == 5  # a fresh reader replays the journal
+    store.update({"f005.jpg": kps(5), "f000.jpg": None})  # over the limit: folded
+    assert not store.journal.exists()
+    doc = json.loads((tmp_path / "ds.json").read_text())
+    assert sorted(doc["frames"]) == [f"f{i:03d}.jpg" for i in range(1, 6)]
+
+
+def test_a_torn_last_journal_line_loses_only_that_save(tmp_path) -> None:
+    store = AnnotationStore(tmp_path / "ds.json")
+    store.set("a.jpg", kps(0))
+    store.set("b.jpg", kps(1))
+    with open(store.journal, "ab") as fh:
+        fh.write(b'{"frame":"c.jpg","entry":{"keypo')  # the process died mid-append
+    assert sorted(store.frames()) == ["a.jpg", "b.jpg"]
+    store.journal.write_bytes(b'garbage\n{"frame":"b.jpg","entry":null}\n')
+    with pytest.raises(AnnotationError, match="journal line 1 is damaged"):
+        store.frames()
