@@ -271,3 +271,14 @@ def test_runs_cli_lists_and_shows_status(tmp_path: Path, capsys: pytest.CaptureF
     assert "r1" in out and "running" in out and "50.0%" in out
     assert cli(["runs", "status", str(tmp_path / "r1")]) == 0
     assert '"state": "running"' in capsys.readouterr().out
+
+
+def test_training_processes_do_not_inherit_the_apps_secrets(monkeypatch) -> None:
+    from ssn3d.engine.runs import _child_env
+
+    monkeypatch.setenv("SSN3D_PASSWORD", "hunter2-correct-horse")
+    monkeypatch.setenv("SSN3D_OPERATOR_PASSWORD", "op-secret-phrase")
+    monkeypatch.setenv("SSN3D_HOME", "/srv/ssn3d")
+    env = _child_env({"CUDA_VISIBLE_DEVICES": "0"})
+    assert "SSN3D_PASSWORD" not in env and "SSN3D_OPERATOR_PASSWORD" not in env
+    assert env["SSN3D_HOME"] == "/srv/ssn3d" and env["CUDA_VISIBLE_DEVICES"] == "0"
