@@ -32,6 +32,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -399,7 +400,7 @@ def _plots(by_row: dict[str, list[dict]], selected: list[Row], scale_name: str, 
             mean = [np.mean(v) for v in vals]
             err = [(max(v) - min(v)) / 2 for v in vals]
             ax.bar(x + (i - 0.5) * 0.38, mean, 0.38, yerr=err, capsize=3, label=m)
-        ax.set_xticks(x, [r.label.replace(" (", "\n(").replace(", ", ",\n") for r in have], fontsize=7)
+        ax.set_xticks(x, [textwrap.fill(r.label, 20) for r in have], fontsize=7)
         ax.set_ylabel("%")
         ax.set_title(f"Synthetic walkers, {scale_name} scale (bars: mean over seeds, whiskers: half range)")
         ax.legend()
