@@ -32,6 +32,60 @@ def _random(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device(name: str) -> str:
+    """"auto" -> cuda when there is one, else cpu."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _out_dir(arg: str | None, name: str) -> Path:
+    from ssn3d.workspace import Workspace
+
+    return Path(arg) if arg else Workspace.from_env().home / "studies" / name
+
+
+def _amber(args: argparse.Namespace) -> int:
+    from ssn3d.studies.amber import AmberStudyConfig, quick_config, run_amber_study
+
+    given = dict(iters=args.iters, hidden=args.hidden, count=args.count)
+    given = {k: v for k, v in given.items() if v is not None}
+    common = dict(seed=args.seed, device=_device(args.device), data=args.data or "", **given)
+    cfg = quick_config(**common) if args.quick else AmberStudyConfig(**common)
+    out = _out_dir(args.out, "amber")
+    rec = run_amber_study(cfg, out, progress=not args.quiet)
+    print(f"final L_SSN {rec['final_loss']:.4f} (log N = {rec['chance_loss']:.4f})")
+    for motif, best in rec["hits"]["best"].items():
+        rate, n, chance = best["rate"], best["paintings"], best["chance"]
+        print(f"{motif:15s} part {best['part']}: hits {rate:.2f} of {n} paintings (random peak {chance:.3f})")
+    hits = rec["hits"]
+    print(f"motif hit rate {hits['motif_hit_rate']:.3f} (random {hits['chance_rate']:.3f}); wrote {out}")
+    return 0
+
+
+def _pedestrians(args: argparse.Namespace) -> int:
+    from ssn3d.studies.pedestrians import PedestrianStudyConfig, quick_config, run_pedestrian_study
+
+    given = dict(iters=args.iters, weights=args.weights, count=args.count, warmup=args.warmup,
+                 attention_loss=args.attention_loss)
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.frozen_backbone:
+        given["train_backbone"] = False
+    common = dict(seed=args.seed, device=_device(args.device), data=args.data or "", **given)
+    cfg = quick_config(**common) if args.quick else PedestrianStudyConfig(**common)
+    out = _out_dir(args.out, "pedestrians")
+    rec = run_pedestrian_study(cfg, out, progress=not args.quiet)
+    for strategy, res in rec["results"].items():
+        parts = " ".join(f"{k}={v:.2f}" for k, v in res["per_part"].items())
+        print(f"{strategy:12s} PCK {res['overall']:.3f}  ({parts})")
+    base = rec["baselines"]
+    prior, chance = base["mean_position"]["overall"], base["chance"]
+    print(f"mean position PCK {prior:.3f}, random peak {chance:.3f}; wrote {out}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="the paper's SSN studies (random data, Amber Abstract, Pedestrian 128)")
     studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)
@@ -50,3 +104,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--plot", help="write the loss curves here (PNG)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_random)
+
+    a = studies.add_parser("amber", help="Fig. 6: unsupervised SSN on Amber-style paintings, motif hits")
+    a.add_argument("--quick", action="store_true", help="CPU seconds: 24 paintings at 60x80, 9x9 window")
+    a.add_argument("--out", help="output folder (default: <workspace>/studies/amber)")
+    a.add_argument("--data", help="existing paintings (synth amber); default: paint into OUT/paintings")
+    a.add_argument("--iters", type=int, help="training iterations")
+    a.add_argument("--hidden", type=int, help="K of the attention classifier")
+    a.add_argument("--count", type=int, help="paintings to paint (paper: 128)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=_amber)
+
+    p = studies.add_parser("pedestrians", help="Fig. 4: SSN on Pedestrian-128-style crops, PCK")
+    p.add_argument("--quick", action="store_true", help="CPU seconds: a fixed random backbone, 48 crops")
+    p.add_argument("--out", help="output folder (default: <workspace>/studies/pedestrians)")
+    p.add_argument("--data", help="existing crops (synth pedestrians --single); default: make OUT/crops")
+    p.add_argument("--iters", type=int, help="training iterations per strategy")
+    p.add_argument("--count", type=int, help="crops to make (paper: 128)")
+    p.add_argument("--weights", help="backbone weights: imagenet (local torch cache only), none, or a .pth")
+    p.add_argument("--frozen-backbone", action="store_true", help="train SSN only, on fixed features")
+    p.add_argument("--warmup", type=float, help="share of iterations on labeled crops only")
+    p.add_argument("--attention-loss", type=float, help="NOT in the paper: attention-to-keypoint CE weight")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_pedestrians)
