@@ -72,3 +72,52 @@ def test_torchrun_two_gloo_processes_train_with_one_writer(tiny_walkers: Path, t
     model, _, _ = load_checkpoint(RunPaths(run).last)
     with torch.no_grad():
         assert model(torch.randn(1, 4, 3, 64, 32)).shape == (1, 32)
+
+
+def _mining_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from ssn3d.engine.distributed import DistInfo, gather_batch
+    from ssn3d.losses import BatchHardTriplet
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    w = torch.randn(8, 6)  # the "model": one linear map, identical on both ranks
+    x = torch.randn(8, 8)  # 4 ids x 2 clips; each rank holds one id pair of the global batch
+    pids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    local = slice(4 * rank, 4 * rank + 4)
+    w_r = w.clone().requires_grad_(True)
+    emb, p = gather_batch(x[local] @ w_r, pids[local], DistInfo(rank=rank, world_size=world))
+    loss = BatchHardTriplet(0.3)(emb, p)
+    loss.backward()
+    grad = w_r.grad.clone()
+    dist.all_reduce(grad)
+    grad /= world  # what DDP does to parameter gradients
+    if rank == 0:
+        torch.save({"loss": loss.detach(), "grad": grad, "n": emb.shape[0]}, out)
+    dist.destroy_process_group()
+
+
+def test_triplet_mining_over_ranks_equals_one_process(tmp_path: Path) -> None:
+    """Mining over the gathered global batch: same loss and gradient as one process with the whole batch."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from ssn3d.losses import BatchHardTriplet
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "r0.pt"
+    mp.spawn(_mining_worker, args=(2, port, str(out)), nprocs=2, join=True)
+    got = torch.load(out, weights_only=True)
+    torch.manual_seed(0)
+    w = torch.randn(8, 6).requires_grad_(True)
+    x = torch.randn(8, 8)
+    pids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    loss = BatchHardTriplet(0.3)(x @ w, pids)
+    loss.backward()
+    assert got["n"] == 8
+    torch.testing.assert_close(got["loss"], loss.detach())
+    torch.testing.assert_close(got["grad"], w.grad)

@@ -199,6 +199,7 @@ def _shot(page: Page, name: str, tmp_path: Path) -> None:
 def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str, home: Path, tmp_path: Path):
     from PIL import Image
 
+    from ssn3d.annotations import AnnotationStore
     from ssn3d.keypoints import PART_COLORS
 
     _open(page, server, "annotate")
@@ -214,8 +215,7 @@ def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str
     deadline = time.monotonic() + 20
     entry = None
     while time.monotonic() < deadline:
-        doc = json.loads(store.read_text()) if store.exists() else {"frames": {}}
-        entry = doc["frames"].get(frame)
+        entry = AnnotationStore(store).read()["frames"].get(frame)  # the file and its journal of recent saves
         if entry and entry["source"] == "manual":
             break
         time.sleep(0.2)

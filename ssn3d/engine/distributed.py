@@ -112,3 +112,20 @@ def device_for(name: str, info: DistInfo) -> torch.device:
         torch.cuda.set_device(device)
         return device
     return torch.device("cpu")
+
+
+def gather_batch(emb: torch.Tensor, pids: torch.Tensor, info: DistInfo) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every rank's embeddings and pids, so batch-hard mining sees the whole global P x K batch.
+
+    Each rank holds P / world_size identities; mined alone, 8 GPUs at the paper's 8 ids would leave
+    one identity per rank and no negatives. The gather keeps the autograd graph (its backward sums
+    the gradients of all ranks' identical losses into each rank's own embeddings, and DDP's mean
+    over ranks then gives exactly the single-process gradient).
+    """
+    if not info.enabled:
+        return emb, pids
+    from torch.distributed.nn.functional import all_gather
+
+    all_pids = [torch.empty_like(pids) for _ in range(info.world_size)]
+    dist.all_gather(all_pids, pids)
+    return torch.cat(all_gather(emb)), torch.cat(all_pids)

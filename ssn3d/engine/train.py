@@ -39,6 +39,7 @@ from ssn3d.engine.distributed import (
     cleanup_distributed,
     device_for,
     env_dist_info,
+    gather_batch,
     init_distributed,
     mean_over_ranks,
 )
@@ -107,7 +108,7 @@ def train_one_epoch(
         kps = batch["keypoints"].to(device, non_blocking=True) if keypoints_needed else None  # (B, T, 9, 3)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(clips, kps)
-            triplet = criterion(out.embedding.float(), pids)
+            triplet = criterion(*gather_batch(out.embedding.float(), pids, info))  # mining over all ranks
             loss = total_loss(triplet, out.ssn_loss.float(), cfg.loss.ssn_lambda)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
