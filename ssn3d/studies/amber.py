@@ -221,6 +221,6 @@ def run_amber_study(
     figures.amber_attention(raw[show], maps[show], [names[i] for i in show], out / "amber_attention.png")
     figures.amber_part_boxes(raw, peaks, names, meta, hits, cfg.window, out / "amber_parts.png")
     _logger.info(
-        "Amber study: motif hit rate %.3f (random window %.3f)", hits["motif_hit_rate"], hits["chance_rate"]
+        "Amber study: motif hit rate %.3f (random peak %.3f)", hits["motif_hit_rate"], hits["chance_rate"]
     )
     return record

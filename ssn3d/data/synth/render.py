@@ -13,12 +13,15 @@ Body units: the person stands on ``y = 0`` with ``y`` up, ``x`` towards the pers
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 from PIL import ImageDraw
 
 RGB = tuple[int, int, int]
+T = TypeVar("T")
 
 # Clothing colours a shop would sell (RGB); each look varies them a little.
 CLOTHES: tuple[RGB, ...] = (
@@ -81,7 +84,7 @@ def _vary(rng: np.random.Generator, color: RGB, amount: float = 18) -> RGB:
     return tuple(int(v) for v in c)
 
 
-def _pick(rng: np.random.Generator, options: tuple, *, avoid: object = None) -> object:
+def _pick(rng: np.random.Generator, options: tuple[T, ...], *, avoid: T | None = None) -> T:
     while True:
         out = options[int(rng.integers(len(options)))]
         if out != avoid:
@@ -264,9 +267,9 @@ def draw_person(painter: Painter, joints: dict[str, np.ndarray], look: Look, yaw
     """Paint one person, farthest pieces first (painter's algorithm)."""
     xy, depth = project(joints, yaw)
     c, s = math.cos(yaw), math.sin(yaw)
-    items: list[tuple[float, int, object]] = []
+    items: list[tuple[float, int, Callable[[], None]]] = []
 
-    def add(d: float, fn: object) -> None:
+    def add(d: float, fn: Callable[[], None]) -> None:
         items.append((d, len(items), fn))
 
     sleeve = look.shirt

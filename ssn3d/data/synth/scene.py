@@ -202,9 +202,8 @@ def walk_tracklet(
         ``Frame`` objects, in time order.
     """
     out_h, out_w = size
-    pixel_rng = np.random.default_rng(
-        rng.integers(2**63)
-    )  # sensor noise: its own stream, so geometry ignores size
+    # sensor noise draws its own stream: how many values it takes depends on the size, the geometry must not
+    pixel_rng = np.random.default_rng(rng.integers(2**63))
     yaw = camera.yaw + float(rng.normal(0, 0.35)) + (math.pi if rng.random() < 0.5 else 0.0)
     phase0, dphase = float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0.32, 0.5))
     speed = 0.055 * dphase / 0.4
@@ -217,7 +216,7 @@ def walk_tracklet(
     ppu = SUPERSAMPLE * out_h / float(boxes[:, 3].min())
     margin = 0.05
     extent = (
-        float((boxes[:, 0]).min() - margin),
+        float(boxes[:, 0].min() - margin),
         float((boxes[:, 0] + boxes[:, 2]).max() + margin),
         float((boxes[:, 1] - boxes[:, 3]).min() - margin),
         float(boxes[:, 1].max() + margin),
