@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS, PARTS
@@ -118,6 +119,17 @@ def test_augment_moves_keypoints_with_the_pixels() -> None:
             assert abs(patch.max().item() * NUM_PARTS - (source + 1)) < 0.6
             flipped_any |= source != i
     assert flipped_any  # some crops were mirrored, and their left/right labels swapped
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_augment_runs_on_cuda() -> None:
+    x, kps = torch.rand(4, 3, 120, 60, device="cuda"), torch.full((4, NUM_PARTS, 3), 30.0, device="cuda")
+    gen = torch.Generator().manual_seed(0)
+    out, moved = augment(x, kps, gen)
+    cpu_out, cpu_moved = augment(x.cpu(), kps.cpu(), torch.Generator().manual_seed(0))
+    assert out.is_cuda and moved.is_cuda
+    torch.testing.assert_close(moved.cpu(), cpu_moved)
+    torch.testing.assert_close(out.cpu(), cpu_out, atol=1e-4, rtol=1e-4)
 
 
 def test_context_padding_keeps_the_feature_size() -> None:

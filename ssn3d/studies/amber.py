@@ -204,7 +204,7 @@ def run_amber_study(
     tail = cfg.loss[-max(1, len(cfg.loss) // 10) :]
     record = asdict(cfg)
     record.update(
-        folder=str(folder),
+        folder=_shown(folder, out),
         chance_loss=math.log(cfg.parts),
         final_loss=sum(tail) / len(tail),
         hits=hits,
@@ -224,3 +224,11 @@ def run_amber_study(
         "Amber study: motif hit rate %.3f (random peak %.3f)", hits["motif_hit_rate"], hits["chance_rate"]
     )
     return record
+
+
+def _shown(folder: Path, out: Path) -> str:
+    """The data folder as the JSON records it: relative to the output folder when it lies inside it."""
+    try:
+        return folder.resolve().relative_to(out.resolve()).as_posix()
+    except ValueError:
+        return str(folder)

@@ -138,6 +138,7 @@ def augment(
     theta[:, 0, 2], theta[:, 1, 2] = tx, ty
     grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    flip, s, tx, ty, sign = (t.to(kps.device) for t in (flip, s, tx, ty, sign))  # drawn on the CPU generator
     k = kps.clone()
     u = (k[..., 0] / w * 2 - 1 - tx[:, None]) * s[:, None] * sign[:, None]
     v = (k[..., 1] / h * 2 - 1 - ty[:, None]) * s[:, None]
@@ -422,7 +423,7 @@ def run_pedestrian_study(
     )
     record = asdict(cfg)
     record.update(
-        folder=str(folder),
+        folder=_shown(folder, out),
         labeled_names=labeled_names,
         tolerance_px=tol,
         pretrained=bool(pretrained),
@@ -467,3 +468,11 @@ def run_pedestrian_study(
         path = out / f"pedestrians_attention_{strategy}.png"
         figures.pedestrian_attention(raw[show], maps[show], peaks, kps[show], assignment, strategy, path)
     return record
+
+
+def _shown(folder: Path, out: Path) -> str:
+    """The data folder as the JSON records it: relative to the output folder when it lies inside it."""
+    try:
+        return folder.resolve().relative_to(out.resolve()).as_posix()
+    except ValueError:
+        return str(folder)
