@@ -63,7 +63,11 @@ def time_model(kind: str, args: argparse.Namespace, device: torch.device) -> dic
     b = args.ids * args.instances
     clips = torch.randn(b, args.frames, 3, args.height, args.width, device=device)
     kps = torch.zeros(b, args.frames, 9, 3, device=device)
-    kps[:, :2, :, 0], kps[:, :2, :, 1], kps[:, :2, :, 2] = args.width / 2, args.height / 2, 2.0  # 2 labeled frames
+    kps[:, :2, :, 0], kps[:, :2, :, 1], kps[:, :2, :, 2] = (
+        args.width / 2,
+        args.height / 2,
+        2.0,
+    )  # 2 labeled frames
     pids = torch.arange(args.ids, device=device).repeat_interleave(args.instances)
 
     def step() -> None:
@@ -119,14 +123,26 @@ def main() -> None:
     by = {r["model"]: r for r in rows}
     summary = {}
     if "ssn3d" in by and "baseline" in by:
-        summary["ssn3d_vs_baseline_throughput"] = round(by["ssn3d"]["clips_per_s"] / by["baseline"]["clips_per_s"], 3)
+        summary["ssn3d_vs_baseline_throughput"] = round(
+            by["ssn3d"]["clips_per_s"] / by["baseline"]["clips_per_s"], 3
+        )
     if "ssn3d" in by and "backbone" in by:
         summary["ssn3d_vs_backbone_step_time"] = round(by["ssn3d"]["step_ms"] / by["backbone"]["step_ms"], 3)
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}"
-    report = {"machine": machine, "torch": torch.__version__, "threads": torch.get_num_threads(), "args": vars(args),
-              "rows": rows, "summary": summary}
+    machine = (
+        torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}"
+    )
+    report = {
+        "machine": machine,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "args": vars(args),
+        "rows": rows,
+        "summary": summary,
+    }
     for r in rows:
-        print(f"{r['model']:9s} {r['step_ms']:9.1f} ms/step {r['clips_per_s']:9.1f} clips/s  peak {r['peak_mem_gb']} GB")
+        print(
+            f"{r['model']:9s} {r['step_ms']:9.1f} ms/step {r['clips_per_s']:9.1f} clips/s  peak {r['peak_mem_gb']} GB"
+        )
     print(json.dumps(summary))
     if args.json:
         with open(args.json, "w") as f:

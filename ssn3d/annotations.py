@@ -60,7 +60,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> None:
     """Atomic JSON write; compact by default, since only ``indent=None`` uses json's C encoder
     (a 20k-frame label store then saves in tens of milliseconds instead of seconds)."""
-    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True, separators=None if indent else (",", ":")))
+    atomic_write_text(
+        path, json.dumps(obj, indent=indent, sort_keys=True, separators=None if indent else (",", ":"))
+    )
 
 
 @contextlib.contextmanager
@@ -79,7 +81,9 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
 def validate_keypoints(value: Any, where: str) -> np.ndarray:
     """Check one frame's keypoints ([[x, y, v]] * 9, finite, v in {0, 1, 2}); return (9, 3) floats."""
     if not isinstance(value, list | tuple) or len(value) != NUM_PARTS:
-        raise AnnotationError(f"{where}: expected a list of {NUM_PARTS} [x, y, v] points ({', '.join(PARTS)}).")
+        raise AnnotationError(
+            f"{where}: expected a list of {NUM_PARTS} [x, y, v] points ({', '.join(PARTS)})."
+        )
     out = np.zeros((NUM_PARTS, 3), dtype=np.float32)
     for i, point in enumerate(value):
         if not isinstance(point, list | tuple) or len(point) != 3:
@@ -89,7 +93,9 @@ def validate_keypoints(value: Any, where: str) -> np.ndarray:
                 raise AnnotationError(f"{where}: point {i} ({PARTS[i]}) has a non-numeric value {c!r}.")
             out[i, j] = c
         if point[2] not in (0, 1, 2):
-            raise AnnotationError(f"{where}: point {i} ({PARTS[i]}) has visibility {point[2]!r}; use 0, 1 or 2.")
+            raise AnnotationError(
+                f"{where}: point {i} ({PARTS[i]}) has visibility {point[2]!r}; use 0, 1 or 2."
+            )
         if point[2] > 0 and (point[0] < 0 or point[1] < 0 or point[0] > 1e5 or point[1] > 1e5):
             raise AnnotationError(f"{where}: point {i} ({PARTS[i]}) lies outside any image: {point[:2]}.")
     return out
@@ -97,17 +103,19 @@ def validate_keypoints(value: Any, where: str) -> np.ndarray:
 
 def _validate_document(doc: Any, path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise AnnotationError(f"{path} is not an SSN3D label file (expected \"format\": \"{FORMAT}\").")
+        raise AnnotationError(f'{path} is not an SSN3D label file (expected "format": "{FORMAT}").')
     if doc.get("version") != VERSION:
-        raise AnnotationError(f"{path} has label format version {doc.get('version')!r}; this version reads {VERSION}.")
+        raise AnnotationError(
+            f"{path} has label format version {doc.get('version')!r}; this version reads {VERSION}."
+        )
     if list(doc.get("parts", [])) != list(PARTS):
         raise AnnotationError(f"{path} labels parts {doc.get('parts')!r}; expected {list(PARTS)}.")
     frames = doc.get("frames")
     if not isinstance(frames, dict):
-        raise AnnotationError(f"{path}: \"frames\" must be an object keyed by frame path.")
+        raise AnnotationError(f'{path}: "frames" must be an object keyed by frame path.')
     for key, entry in frames.items():
         if not isinstance(entry, dict):
-            raise AnnotationError(f"{path}: frame {key!r} must be an object with \"keypoints\".")
+            raise AnnotationError(f'{path}: frame {key!r} must be an object with "keypoints".')
         validate_keypoints(entry.get("keypoints"), f"{path}: frame {key!r}")
     return doc
 
@@ -164,11 +172,16 @@ class AnnotationStore:
             try:
                 doc = json.loads(self.path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise AnnotationError(f"{self.path} cannot be read as JSON ({e}); restore it or move it aside.") from e
+                raise AnnotationError(
+                    f"{self.path} cannot be read as JSON ({e}); restore it or move it aside."
+                ) from e
             cached = (key, _validate_document(doc, self.path))
             _DOCS[str(self.path)] = cached
         doc = cached[1]
-        return {**doc, "frames": dict(doc["frames"])}  # entries are replaced, never mutated: a shallow copy is enough
+        return {
+            **doc,
+            "frames": dict(doc["frames"]),
+        }  # entries are replaced, never mutated: a shallow copy is enough
 
     def _journal_records(self) -> list[tuple[str, dict[str, Any] | None]]:
         key = _stat_key(self.journal)
@@ -221,7 +234,9 @@ class AnnotationStore:
         key = _stat_key(self.path)
         cached = _ARRAYS.get(str(self.path))
         if cached is None or cached[0] != key:
-            points = np.asarray([v["keypoints"] for v in base.values()], dtype=np.float32).reshape(-1, NUM_PARTS, 3)
+            points = np.asarray([v["keypoints"] for v in base.values()], dtype=np.float32).reshape(
+                -1, NUM_PARTS, 3
+            )
             cached = (key, dict(zip(base, points)))
             _ARRAYS[str(self.path)] = cached
         out = {k: v.copy() for k, v in cached[1].items()}
@@ -252,7 +267,9 @@ class AnnotationStore:
                 records.append((frame, None))
                 continue
             arr = validate_keypoints(np.asarray(kps, dtype=float).tolist(), f"frame {frame!r}")
-            points = [[round(float(x), 2), round(float(y), 2), int(v)] for x, y, v in arr]  # 1/100 px is plenty
+            points = [
+                [round(float(x), 2), round(float(y), 2), int(v)] for x, y, v in arr
+            ]  # 1/100 px is plenty
             records.append((frame, {"keypoints": points, "source": source, "updated": now}))
         with file_lock(self.path):
             doc = self.read()  # a damaged store raises here, before anything is written
@@ -266,7 +283,8 @@ class AnnotationStore:
                 self.write_document(doc)
                 return
             lines = b"".join(
-                json.dumps({"frame": f, "entry": e}, separators=(",", ":")).encode() + b"\n" for f, e in records
+                json.dumps({"frame": f, "entry": e}, separators=(",", ":")).encode() + b"\n"
+                for f, e in records
             )
             with open(self.journal, "ab") as fh:
                 fh.write(lines)

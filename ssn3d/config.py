@@ -24,9 +24,13 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    arch: Literal["ssn3d", "temporal_pooling", "conv3d"] = "ssn3d"  # the paper's model and the two ablation baselines
+    arch: Literal["ssn3d", "temporal_pooling", "conv3d"] = (
+        "ssn3d"  # the paper's model and the two ablation baselines
+    )
     backbone: Literal["resnet50", "resnet34", "resnet18", "none"] = "resnet50"  # paper: ResNet50
-    backbone_stages: int = 0  # ResNet stages kept after the stem; 0 = the paper's (r50: 3 -> 1024 ch, r34/r18: 2 -> 128 ch)
+    backbone_stages: int = (
+        0  # ResNet stages kept after the stem; 0 = the paper's (r50: 3 -> 1024 ch, r34/r18: 2 -> 128 ch)
+    )
     weights: str = "imagenet"  # "imagenet" (local torch cache only), a path to a .pth file, or "none"
     in_channels: int = 3  # input channels when backbone == "none" (random-data study: 128)
     num_parts: int = 9  # N, paper: head, body, crotch, elbows, knees, feet
@@ -35,22 +39,30 @@ class ModelConfig:
     strategy: Literal["unsupervised", "semi", "supervised"] = "semi"  # paper's best (Table 1)
     shared_classifier: bool = True  # Table 2: sharing wins by a wide margin
     part_channels: int = 256  # per-part 3D block width (paper silent; see docs/DESIGN.md)
-    embed_dim: int = 1024  # paper: "fusion layer casts the nine concatenated features to a 1024-dimension vector"
+    embed_dim: int = (
+        1024  # paper: "fusion layer casts the nine concatenated features to a 1024-dimension vector"
+    )
     num_frames: int = 4  # T of a training clip; the non-shared variant keeps one classifier per frame index
 
 
 @dataclass
 class LossConfig:
-    margin: float = 0.3  # triplet margin m of eq. (5) on distances / sqrt(d) (paper silent; the field's usual 0.3)
+    margin: float = (
+        0.3  # triplet margin m of eq. (5) on distances / sqrt(d) (paper silent; the field's usual 0.3)
+    )
     ssn_lambda: float = 0.1  # eq. (6); paper: 0.1 iLIDS/MARS, 0.05 DukeMTMC
-    ssn_reduction: Literal["mean", "sum"] = "mean"  # mean over parts: chance level is log N for any N; "sum" is eq. (4) verbatim
+    ssn_reduction: Literal["mean", "sum"] = (
+        "mean"  # mean over parts: chance level is log N for any N; "sum" is eq. (4) verbatim
+    )
 
 
 @dataclass
 class DataConfig:
     dataset: str = "folder"  # mars | ilidsvid | dukev | prid2011 | folder
     root: str = ""  # the dataset's root directory
-    options: dict[str, Any] = field(default_factory=dict)  # loader options, e.g. {gallery: query+rest, split: 0}
+    options: dict[str, Any] = field(
+        default_factory=dict
+    )  # loader options, e.g. {gallery: query+rest, split: 0}
     height: int = 256  # paper: 256 x 128
     width: int = 128
     seq_len: int = 4  # T, paper: 4 frames
@@ -103,7 +115,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:
-            raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}.")
+            raise ConfigError(
+                f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}."
+            )
         return value
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -117,7 +131,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value.lower() in ("true", "yes", "1")
         raise ConfigError(f"{key}={value!r} must be true or false.")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int | str) or (isinstance(value, str) and not _is_int(value)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | str)
+            or (isinstance(value, str) and not _is_int(value))
+        ):
             raise ConfigError(f"{key}={value!r} must be a whole number.")
         return int(value)
     if tp is float:
@@ -151,7 +169,9 @@ def _is_int(s: str) -> bool:
 
 def _from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'the config'} must be a mapping, not {type(data).__name__}.")
+        raise ConfigError(
+            f"{prefix.rstrip('.') or 'the config'} must be a mapping, not {type(data).__name__}."
+        )
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
@@ -213,7 +233,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         except yaml.YAMLError as e:  # one line: where and what, not the parser's multi-line excerpt
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', None) or e}.") from None
+            raise ConfigError(
+                f"{path} is not valid YAML{where}: {getattr(e, 'problem', None) or e}."
+            ) from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of sections (model, loss, data, train).")
     try:
@@ -247,7 +269,15 @@ def _positive(key: str, value: float) -> None:
 
 def validate(cfg: Config) -> None:
     m, lo, d, t = cfg.model, cfg.loss, cfg.data, cfg.train
-    for key in ("num_parts", "window", "attn_channels", "part_channels", "embed_dim", "num_frames", "in_channels"):
+    for key in (
+        "num_parts",
+        "window",
+        "attn_channels",
+        "part_channels",
+        "embed_dim",
+        "num_frames",
+        "in_channels",
+    ):
         _positive(f"model.{key}", getattr(m, key))
     if m.num_parts < 2:
         raise ConfigError(f"model.num_parts={m.num_parts}: SSN separates at least 2 parts.")

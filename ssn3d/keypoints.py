@@ -111,7 +111,9 @@ def image_to_feature_cell(
     return np.stack([col, row], axis=-1).astype(np.int64)
 
 
-def feature_cell_to_image(cell: np.ndarray, image_size: Sequence[int], feature_size: Sequence[int]) -> np.ndarray:
+def feature_cell_to_image(
+    cell: np.ndarray, image_size: Sequence[int], feature_size: Sequence[int]
+) -> np.ndarray:
     """Centre of a feature-map cell (col, row) in image pixels (the inverse of the rule above)."""
     cell = np.asarray(cell, dtype=np.float32)
     x = (cell[..., 0] + 0.5) * image_size[0] / float(feature_size[0])

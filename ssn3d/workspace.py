@@ -57,7 +57,9 @@ class Workspace:
     def from_env(cls, env: dict[str, str] | None = None) -> Workspace:
         env = dict(os.environ if env is None else env)
         home = Path(env.get("SSN3D_HOME") or ".").expanduser().resolve()
-        roots = tuple(Path(p).expanduser() for p in env.get("SSN3D_DATA_ROOTS", "").split(os.pathsep) if p.strip())
+        roots = tuple(
+            Path(p).expanduser() for p in env.get("SSN3D_DATA_ROOTS", "").split(os.pathsep) if p.strip()
+        )
         raw = env.get("SSN3D_MAX_RUNS", "").strip()
         if raw and (not raw.isdigit() or int(raw) < 1):
             raise ValueError(f"SSN3D_MAX_RUNS={raw!r} must be a whole number >= 1.")

@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--onnx", metavar="OUT.onnx", help="the ONNX file to write")
-    out.add_argument("--model-only", metavar="OUT.pt", help="a weights-and-config checkpoint, no optimizer state")
+    out.add_argument(
+        "--model-only", metavar="OUT.pt", help="a weights-and-config checkpoint, no optimizer state"
+    )
     p.add_argument("--frames", type=int, help="T of the example clip (fixed T for non-shared classifiers)")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--atol", type=float, default=1e-4, help="largest accepted |onnxruntime - torch|")

@@ -12,10 +12,23 @@ GRID_PARTS = (3, 9, 16)  # the 3 values of N in the --grid run (paper Fig. 5 sho
 
 
 def _random(args: argparse.Namespace) -> int:
-    from ssn3d.studies.random_data import DISTRIBUTIONS, RandomStudyConfig, plot_curves, run_random_study, study_summary
+    from ssn3d.studies.random_data import (
+        DISTRIBUTIONS,
+        RandomStudyConfig,
+        plot_curves,
+        run_random_study,
+        study_summary,
+    )
 
-    base = dict(iters=args.iters, seed=args.seed, channels=args.channels, size=args.size, batch=args.batch,
-                lr=args.lr, device=args.device)
+    base = dict(
+        iters=args.iters,
+        seed=args.seed,
+        channels=args.channels,
+        size=args.size,
+        batch=args.batch,
+        lr=args.lr,
+        device=args.device,
+    )
     runs = [(d, n) for d in DISTRIBUTIONS for n in GRID_PARTS] if args.grid else [(args.dist, args.parts)]
     records = []
     for dist, parts in runs:
@@ -33,7 +46,7 @@ def _random(args: argparse.Namespace) -> int:
 
 
 def _device(name: str) -> str:
-    """"auto" -> cuda when there is one, else cpu."""
+    """ "auto" -> cuda when there is one, else cpu."""
     if name != "auto":
         return name
     import torch
@@ -68,8 +81,13 @@ def _amber(args: argparse.Namespace) -> int:
 def _pedestrians(args: argparse.Namespace) -> int:
     from ssn3d.studies.pedestrians import PedestrianStudyConfig, quick_config, run_pedestrian_study
 
-    given = dict(iters=args.iters, weights=args.weights, count=args.count, warmup=args.warmup,
-                 attention_loss=args.attention_loss)
+    given = dict(
+        iters=args.iters,
+        weights=args.weights,
+        count=args.count,
+        warmup=args.warmup,
+        attention_loss=args.attention_loss,
+    )
     given = {k: v for k, v in given.items() if v is not None}
     if args.frozen_backbone:
         given["train_backbone"] = False
@@ -100,7 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--batch", type=int, default=128, help="paper: 128")
     r.add_argument("--lr", type=float, default=1e-3)
     r.add_argument("--device", default="cpu")
-    r.add_argument("--json", help="write {\"loss\": [...], ...} here")
+    r.add_argument("--json", help='write {"loss": [...], ...} here')
     r.add_argument("--plot", help="write the loss curves here (PNG)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_random)

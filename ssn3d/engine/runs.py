@@ -219,7 +219,9 @@ def _command(
 def _child_env(extra: dict[str, str] | None) -> dict[str, str]:
     from ssn3d.redact import is_secret_name
 
-    env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}  # the app's password stays in the app
+    env = {
+        k: v for k, v in os.environ.items() if not is_secret_name(k)
+    }  # the app's password stays in the app
     package_parent = str(Path(__file__).resolve().parents[2])  # so a source checkout imports without install
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
     env[LAUNCHED_ENV] = "1"

@@ -43,10 +43,14 @@ class PartConv3dBlocks(nn.Module):
         n = num_parts
         self.num_parts, self.channels = n, channels
         self.reduce = nn.Sequential(
-            conv3d_layer(n * in_channels, n * channels, 1, groups=n, bias=False), norm_layer(n * channels), nn.ReLU(inplace=True)
+            conv3d_layer(n * in_channels, n * channels, 1, groups=n, bias=False),
+            norm_layer(n * channels),
+            nn.ReLU(inplace=True),
         )
         self.temporal = nn.Sequential(
-            conv3d_layer(n * channels, n * channels, (3, window, window), padding=(1, 0, 0), groups=n, bias=False),
+            conv3d_layer(
+                n * channels, n * channels, (3, window, window), padding=(1, 0, 0), groups=n, bias=False
+            ),
             norm_layer(n * channels),
             nn.ReLU(inplace=True),
         )
@@ -54,7 +58,9 @@ class PartConv3dBlocks(nn.Module):
     def forward(self, parts: torch.Tensor) -> torch.Tensor:
         """parts (B, T, N, C, k, k) -> per-part vectors (B, N, R)."""
         b, t, n, c, k, _ = parts.shape
-        x = parts.permute(0, 2, 3, 1, 4, 5).reshape(b, n * c, t, k, k)  # (B, N*C, T, k, k): Conv3d layout, parts as groups
+        x = parts.permute(0, 2, 3, 1, 4, 5).reshape(
+            b, n * c, t, k, k
+        )  # (B, N*C, T, k, k): Conv3d layout, parts as groups
         x = self.temporal(self.reduce(x))  # (B, N*R, T, 1, 1)
         return x.mean(dim=(2, 3, 4)).reshape(b, n, self.channels)
 

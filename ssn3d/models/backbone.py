@@ -27,7 +27,11 @@ IMAGENET_FILES = {
     "resnet34": ("resnet34-b627a593.pth",),
     "resnet18": ("resnet18-f37072fd.pth",),
 }
-_CHANNELS = {"resnet50": (64, 256, 512, 1024, 2048), "resnet34": (64, 64, 128, 256, 512), "resnet18": (64, 64, 128, 256, 512)}
+_CHANNELS = {
+    "resnet50": (64, 256, 512, 1024, 2048),
+    "resnet34": (64, 64, 128, 256, 512),
+    "resnet18": (64, 64, 128, 256, 512),
+}
 
 
 class WeightsError(ValueError):
@@ -58,7 +62,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for pickles it refuses or bad files
-        raise WeightsError(f"{path} cannot be loaded as plain tensors ({type(e).__name__}); use a state-dict file.") from e
+        raise WeightsError(
+            f"{path} cannot be loaded as plain tensors ({type(e).__name__}); use a state-dict file."
+        ) from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
@@ -82,7 +88,9 @@ class Backbone(nn.Module):
         weights: "imagenet", a path, or "none".
     """
 
-    def __init__(self, *, name: str = "resnet50", stages: int = 3, in_channels: int = 3, weights: str = "none") -> None:
+    def __init__(
+        self, *, name: str = "resnet50", stages: int = 3, in_channels: int = 3, weights: str = "none"
+    ) -> None:
         super().__init__()
         self.name, self.stages = name, stages
         self.out_channels = backbone_channels(name, stages, in_channels)
@@ -91,7 +99,9 @@ class Backbone(nn.Module):
             self.body = nn.Identity()
             return
         net = getattr(torchvision.models, name)(weights=None)
-        layers = [net.conv1, net.bn1, net.relu, net.maxpool] + [getattr(net, f"layer{i}") for i in range(1, stages + 1)]
+        layers = [net.conv1, net.bn1, net.relu, net.maxpool] + [
+            getattr(net, f"layer{i}") for i in range(1, stages + 1)
+        ]
         self.body = nn.Sequential(*layers)
         self._load(weights)
 
@@ -108,11 +118,15 @@ class Backbone(nn.Module):
             _logger.warning(
                 "No ImageNet weights for %s in the torch cache (%s); the backbone starts from random init. "
                 "Place %s there, or pass model.weights=PATH.",
-                self.name, Path(torch.hub.get_dir()) / "checkpoints", IMAGENET_FILES[self.name][0],
+                self.name,
+                Path(torch.hub.get_dir()) / "checkpoints",
+                IMAGENET_FILES[self.name][0],
             )
             return
         if not path.is_file():
-            raise WeightsError(f"weights file {path} does not exist; pass an existing .pth file or model.weights=none.")
+            raise WeightsError(
+                f"weights file {path} does not exist; pass an existing .pth file or model.weights=none."
+            )
         state = load_state_dict_file(path)
         keymap = self._keymap()
         mapped, unexpected = {}, []
@@ -127,13 +141,17 @@ class Backbone(nn.Module):
         own = self.body.state_dict()
         mismatched = [k for k, v in mapped.items() if k in own and own[k].shape != v.shape]
         if mismatched:
-            raise WeightsError(f"{path} does not fit {self.name}: shape mismatch at {', '.join(mismatched[:5])}.")
+            raise WeightsError(
+                f"{path} does not fit {self.name}: shape mismatch at {', '.join(mismatched[:5])}."
+            )
         result = self.body.load_state_dict(mapped, strict=False)
         _logger.info("Loaded %s weights from %s", self.name, path)
         if result.missing_keys:
             _logger.warning("Missing keys from %s: %s", path, ", ".join(result.missing_keys[:10]))
         if unexpected or result.unexpected_keys:
-            _logger.warning("Unexpected keys in %s: %s", path, ", ".join((unexpected + result.unexpected_keys)[:10]))
+            _logger.warning(
+                "Unexpected keys in %s: %s", path, ", ".join((unexpected + result.unexpected_keys)[:10])
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, C, H / stride, W / stride)."""

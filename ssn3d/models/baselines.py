@@ -28,7 +28,9 @@ class TemporalPooling(nn.Module):
         self.bn = nn.BatchNorm1d(embed_dim)
         self.embed_dim = embed_dim
 
-    def forward(self, clips: torch.Tensor, keypoints: torch.Tensor | None = None) -> SSN3DOutput | torch.Tensor:
+    def forward(
+        self, clips: torch.Tensor, keypoints: torch.Tensor | None = None
+    ) -> SSN3DOutput | torch.Tensor:
         b, t = clips.shape[:2]
         f = self.backbone(clips.flatten(0, 1)).mean(dim=(2, 3))  # (B*T, C)
         emb = self.bn(self.fc(f.unflatten(0, (b, t)).mean(1)))  # (B, D)
@@ -54,7 +56,9 @@ class PlainConv3d(nn.Module):
         self.bn = nn.BatchNorm1d(embed_dim)
         self.embed_dim = embed_dim
 
-    def forward(self, clips: torch.Tensor, keypoints: torch.Tensor | None = None) -> SSN3DOutput | torch.Tensor:
+    def forward(
+        self, clips: torch.Tensor, keypoints: torch.Tensor | None = None
+    ) -> SSN3DOutput | torch.Tensor:
         b, t = clips.shape[:2]
         f = self.backbone(clips.flatten(0, 1)).unflatten(0, (b, t))  # (B, T, C, h, w)
         x = self.conv(f.transpose(1, 2))  # (B, C, T, h, w): Conv3d layout

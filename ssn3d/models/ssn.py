@@ -110,7 +110,9 @@ class SSN(nn.Module):
     def __init__(self, *, in_channels: int, num_parts: int, window: int = 3, hidden: int = 512) -> None:
         super().__init__()
         self.num_parts, self.window = num_parts, window
-        self.classifier = AttentionClassifier(in_channels=in_channels, num_parts=num_parts, window=window, hidden=hidden)
+        self.classifier = AttentionClassifier(
+            in_channels=in_channels, num_parts=num_parts, window=window, hidden=hidden
+        )
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. (1)-(2): (B, C, H, W) -> (B, N, H, W), each map summing to 1."""
@@ -144,7 +146,9 @@ class SSN(nn.Module):
             return SSNOutput(parts, None, None)
         attn = self.attention(x)  # (B, N, H, W)
         windows = unfold_windows(x, k)  # (B, C*k*k, H*W)
-        parts = torch.einsum("bnl,bdl->bnd", attn.flatten(2), windows).reshape(b, self.num_parts, c, k, k)  # eq. (3)
+        parts = torch.einsum("bnl,bdl->bnd", attn.flatten(2), windows).reshape(
+            b, self.num_parts, c, k, k
+        )  # eq. (3)
         if cells is not None and mask is not None and bool(mask.any()):
             parts = torch.where(mask[..., None, None, None], window_at(x, cells, k), parts)  # anchors
         logits = self.classifier(parts) if self.training else None  # 2nd round: training only

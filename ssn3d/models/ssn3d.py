@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from ssn3d.models.aggregator import Fusion, PartConv3dBlocks
-from ssn3d.models.backbone import Backbone
 from ssn3d.models.ssn import SSN, SSNOutput, ssn_loss
 
 
@@ -77,7 +76,9 @@ class SSN3D(nn.Module):
         self.ssn = nn.ModuleList(
             SSN(in_channels=c, num_parts=num_parts, window=window, hidden=attn_channels) for _ in range(n_ssn)
         )
-        self.parts3d = PartConv3dBlocks(num_parts=num_parts, in_channels=c, channels=part_channels, window=window)
+        self.parts3d = PartConv3dBlocks(
+            num_parts=num_parts, in_channels=c, channels=part_channels, window=window
+        )
         self.fusion = Fusion(in_features=num_parts * part_channels, embed_dim=embed_dim)
         self.embed_dim = embed_dim
 
@@ -90,11 +91,15 @@ class SSN3D(nn.Module):
         fh, fw = feats.shape[-2:]
         cells = mask = None
         if keypoints is not None and self.strategy != "unsupervised":
-            cells, mask = keypoints_to_cells(keypoints, (clips.shape[-1], clips.shape[-2]), (fw, fh))  # (B, T, N, 2)
+            cells, mask = keypoints_to_cells(
+                keypoints, (clips.shape[-1], clips.shape[-2]), (fw, fh)
+            )  # (B, T, N, 2)
         feats = feats.unflatten(0, (b, t))  # (B, T, C, h, w)
         outs: list[tuple[list[int], SSNOutput]] = []
         groups = [range(t)] if self.shared else [range(i, t, len(self.ssn)) for i in range(len(self.ssn))]
-        for g, frames in enumerate(groups):  # non-shared: classifier g sees frames g, g+T, ... (one per frame index)
+        for g, frames in enumerate(
+            groups
+        ):  # non-shared: classifier g sees frames g, g+T, ... (one per frame index)
             idx = list(frames)
             if not idx:
                 continue
@@ -112,21 +117,27 @@ class SSN3D(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         first = outs[0][1]
         parts = first.parts.new_empty(b, t, *first.parts.shape[1:])
-        attn = None if first.attention is None else first.attention.new_empty(b, t, *first.attention.shape[1:])
+        attn = (
+            None if first.attention is None else first.attention.new_empty(b, t, *first.attention.shape[1:])
+        )
         loss = parts.new_zeros((), dtype=torch.float32)
         for idx, o in outs:
             parts[:, idx] = o.parts.unflatten(0, (b, len(idx)))
             if attn is not None:
                 attn[:, idx] = o.attention.unflatten(0, (b, len(idx)))
             if o.logits is not None:
-                loss = loss + ssn_loss(o.logits, self.ssn_reduction)  # non-shared: T independent SSN losses, summed
+                loss = loss + ssn_loss(
+                    o.logits, self.ssn_reduction
+                )  # non-shared: T independent SSN losses, summed
         return parts, loss, attn
 
     def forward_head(self, parts: torch.Tensor) -> torch.Tensor:
         """(B, T, N, C, k, k) -> (B, D)."""
         return self.fusion(self.parts3d(parts))
 
-    def forward(self, clips: torch.Tensor, keypoints: torch.Tensor | None = None) -> SSN3DOutput | torch.Tensor:
+    def forward(
+        self, clips: torch.Tensor, keypoints: torch.Tensor | None = None
+    ) -> SSN3DOutput | torch.Tensor:
         parts, loss, attn = self.forward_features(clips, keypoints)
         emb = self.forward_head(parts)
         return SSN3DOutput(emb, loss, attn) if self.training else emb

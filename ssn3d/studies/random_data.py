@@ -61,7 +61,9 @@ def run_random_study(
         raise ValueError("the study needs --parts >= 2 and --iters >= 1")
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    ssn = SSN(in_channels=cfg.channels, num_parts=cfg.parts, window=cfg.window, hidden=cfg.hidden).to(cfg.device)
+    ssn = SSN(in_channels=cfg.channels, num_parts=cfg.parts, window=cfg.window, hidden=cfg.hidden).to(
+        cfg.device
+    )
     ssn.train()
     opt = torch.optim.Adam(ssn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     from ssn3d.models.ssn import ssn_loss
