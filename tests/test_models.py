@@ -126,8 +126,8 @@ def test_constant_input_cannot_beat_log_n_and_reaches_it() -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert abs(float(loss) - math.log(n)) < 1e-3
-    assert float(loss) >= math.log(n) - 1e-6
+    assert abs(loss.item() - math.log(n)) < 1e-3
+    assert loss.item() >= math.log(n) - 1e-6
 
 
 def test_anchor_replaces_labeled_parts_only() -> None:
