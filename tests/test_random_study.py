@@ -9,7 +9,9 @@ import sys
 
 from ssn3d.studies.random_data import RandomStudyConfig, run_random_study
 
-SMALL = dict(channels=16, size=8, batch=16, hidden=64, iters=200, seed=0)
+SMALL = dict(
+    channels=16, size=8, batch=16, hidden=64, iters=200, seed=0, lr=1e-3
+)  # small sizes train fast at 1e-3
 
 
 def final(cfg: RandomStudyConfig) -> float:

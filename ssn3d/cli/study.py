@@ -116,7 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--channels", type=int, default=128, help="C of a sample (paper: 128)")
     r.add_argument("--size", type=int, default=16, help="H = W of a sample (paper: 16)")
     r.add_argument("--batch", type=int, default=128, help="paper: 128")
-    r.add_argument("--lr", type=float, default=1e-3)
+    r.add_argument("--lr", type=float, default=1e-4)
     r.add_argument("--device", default="cpu")
     r.add_argument("--json", help='write {"loss": [...], ...} here')
     r.add_argument("--plot", help="write the loss curves here (PNG)")
