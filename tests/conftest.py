@@ -8,7 +8,9 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tiny tensors gain nothing from threads, and on a busy 2-core machine two spinning OpenMP threads
+# made them up to 10x slower: every test runs torch on one thread.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -28,14 +28,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def checkpoint(tmp_path: Path, *overrides: str) -> tuple[Path, torch.nn.Module]:
     cfg = load_config(None, [*TINY, *overrides])
     torch.manual_seed(0)

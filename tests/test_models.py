@@ -174,7 +174,7 @@ def test_non_shared_uses_one_classifier_per_frame_and_t_losses() -> None:
     shared = tiny_model()
     assert len(shared.ssn) == 1
     # T independent SSN losses are summed: about T times the shared loss at init (each near log N)
-    assert float(out.ssn_loss) == pytest.approx(4 * float(shared(clips()).ssn_loss), rel=0.2)
+    assert out.ssn_loss.item() == pytest.approx(4 * shared(clips()).ssn_loss.item(), rel=0.2)
 
 
 @pytest.mark.parametrize(
