@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
-from ssn3d.models.ssn import SSN, ssn_loss
+from ssn3d.models.ssn import SSN
+from ssn3d.studies.random_data import train_ssn_alone
 
 _logger = logging.getLogger(__name__)
 
@@ -130,25 +130,11 @@ def train_ssn(
     callback: Callable[[int, float], None] | None = None,
 ) -> SSN:
     """Unsupervised SSN on normalised paintings x (P, 3, h, w); fills ``cfg.loss``."""
-    torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    ssn = SSN(in_channels=x.shape[1], num_parts=cfg.parts, window=cfg.window, hidden=cfg.hidden).to(
-        cfg.device
+    batches = (x[torch.randint(len(x), (cfg.batch,), generator=gen)].to(cfg.device) for _ in iter(int, 1))
+    ssn, cfg.loss = train_ssn_alone(
+        cfg, x.shape[1], batches, desc="SSN amber", progress=progress, callback=callback
     )
-    opt = torch.optim.Adam(ssn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ssn.train()
-    cfg.loss = []
-    bar = tqdm(range(cfg.iters), desc="SSN amber", disable=not progress, leave=False)
-    for it in bar:
-        idx = torch.randint(len(x), (cfg.batch,), generator=gen)
-        loss = ssn_loss(ssn(x[idx].to(cfg.device)).logits)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        cfg.loss.append(loss.item())
-        bar.set_postfix(loss=f"{cfg.loss[-1]:.3f}", chance=f"{math.log(cfg.parts):.3f}")
-        if callback:
-            callback(it, cfg.loss[-1])
     return ssn
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from ssn3d.models.ssn import SSN
+from ssn3d.models.ssn import SSN, ssn_loss
 
 _logger = logging.getLogger(__name__)
 
@@ -61,28 +62,53 @@ def run_random_study(
         raise ValueError(f"unknown distribution {cfg.dist!r}; choose one of {', '.join(DISTRIBUTIONS)}")
     if cfg.parts < 2 or cfg.iters < 1:
         raise ValueError("the study needs --parts >= 2 and --iters >= 1")
-    torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    ssn = SSN(in_channels=cfg.channels, num_parts=cfg.parts, window=cfg.window, hidden=cfg.hidden).to(
+    batches = (
+        sample(cfg.dist, (cfg.batch, cfg.channels, cfg.size, cfg.size), gen, cfg.device) for _ in iter(int, 1)
+    )
+    _, cfg.loss = train_ssn_alone(
+        cfg, cfg.channels, batches, desc=f"SSN {cfg.dist} N={cfg.parts}", progress=progress, callback=callback
+    )
+    return cfg
+
+
+def train_ssn_alone(
+    cfg: Any,
+    in_channels: int,
+    batches: Iterator[torch.Tensor],
+    *,
+    desc: str,
+    progress: bool = True,
+    callback: Callable[[int, float], None] | None = None,
+) -> tuple[SSN, list[float]]:
+    """SSN with no backbone, trained on L_SSN alone by Adam (the paper's SSN studies).
+
+    Args:
+        cfg: any study config with seed, parts, window, hidden, lr, weight_decay, iters, device.
+        in_channels: C of the samples.
+        batches: yields (B, C, H, W) samples on ``cfg.device``, at least ``cfg.iters`` of them.
+
+    Returns:
+        The trained SSN and one loss per iteration.
+    """
+    torch.manual_seed(cfg.seed)
+    ssn = SSN(in_channels=in_channels, num_parts=cfg.parts, window=cfg.window, hidden=cfg.hidden).to(
         cfg.device
     )
     ssn.train()
     opt = torch.optim.Adam(ssn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    from ssn3d.models.ssn import ssn_loss
-
-    cfg.loss = []
-    bar = tqdm(range(cfg.iters), desc=f"SSN {cfg.dist} N={cfg.parts}", disable=not progress, leave=False)
-    for it in bar:
-        x = sample(cfg.dist, (cfg.batch, cfg.channels, cfg.size, cfg.size), gen, cfg.device)
+    losses: list[float] = []
+    bar = tqdm(range(cfg.iters), desc=desc, disable=not progress, leave=False)
+    for it, x in zip(bar, batches):
         loss = ssn_loss(ssn(x).logits)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        cfg.loss.append(loss.item())
-        bar.set_postfix(loss=f"{cfg.loss[-1]:.3f}", chance=f"{math.log(cfg.parts):.3f}")
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", chance=f"{math.log(cfg.parts):.3f}")
         if callback:
-            callback(it, cfg.loss[-1])
-    return cfg
+            callback(it, losses[-1])
+    return ssn, losses
 
 
 def study_summary(cfg: RandomStudyConfig) -> dict:
