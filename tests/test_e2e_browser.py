@@ -50,6 +50,7 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 
+from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 
@@ -196,6 +197,17 @@ def _shot(page: Page, name: str, tmp_path: Path) -> None:
     assert (folder / f"{name}.png").stat().st_size > 10_000
 
 
+def _clickable_frame(page: Page):
+    """The image inside the click component's iframe.
+
+    While Streamlit reruns after a click it can hold two of the component's iframes for a moment: the new
+    one (height 0 until it reports its size) and the one being replaced. The shown one is the last
+    iframe with a height.
+    """
+    frames = page.locator('iframe[title*="streamlit_image_coordinates"]:not([height="0"])')
+    return frames.last.content_frame.locator("#image")
+
+
 def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str, home: Path, tmp_path: Path):
     from PIL import Image
 
@@ -203,7 +215,7 @@ def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str
     from ssn3d.keypoints import PART_COLORS
 
     _open(page, server, "annotate")
-    img = page.frame_locator('iframe[title*="streamlit_image_coordinates"]').locator("#image")
+    img = _clickable_frame(page)
     expect(img).to_be_visible()
     box = img.bounding_box()
     assert box is not None and box["height"] >= 256  # 128-pixel frames are shown large enough to click
@@ -227,7 +239,12 @@ def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str
     deadline = time.monotonic() + 20
     color = None
     while time.monotonic() < deadline:
-        shot = Image.open(io.BytesIO(img.screenshot())).convert("RGB")
+        try:
+            png = _clickable_frame(page).screenshot(timeout=5_000)
+        except PlaywrightError:  # the iframe was swapped between finding it and taking the picture
+            time.sleep(0.3)
+            continue
+        shot = Image.open(io.BytesIO(png)).convert("RGB")
         color = shot.getpixel((x, y))
         if all(abs(a - b) <= 40 for a, b in zip(color, PART_COLORS[0])):
             break
