@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_overrides
 
 from ssn3d.config import load_config
 from ssn3d.engine.checkpoint import (
@@ -25,16 +26,7 @@ from ssn3d.engine.checkpoint import (
 )
 from ssn3d.models import build_model
 
-TINY = [
-    "model.backbone=resnet18",
-    "model.backbone_stages=1",
-    "model.weights=none",
-    "model.attn_channels=32",
-    "model.part_channels=16",
-    "model.embed_dim=32",
-    "data.height=64",
-    "data.width=32",
-]
+TINY = tiny_overrides()
 
 
 def tiny(*overrides: str):

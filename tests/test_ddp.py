@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
+from tiny import TRAINING, write_tiny_config
 
 from ssn3d.engine.checkpoint import load_checkpoint, read_checkpoint
 from ssn3d.engine.rundir import RunPaths, read_metrics, read_status
@@ -17,30 +17,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_torchrun_two_gloo_processes_train_with_one_writer(tiny_walkers: Path, tmp_path: Path) -> None:
-    cfg = {
-        "model": {
-            "backbone": "resnet18",
-            "backbone_stages": 1,
-            "weights": "none",
-            "attn_channels": 32,
-            "part_channels": 16,
-            "embed_dim": 32,
-            "strategy": "unsupervised",
+    config = write_tiny_config(
+        tmp_path / "ddp.yaml",
+        TRAINING,
+        {
+            "model": {"strategy": "unsupervised"},
+            "data": {"root": str(tiny_walkers), "num_ids": 4},
+            "train": {"epochs": 5, "iters_per_epoch": 2, "max_steps": 3},
         },
-        "data": {
-            "dataset": "folder",
-            "root": str(tiny_walkers),
-            "height": 64,
-            "width": 32,
-            "stride": 2,
-            "num_ids": 4,
-            "num_instances": 2,
-            "workers": 0,
-        },
-        "train": {"epochs": 5, "iters_per_epoch": 2, "max_steps": 3, "log_every": 1, "eval_every": 0},
-    }
-    config = tmp_path / "ddp.yaml"
-    config.write_text(yaml.safe_dump(cfg))
+    )
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SSN3D_HOME": str(tmp_path)}
     cmd = [

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_overrides
 
 from ssn3d.config import load_config
 from ssn3d.engine.checkpoint import save_model
@@ -15,17 +16,7 @@ from ssn3d.models import build_model
 
 ort = pytest.importorskip("onnxruntime")
 
-TINY = [
-    "model.backbone=resnet18",
-    "model.backbone_stages=1",
-    "model.weights=none",
-    "model.attn_channels=32",
-    "model.part_channels=16",
-    "model.embed_dim=32",
-    "data.height=64",
-    "data.width=32",
-    "data.test_chunk=8",
-]
+TINY = tiny_overrides({"data": {"test_chunk": 8}})
 
 
 def checkpoint(tmp_path: Path, *overrides: str) -> tuple[Path, torch.nn.Module]:

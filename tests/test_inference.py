@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import tiny_overrides
 
 from ssn3d.config import load_config
 from ssn3d.data.datasets import build_dataset
@@ -19,19 +20,7 @@ from ssn3d.engine.inference import FeatureExtractor, InferenceError
 from ssn3d.metrics import evaluate_rank
 from ssn3d.models import build_model
 
-TINY = [
-    "model.backbone=resnet18",
-    "model.backbone_stages=1",
-    "model.weights=none",
-    "model.attn_channels=32",
-    "model.part_channels=16",
-    "model.embed_dim=32",
-    "data.dataset=folder",
-    "data.height=64",
-    "data.width=32",
-    "data.test_chunk=4",
-    "data.workers=0",
-]
+TINY = tiny_overrides({"data": {"dataset": "folder", "test_chunk": 4, "workers": 0}})
 
 
 def checkpoint(tmp_path: Path, root: Path, *overrides: str) -> tuple[Path, torch.nn.Module]:

@@ -6,20 +6,14 @@ import math
 
 import pytest
 import torch
+from tiny import tiny_overrides
 
 from ssn3d.config import load_config
 from ssn3d.models import SSN, AttentionClassifier, build_model
 from ssn3d.models.ssn import pad_edges, unfold_windows, window_at
 from ssn3d.models.ssn3d import SSN3D, keypoints_to_cells
 
-TINY = [
-    "model.backbone=resnet18",
-    "model.backbone_stages=1",
-    "model.weights=none",
-    "model.attn_channels=16",
-    "model.part_channels=8",
-    "model.embed_dim=32",
-]
+TINY = tiny_overrides({"model": {"attn_channels": 16, "part_channels": 8}})
 
 
 def tiny_model(*overrides: str) -> torch.nn.Module:

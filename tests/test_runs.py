@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
+from tiny import TRAINING, write_tiny_config
 
 from ssn3d.engine.checkpoint import load_checkpoint
 from ssn3d.engine.rundir import (
@@ -38,35 +38,14 @@ from ssn3d.engine.runs import (
 from ssn3d.workspace import Workspace
 
 ENV = {"OMP_NUM_THREADS": "1"}  # tiny models; threads only fight over a busy machine's 2 cores
-TINY = {
-    "model": {
-        "backbone": "resnet18",
-        "backbone_stages": 1,
-        "weights": "none",
-        "attn_channels": 32,
-        "part_channels": 16,
-        "embed_dim": 32,
-        "strategy": "unsupervised",
-    },
-    "data": {
-        "dataset": "folder",
-        "height": 64,
-        "width": 32,
-        "stride": 2,
-        "num_ids": 2,
-        "num_instances": 2,
-        "workers": 0,
-    },
-    "train": {"epochs": 10000, "iters_per_epoch": 2, "log_every": 1, "eval_every": 0, "ckpt_every": 1},
+LONG = {  # runs until cancelled: the tests stop, kill and resume it
+    "model": {"strategy": "unsupervised"},
+    "train": {"epochs": 10000, "iters_per_epoch": 2, "ckpt_every": 1},
 }
 
 
 def write_config(tmp_path: Path, root: Path) -> Path:
-    cfg = {k: dict(v) for k, v in TINY.items()}
-    cfg["data"]["root"] = str(root)
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_tiny_config(tmp_path / "tiny.yaml", TRAINING, LONG, {"data": {"root": str(root)}})
 
 
 def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tiny import TRAINING, tiny_overrides
 
 from ssn3d.annotations import AnnotationStore
 from ssn3d.cli.train import split_args
@@ -22,24 +23,8 @@ from ssn3d.engine.train import channels_last_2d, main
 from ssn3d.models import build_model
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
-TINY = [
-    "model.backbone=resnet18",
-    "model.backbone_stages=1",
-    "model.weights=none",
-    "model.attn_channels=32",
-    "model.part_channels=16",
-    "model.embed_dim=32",
-    "data.dataset=folder",
-    "data.height=64",
-    "data.width=32",
-    "data.seq_len=4",
-    "data.stride=2",
-    "data.num_ids=2",
-    "data.num_instances=2",
-    "data.workers=0",
-    "train.log_every=1",
-    "train.eval_every=0",
-]
+MODEL = tiny_overrides()
+TINY = tiny_overrides(TRAINING, {"data": {"seq_len": 4}})
 
 
 def tiny_cfg(root: Path, *overrides: str):
@@ -217,7 +202,7 @@ def test_every_config_loads(path: Path) -> None:
 
 
 def test_channels_last_applies_to_the_2d_convolutions_only_and_keeps_outputs() -> None:
-    cfg = load_config(None, TINY[:6])
+    cfg = load_config(None, MODEL)
     torch.manual_seed(0)
     model = build_model(cfg.model, load_weights=False).eval()
     clips = torch.randn(2, 4, 3, 64, 32)

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from ssn3d.models.ssn import SSN
+from ssn3d.studies import recorded_path
 from ssn3d.studies.random_data import train_ssn_alone
 
 _logger = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ def run_amber_study(
     tail = cfg.loss[-max(1, len(cfg.loss) // 10) :]
     record = asdict(cfg)
     record.update(
-        folder=_shown(folder, out),
+        folder=recorded_path(folder, out),
         chance_loss=math.log(cfg.parts),
         final_loss=sum(tail) / len(tail),
         hits=hits,
@@ -210,11 +211,3 @@ def run_amber_study(
         "Amber study: motif hit rate %.3f (random peak %.3f)", hits["motif_hit_rate"], hits["chance_rate"]
     )
     return record
-
-
-def _shown(folder: Path, out: Path) -> str:
-    """The data folder as the JSON records it: relative to the output folder when it lies inside it."""
-    try:
-        return folder.resolve().relative_to(out.resolve()).as_posix()
-    except ValueError:
-        return str(folder)

@@ -34,6 +34,7 @@ from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS, PARTS, VISIBLE
 from ssn3d.models.backbone import Backbone, find_imagenet_file
 from ssn3d.models.ssn import SSN, ssn_loss
 from ssn3d.models.ssn3d import keypoints_to_cells
+from ssn3d.studies import recorded_path
 
 _logger = logging.getLogger(__name__)
 
@@ -423,7 +424,7 @@ def run_pedestrian_study(
     )
     record = asdict(cfg)
     record.update(
-        folder=_shown(folder, out),
+        folder=recorded_path(folder, out),
         labeled_names=labeled_names,
         tolerance_px=tol,
         pretrained=bool(pretrained),
@@ -468,11 +469,3 @@ def run_pedestrian_study(
         path = out / f"pedestrians_attention_{strategy}.png"
         figures.pedestrian_attention(raw[show], maps[show], peaks, kps[show], assignment, strategy, path)
     return record
-
-
-def _shown(folder: Path, out: Path) -> str:
-    """The data folder as the JSON records it: relative to the output folder when it lies inside it."""
-    try:
-        return folder.resolve().relative_to(out.resolve()).as_posix()
-    except ValueError:
-        return str(folder)
