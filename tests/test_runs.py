@@ -184,6 +184,38 @@ def test_dead_or_silent_processes_are_marked_failed(tmp_path: Path) -> None:
         alive.wait()
 
 
+FINISHER = """
+import json, os, sys, time
+run = sys.argv[1]
+sys.stdin.readline()  # the watcher has read the status and is about to check on this process
+tmp = os.path.join(run, "status.tmp")
+with open(tmp, "w") as f:
+    json.dump({"state": "done", "pid": os.getpid(), "heartbeat": time.time(), "progress": 1.0}, f)
+os.replace(tmp, os.path.join(run, "status.json"))
+"""
+
+
+def test_a_run_that_finishes_while_it_is_checked_stays_done(tmp_path: Path, monkeypatch) -> None:
+    from ssn3d.engine import runs
+
+    run = tmp_path / "r"
+    run.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", FINISHER, str(run)], stdin=subprocess.PIPE, text=True)
+    now = time.time()
+    write_status(run, {"state": "running", "pid": proc.pid, "started": now, "heartbeat": now})
+    check = runs._run_alive
+
+    def finish_first(status):  # the process writes its final status and exits between read and check
+        proc.stdin.write("go\n")
+        proc.stdin.close()
+        proc.wait(timeout=30)
+        return check(status)
+
+    monkeypatch.setattr(runs, "_run_alive", finish_first)
+    assert refresh_status(run)["state"] == "done"
+    assert read_status(run)["state"] == "done"  # not overwritten with "failed" by the watcher
+
+
 STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
 
 

@@ -153,6 +153,11 @@ def refresh_status(
         )
     else:
         return status
+    # A run writes its final status and then exits, so it may have finished between the first read and
+    # the liveness check: read again after the check, and mark it failed only if nothing new was written.
+    latest = read_status(run_dir)
+    if latest.get("state") not in ACTIVE_STATES or latest.get("heartbeat") != status.get("heartbeat"):
+        return latest
     log = RunPaths(Path(run_dir)).log
     status = {**status, "state": "failed", "error": reason, "traceback": log.name if log.exists() else None}
     write_status(run_dir, status)
