@@ -31,7 +31,9 @@ class ModelConfig:
     backbone_stages: int = (
         0  # ResNet stages kept after the stem; 0 = the paper's (r50: 3 -> 1024 ch, r34/r18: 2 -> 128 ch)
     )
-    weights: str = "imagenet"  # "imagenet" (local torch cache only), a path to a .pth file, or "none"
+    weights: str = (
+        "imagenet"  # "imagenet" (local torch cache only), a .pth state dict or a run's checkpoint, or "none"
+    )
     in_channels: int = 3  # input channels when backbone == "none" (random-data study: 128)
     num_parts: int = 9  # N, paper: head, body, crotch, elbows, knees, feet
     window: int = 3  # k, the sliding window (paper: 3x3 on features, 19x19 on raw paintings)

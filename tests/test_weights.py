@@ -65,3 +65,36 @@ def test_refuses_pickles_and_wrong_shapes(tmp_path) -> None:
         Backbone(name="resnet18", stages=1, weights=str(wrong))
     with pytest.raises(WeightsError, match="does not exist"):
         Backbone(name="resnet18", stages=1, weights=str(tmp_path / "nope.pth"))
+
+
+def test_a_run_checkpoint_seeds_the_backbone_of_another_model(tmp_path) -> None:
+    from ssn3d.config import load_config
+    from ssn3d.engine.checkpoint import save_model
+    from ssn3d.models import build_model
+
+    cfg = load_config(
+        None,
+        [
+            "model.arch=temporal_pooling",
+            "model.backbone=resnet18",
+            "model.backbone_stages=2",
+            "model.weights=none",
+        ],
+    )
+    torch.manual_seed(0)
+    trained = build_model(cfg.model, load_weights=False)
+    path = save_model(tmp_path / "run.pt", trained, cfg)
+    b = Backbone(name="resnet18", stages=2, weights=str(path))
+    for mine, theirs in zip(b.state_dict().values(), trained.backbone.state_dict().values(), strict=True):
+        torch.testing.assert_close(mine, theirs)
+    assert not torch.equal(b.body[0].weight, Backbone(name="resnet18", stages=2).body[0].weight)
+
+    raw = build_model(
+        load_config(None, ["model.backbone=none", "model.in_channels=3", "model.weights=none"]).model
+    )
+    torch.save(
+        {"format": "ssn3d-checkpoint", "version": 1, "model": raw.state_dict(), "config": {}},
+        tmp_path / "raw.pt",
+    )
+    with pytest.raises(WeightsError, match="without a ResNet backbone"):
+        Backbone(name="resnet18", stages=2, weights=str(tmp_path / "raw.pt"))

@@ -67,6 +67,15 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         ) from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
+    if (
+        isinstance(obj, dict)
+        and obj.get("format") == "ssn3d-checkpoint"
+        and isinstance(obj.get("model"), dict)
+    ):
+        # a run's checkpoint (engine.checkpoint): its backbone seeds another model, e.g. one trained for ReID
+        obj = {k[len("backbone.") :]: v for k, v in obj["model"].items() if k.startswith("backbone.body.")}
+        if not obj:
+            raise WeightsError(f"{path} is an SSN3D checkpoint without a ResNet backbone; pass another file.")
     if not isinstance(obj, dict):
         raise WeightsError(f"{path} holds a {type(obj).__name__}, not a state dict.")
     out = {}
@@ -85,7 +94,8 @@ class Backbone(nn.Module):
         name: resnet50 | resnet34 | resnet18 | none.
         stages: layers kept after the stem (1..4).
         in_channels: input channels for ``none``.
-        weights: "imagenet", a path, or "none".
+        weights: "imagenet", a path (a torchvision state dict, or a run's checkpoint, whose backbone is
+            taken), or "none".
     """
 
     def __init__(
