@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from ssn3d.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS, PARTS, VISIBLE
 from ssn3d.models.backbone import Backbone, find_imagenet_file
 from ssn3d.models.ssn import SSN, ssn_loss
@@ -38,7 +39,6 @@ from ssn3d.studies import recorded_path
 
 _logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 STRATEGIES = ("semi", "unsupervised")
 PCK_ALPHA = 0.1  # issue: within 0.1 x crop height
 
