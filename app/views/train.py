@@ -155,7 +155,7 @@ with st.expander("New run", expanded=True):
             st.text_input(
                 "Backbone weights",
                 key="tr_weights",
-                help="none, imagenet (from the local torch cache), or a .pth file",
+                help="none, imagenet (from the local torch cache), a .pth file, or a run's checkpoint (its backbone is used)",
             )
             gpus = cuda_devices()
             nproc = 1

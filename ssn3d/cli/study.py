@@ -141,7 +141,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="existing crops (synth pedestrians --single); default: make OUT/crops")
     p.add_argument("--iters", type=int, help="training iterations per strategy")
     p.add_argument("--count", type=int, help="crops to make (paper: 128)")
-    p.add_argument("--weights", help="backbone weights: imagenet (local torch cache only), none, or a .pth")
+    p.add_argument(
+        "--weights",
+        help="backbone weights: imagenet (local torch cache only), none, a .pth, or a run's checkpoint",
+    )
     p.add_argument("--frozen-backbone", action="store_true", help="train SSN only, on fixed features")
     p.add_argument("--warmup", type=float, help="share of iterations on labeled crops only")
     p.add_argument("--attention-loss", type=float, help="NOT in the paper: attention-to-keypoint CE weight")
