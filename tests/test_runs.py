@@ -244,6 +244,27 @@ def test_a_run_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: P
     proc.wait(timeout=10)
 
 
+def test_a_killed_run_is_cancelled_even_when_a_watcher_saw_it_die_first(tmp_path: Path) -> None:
+    proc, run = _stubborn(tmp_path, "watched")
+    stop = threading.Event()
+
+    def watch() -> None:  # the app's runs table refreshes statuses while the cancel waits
+        while not stop.is_set():
+            refresh_status(run)
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        final = cancel_run(run, grace_s=0.5)
+    finally:
+        stop.set()
+        watcher.join()
+    assert final["state"] == "cancelled" and "killed after" in final["error"]
+    assert read_status(run)["state"] == "cancelled"
+    proc.wait(timeout=10)
+
+
 def test_cancel_without_waiting_leaves_the_sigkill_to_a_detached_helper(tmp_path: Path) -> None:
     proc, run = _stubborn(tmp_path, "stubborn")
     t0 = time.monotonic()

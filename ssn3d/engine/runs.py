@@ -159,7 +159,13 @@ def refresh_status(
     if latest.get("state") not in ACTIVE_STATES or latest.get("heartbeat") != status.get("heartbeat"):
         return latest
     log = RunPaths(Path(run_dir)).log
-    status = {**status, "state": "failed", "error": reason, "traceback": log.name if log.exists() else None}
+    status = {
+        **status,
+        "state": "failed",
+        "error": reason,
+        "traceback": log.name if log.exists() else None,
+        "stale": True,  # marked by a watcher, not written by the run: a cancel in progress may overrule it
+    }
     write_status(run_dir, status)
     _logger.warning("Run %s marked failed: %s", run_dir, reason)
     return status
@@ -413,10 +419,11 @@ def cancel_run(run_dir: str | os.PathLike, *, grace_s: float = GRACE_S, wait: bo
         while _run_alive(status) and time.monotonic() < end:
             time.sleep(0.1)
     final = read_status(run_dir)
-    if final.get("state") in ACTIVE_STATES or (hung and final.get("state") == "failed"):
+    # a watcher (the app's runs table) may have marked it failed first, having seen the process gone
+    if final.get("state") in ACTIVE_STATES or (final.get("state") == "failed" and final.get("stale")):
         how = f"killed after {grace_s:.0f} s without stopping" if killed else "stopped before it could save"
         final = {
-            **final,
+            **{k: v for k, v in final.items() if k != "stale"},
             "state": "cancelled",
             "error": f"cancelled: the process was {how}; resume from the last checkpoint.",
         }
