@@ -413,6 +413,30 @@ def test_train_form_launches_one_run_per_form_and_double_clicks_do_not_start_two
         assert len(launched) == 2 and launched[1][0] != launched[0][0]
 
 
+def test_train_form_takes_weights_only_from_inside_the_workspace(demo_home: Path, tmp_path: Path):
+    launched = []
+
+    def fake_launch(run_dir, *, config, workspace, **_):
+        launched.append(config)
+        return {"state": "starting"}
+
+    outside = tmp_path.parent / "outside-weights.pth"
+    outside.write_bytes(b"not tensors")
+    inside = demo_home / "runs" / "old" / "checkpoints" / "best.pt"
+    inside.parent.mkdir(parents=True)
+    inside.write_bytes(b"a checkpoint")
+    at = _page(_app(), "train")
+    with mock.patch("ssn3d.engine.runs.launch_run", side_effect=fake_launch):
+        at.text_input(key="tr_weights").set_value(str(outside))
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+        assert not at.exception and not launched
+        assert "backbone weights file" in at.error[0].value and "inside" in at.error[0].value
+        at.text_input(key="tr_weights").set_value("runs/old/checkpoints/best.pt")  # relative: the workspace
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+    assert not at.exception and len(launched) == 1
+    assert Path(launched[0].model.weights) == inside.resolve()
+
+
 def test_train_form_offers_each_gpu_and_one_process_per_gpu(demo_home: Path):
     launched = []
 

@@ -19,6 +19,7 @@ from app.auth import current_role, may_control, owner_tag
 from app.common import REPO, current_spec, label_store, load_dataset, shown_errors, workspace
 from ssn3d.annotations import atomic_write_text
 from ssn3d.config import Config, config_from_dict, load_config
+from ssn3d.security import resolve_inside
 
 S = st.session_state
 ws = workspace()
@@ -69,12 +70,20 @@ def _fmt_eta(eta) -> str:
     return f"{eta // 3600}h{eta % 3600 // 60:02d}m" if eta >= 3600 else f"{eta // 60}m{eta % 60:02d}s"
 
 
-def run_config(base: Config, form: dict, spec, root: Path, store_path: Path) -> Config:
-    """The base config with the form's choices (``FORM_FIELDS``), the session's dataset and its label store."""
+def run_config(
+    base: Config, form: dict, spec, root: Path, store_path: Path, weight_roots: tuple[Path, ...]
+) -> Config:
+    """The base config with the form's choices (``FORM_FIELDS``), the session's dataset and its label store.
+
+    A weights file must lie inside ``weight_roots`` (the workspace and the data roots), like every typed path.
+    """
     data = base.to_dict()
     for key, (section, fld) in FORM_FIELDS.items():
         data[section][fld] = form[key]
-    data["model"]["weights"] = str(form["tr_weights"]).strip() or "none"
+    weights = str(form["tr_weights"]).strip() or "none"
+    if weights not in ("none", "imagenet"):
+        weights = str(resolve_inside(weights, weight_roots, must_exist=True, what="backbone weights file"))
+    data["model"]["weights"] = weights
     data["model"]["num_frames"] = form["tr_frames"]  # T of a clip: the non-shared variant needs them equal
     data["data"].update(
         dataset=spec.name, root=str(spec.root), options=dict(spec.options), annotations=str(store_path)
@@ -169,7 +178,8 @@ with st.expander("New run", expanded=True):
                 dataset = load_dataset(spec)
                 base = load_config(configs[S["tr_base"]]) if S["tr_base"] in configs else Config()
                 form = {key: S[key] for key in FORM_FIELDS}
-                cfg = run_config(base, form, spec, dataset.root, label_store(ws, dataset).path)
+                roots = (ws.home, *ws.allowed_roots)  # relative weights: inside the workspace, as runs see it
+                cfg = run_config(base, form, spec, dataset.root, label_store(ws, dataset).path, roots)
                 safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip(".-") or "run"
                 run_dir = ws.runs / f"{safe}-{S['train_token']}"
                 try:
