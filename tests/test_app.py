@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -18,6 +21,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ssn3d.annotations import AnnotationStore
+from ssn3d.workspace import Workspace
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 PAGES = ("data", "annotate", "train", "attention", "retrieval", "studies")
@@ -554,6 +558,49 @@ def test_studies_page_shows_loss_curves_pck_and_figures(demo_home: Path):
     table = at.dataframe[0].value
     assert list(table["strategy"]) == ["semi", "unsupervised", "mean position"]
     assert list(table["overall"]) == [0.85, 0.4, 0.3]
+
+
+def test_a_quick_study_runs_in_the_background_from_the_page_and_is_then_shown(home: Path):
+    from ssn3d.engine.runs import RunBusyError
+    from ssn3d.studies.jobs import job_folder, job_state, launch_study
+
+    ws = Workspace.from_env()
+    at = _page(_app(), "studies")
+    assert "run one above" in _texts(at)
+    [b for b in at.button if b.label.startswith("Run Random data")][0].click().run()
+    assert not at.exception
+    folder = job_folder(ws, "random")
+    assert job_state(folder)["state"] == "running"  # a real process, detached from the app
+    assert all(b.disabled for b in at.button if b.label.startswith("Run "))  # one study at a time
+    with pytest.raises(RunBusyError, match="random study is still running"):
+        launch_study(ws, "amber")
+    deadline = time.monotonic() + 180
+    while job_state(folder)["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert job_state(folder)["state"] == "done", (folder / "study.log").read_text()
+    at.run()  # what the fragment's tick does when the job has ended: the page shows its folder
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="study_folder").value == folder
+    assert len(at.get("plotly_chart")) == 1 and len(at.image) == 1  # the 9 loss curves and their PNG
+    assert len(json.loads((folder / "random.json").read_text())["runs"]) == 9
+    assert not any(b.disabled for b in at.button if b.label.startswith("Run "))
+
+
+def test_a_study_job_that_died_shows_the_end_of_its_log(home: Path):
+    from ssn3d.studies.jobs import job_folder
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    folder = job_folder(Workspace.from_env(), "amber")
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text(
+        json.dumps({"kind": "amber", "pid": gone.pid, "started": time.time() - 5})
+    )
+    (folder / "study.log").write_text("painting...\nMemoryError: out of memory\n")
+    at = _page(_app(), "studies")
+    assert "amber study stopped without writing its results" in at.error[0].value
+    assert "MemoryError: out of memory" in at.code[0].value
 
 
 # ----------------------------------------------------------------------------- attention and retrieval

@@ -306,4 +306,12 @@ def test_screenshots_of_the_other_pages(page: Page, server: str, tmp_path: Path)
     _settled(page)
     _shot(page, "retrieval", tmp_path)
     _open(page, server, "studies")
+    # a quick study started from the page runs in the background; the page follows it and then shows it
+    page.get_by_role("button", name="Run Random data (Fig. 5)").click()
+    expect(page.get_by_text("running for")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("done", exact=False).filter(has_text="studies/random-quick")).to_be_visible(
+        timeout=180_000
+    )
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)  # its loss curves
+    _settled(page)
     _shot(page, "studies", tmp_path)

@@ -3,30 +3,82 @@
 ``python -m ssn3d study ...`` writes JSON records and PNG figures into a folder; this page finds
 them under the workspace's ``outputs/`` and shows them: the random-data loss curves against log N
 (Figure 5), the parts found across Amber-style paintings (Figure 6), Pedestrian-128 attention maps
-(Figure 4), and the numbers each study measured.
+(Figure 4), and the numbers each study measured. Each study's quick variant can be started from
+here too: it runs in the background (``ssn3d.studies.jobs``), one at a time per workspace.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from app.common import shown_errors, workspace
+from ssn3d.studies.jobs import QUICK_ARGS, job_folder, job_state, launch_study, log_tail, running_jobs
 
 ws = workspace()
+S = st.session_state
 ROOTS = (ws.home / "studies", ws.home / "outputs")  # the study CLI's default, and any other output folder
 STUDY_FILES = ("amber", "pedestrians", "random")  # JSON stems the studies write (random: any random*.json)
+TITLES = {
+    "random": "Random data (Fig. 5)",
+    "amber": "Amber paintings (Fig. 6)",
+    "pedestrians": "Pedestrian 128 (Fig. 4)",
+}
 st.title("SSN studies")
 st.caption(
-    "Produce the outputs on the command line: `python -m ssn3d study amber --quick`, "
-    "`python -m ssn3d study pedestrians --quick`, `python -m ssn3d study random --grid --json "
-    "studies/random/random.json --plot studies/random/random.png` (drop `--quick` for the paper's settings). "
-    "Every folder under `studies/` or `outputs/` of the workspace that holds a study's JSON shows here."
+    "SSN alone, on the data of the paper's studies. Run a quick variant below (a minute or two on a CPU), "
+    "or the paper's settings on the command line: `python -m ssn3d study amber`, `python -m ssn3d study "
+    "pedestrians`, `python -m ssn3d study random --grid --out studies/random` (add `--quick` for the "
+    "variants run here). Every folder under `studies/` or `outputs/` of the workspace that holds a study's "
+    "JSON shows below."
 )
+
+
+def _ago(t: float) -> str:
+    s = max(0, int(time.time() - t))
+    return f"{s} s" if s < 120 else f"{s // 60} min"
+
+
+@st.fragment(run_every="2s" if running_jobs(ws) else None)  # ticks only while a study job runs
+def study_jobs() -> None:
+    busy = running_jobs(ws)
+    for col, kind in zip(st.columns(len(QUICK_ARGS)), QUICK_ARGS, strict=True):
+        folder = job_folder(ws, kind)
+        job = job_state(folder)
+        with col:
+            if st.button(
+                f"Run {TITLES[kind]}",
+                key=f"study_run_{kind}",
+                disabled=bool(busy),
+                icon=":material/play_arrow:",
+            ):
+                with shown_errors():
+                    launch_study(ws, kind)
+                    S["study_watch"] = kind
+                    st.rerun()  # the whole page: the fragment ticks while the job runs
+            if job is None:
+                continue
+            if job["state"] == "running":
+                st.caption(f":material/progress_activity: running for {_ago(job['started'])}")
+            elif job["state"] == "done":
+                st.caption(f":material/check: done {_ago(job['ended'])} ago: `{folder.relative_to(ws.home)}`")
+            else:
+                st.error(f"The {kind} study stopped without writing its results; the end of its log:")
+                st.code(log_tail(folder) or "(empty log)", language=None)
+    watched = S.get("study_watch")
+    if watched and not busy:  # the job it started has ended: show its folder
+        del S["study_watch"]
+        if (job_state(job_folder(ws, watched)) or {}).get("state") == "done":
+            S["study_show"] = job_folder(ws, watched)  # selected on the full run, before the selectbox exists
+        st.rerun()
+
+
+study_jobs()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -62,8 +114,12 @@ def scalars(doc: object) -> dict:
 
 folders = study_folders(ROOTS)
 if not folders:
-    st.info("No study outputs yet under `studies/` or `outputs/` of the workspace.")
+    st.info("No study outputs yet under `studies/` or `outputs/` of the workspace: run one above.")
     st.stop()
+if "study_show" in S:
+    S["study_folder"] = S.pop("study_show")
+if S.get("study_folder") not in folders:
+    S.pop("study_folder", None)
 folder = st.selectbox(
     "Study output", folders, key="study_folder", format_func=lambda p: str(p.relative_to(ws.home))
 )

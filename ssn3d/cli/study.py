@@ -14,21 +14,19 @@ GRID_PARTS = (3, 9, 16)  # the 3 values of N in the --grid run (paper Fig. 5 sho
 def _random(args: argparse.Namespace) -> int:
     from ssn3d.studies.random_data import (
         DISTRIBUTIONS,
+        QUICK,
         RandomStudyConfig,
         plot_curves,
         run_random_study,
         study_summary,
     )
 
-    base = dict(
-        iters=args.iters,
-        seed=args.seed,
-        channels=args.channels,
-        size=args.size,
-        batch=args.batch,
-        lr=args.lr,
-        device=args.device,
-    )
+    given = dict(iters=args.iters, channels=args.channels, size=args.size, batch=args.batch, lr=args.lr)
+    base = {**(QUICK if args.quick else {}), **{k: v for k, v in given.items() if v is not None}}
+    base.update(seed=args.seed, device=args.device)
+    if args.out:  # a study folder, as the other studies write (the app's Studies page reads it)
+        args.json = args.json or str(Path(args.out) / "random.json")
+        args.plot = args.plot or str(Path(args.out) / "random.png")
     runs = [(d, n) for d in DISTRIBUTIONS for n in GRID_PARTS] if args.grid else [(args.dist, args.parts)]
     records = []
     for dist, parts in runs:
@@ -110,14 +108,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = studies.add_parser("random", help="Fig. 5: SSN alone on random 128x16x16 samples")
     r.add_argument("--dist", choices=["gaussian", "uniform", "ones"], default="gaussian")
     r.add_argument("--parts", type=int, default=9, help="N")
-    r.add_argument("--iters", type=int, default=300)
+    r.add_argument("--quick", action="store_true", help="CPU seconds: 16x8x8 samples, K = 64, 200 iterations")
+    r.add_argument("--iters", type=int, help="default 300")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--grid", action="store_true", help=f"the 9 runs: 3 distributions x N in {GRID_PARTS}")
-    r.add_argument("--channels", type=int, default=128, help="C of a sample (paper: 128)")
-    r.add_argument("--size", type=int, default=16, help="H = W of a sample (paper: 16)")
-    r.add_argument("--batch", type=int, default=128, help="paper: 128")
-    r.add_argument("--lr", type=float, default=1e-4)
+    r.add_argument("--channels", type=int, help="C of a sample (paper: 128)")
+    r.add_argument("--size", type=int, help="H = W of a sample (paper: 16)")
+    r.add_argument("--batch", type=int, help="paper: 128")
+    r.add_argument("--lr", type=float, help="default 1e-4")
     r.add_argument("--device", default="cpu")
+    r.add_argument("--out", help="a study folder: writes OUT/random.json and OUT/random.png")
     r.add_argument("--json", help='write {"loss": [...], ...} here')
     r.add_argument("--plot", help="write the loss curves here (PNG)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")

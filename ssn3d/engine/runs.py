@@ -241,6 +241,28 @@ def _child_env(extra: dict[str, str] | None) -> dict[str, str]:
     return env
 
 
+def spawn_detached(
+    command: Sequence[str], log_path: Path, *, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start ``command`` in its own session (it outlives the app), appending its output to ``log_path``.
+
+    The process gets the app's environment without its secrets, plus ``env``.
+    """
+    with open(log_path, "ab") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} launch: {' '.join(command)}\n".encode())
+        log.flush()
+        return subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=_child_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
 def launch_run(
     run_dir: str | os.PathLike,
     *,
@@ -323,19 +345,7 @@ def launch_run(
                         f"config file {config} does not exist; pass one of the files in configs/."
                     )
         command = _command(run_dir, config_path, overrides, resume, nproc)
-        with open(paths.log, "ab") as log:
-            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} launch: {' '.join(command)}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(
-                command,
-                cwd=workspace.home,
-                env=_child_env(env),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
+        proc = spawn_detached(command, paths.log, cwd=workspace.home, env=env)
         now = time.time()
         keep = {
             k: status.get(k) for k in ("progress", "step", "total_steps", "epoch") if resume and k in status

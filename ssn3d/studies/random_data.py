@@ -43,6 +43,14 @@ class RandomStudyConfig:
     loss: list[float] = field(default_factory=list)
 
 
+QUICK = dict(channels=16, size=8, batch=16, hidden=64, iters=200, lr=1e-3)  # small sizes train fast at 1e-3
+
+
+def quick_config(**overrides: object) -> RandomStudyConfig:
+    """CPU seconds per run (tests, the app's quick run): 16 x 8 x 8 samples, K = 64, 200 iterations."""
+    return RandomStudyConfig(**{**QUICK, **overrides})
+
+
 def sample(dist: str, shape: tuple[int, ...], generator: torch.Generator, device: str) -> torch.Tensor:
     """One batch of random feature maps in the named distribution."""
     if dist == "gaussian":
