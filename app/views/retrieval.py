@@ -115,6 +115,9 @@ fig.update_layout(
     yaxis_title="matching rate (%)",
     title="CMC",
 )
+if len(cmc) <= 12:  # a small gallery: one tick per rank, not 1.5, 2.5
+    fig.update_xaxes(tick0=1, dtick=1)
+fig.update_yaxes(range=[max(0.0, 100 * min(cmc, default=0.0) - 5), 101])
 st.plotly_chart(fig, key="ret_cmc")
 
 queries, gallery, qinfo = report["query"], report["gallery"], report["queries"]
