@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from ssn3d.config import load_config  # noqa: E402
 from ssn3d.engine._data import TrainData, load_dataset  # noqa: E402
 from ssn3d.engine.distributed import DistInfo  # noqa: E402
+from ssn3d.engine.optim import adam  # noqa: E402
 from ssn3d.engine.train import channels_last_2d  # noqa: E402
 from ssn3d.losses import BatchHardTriplet, total_loss  # noqa: E402
 from ssn3d.models import build_model  # noqa: E402
@@ -109,7 +110,7 @@ def setup(overrides: list[str], device: torch.device):
     model = build_model(cfg.model).to(device).train()
     if device.type == "cuda" and cfg.train.channels_last:
         channels_last_2d(model)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    opt = adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     return cfg, data, make_step(model, opt, BatchHardTriplet(cfg.loss.margin), cfg, device)
 
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ssn3d.config import load_config
+from ssn3d.engine.optim import adam
 from ssn3d.engine.train import channels_last_2d
 from ssn3d.losses import BatchHardTriplet, total_loss
 from ssn3d.models import build_model
@@ -58,7 +59,7 @@ def time_model(kind: str, args: argparse.Namespace, device: torch.device) -> dic
         channels_last_2d(model)  # the 2-D convs only: the per-part Conv3d weights are 5-D
     if args.compile and cuda:
         model = torch.compile(model)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-4, weight_decay=5e-4)
+    opt = adam(model.parameters(), lr=3e-4, weight_decay=5e-4)
     crit = BatchHardTriplet(0.3)
     b = args.ids * args.instances
     clips = torch.randn(b, args.frames, 3, args.height, args.width, device=device)

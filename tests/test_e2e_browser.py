@@ -299,6 +299,7 @@ def test_training_launched_from_the_form_shows_its_curve(page: Page, server: str
 def test_screenshots_of_the_other_pages(page: Page, server: str, tmp_path: Path):
     _open(page, server, "")
     expect(page.get_by_text("Current dataset")).to_be_visible()
+    expect(page.get_by_text("frames/tracklet")).to_be_visible()  # the dataset's summary table is drawn
     _shot(page, "data", tmp_path)
     _open(page, server, "retrieval")
     page.get_by_role("button", name="Evaluate now").click()

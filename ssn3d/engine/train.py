@@ -44,6 +44,7 @@ from ssn3d.engine.distributed import (
     mean_over_ranks,
 )
 from ssn3d.engine.evaluate import evaluate
+from ssn3d.engine.optim import adam
 from ssn3d.engine.rundir import RunPaths, StatusWriter, append_metrics, read_status, truncate_metrics
 from ssn3d.engine.runs import LAUNCHED_ENV, process_start
 from ssn3d.engine.state import StopRequest, TrainState, capture_train_state, restore_train_state
@@ -72,7 +73,7 @@ def build_optimizer(
     model: nn.Module, cfg: Config
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """Adam + StepLR per epoch (paper: 3e-4, weight decay 5e-4, x0.1 after 50 epochs)."""
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    opt = adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.train.lr_step, gamma=cfg.train.lr_gamma)
     return opt, sched
 

@@ -31,6 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ssn3d.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ssn3d.engine.optim import adam
 from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS, PARTS, VISIBLE
 from ssn3d.models.backbone import Backbone, find_imagenet_file
 from ssn3d.models.ssn import SSN, ssn_loss
@@ -233,7 +234,7 @@ def train_strategy(
         in_channels=backbone.out_channels, num_parts=NUM_PARTS, window=cfg.window, hidden=cfg.hidden
     ).to(dev)
     params = list(ssn.parameters()) + (list(backbone.parameters()) if cfg.train_backbone else [])
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     backbone.train(cfg.train_backbone)
     ssn.train()
     h, w = images.shape[-2:]

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ssn3d.engine.optim import adam
 from ssn3d.models.ssn import SSN, ssn_loss
 
 _logger = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def train_ssn_alone(
         cfg.device
     )
     ssn.train()
-    opt = torch.optim.Adam(ssn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adam(ssn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     losses: list[float] = []
     bar = tqdm(range(cfg.iters), desc=desc, disable=not progress, leave=False)
     for it, x in zip(bar, batches):
