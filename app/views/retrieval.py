@@ -138,7 +138,7 @@ qi = st.selectbox(
 q, info = queries[qi], qinfo[qi]
 st.markdown(
     f"**Query** person {q['pid']}, camera {q['camid'] + 1}: AP **{100 * info['ap']:.1f}%**, "
-    f"{info['num_matches']} matching gallery tracklets"
+    f"{info['num_matches']} matching gallery tracklet{'' if info['num_matches'] == 1 else 's'}"
 )
 with shown_errors():
     st.image([thumbnail(str(root / f), 96) for f in q["frames"]])
