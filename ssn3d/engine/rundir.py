@@ -101,6 +101,23 @@ def write_status(run_dir: str | os.PathLike, status: dict[str, Any]) -> None:
     atomic_write_json(RunPaths(Path(run_dir)).status, status)
 
 
+def fresh_status(state: str, pid: int, **fields: Any) -> dict[str, Any]:
+    """A run's status as it begins (the launcher's "starting", the process's "running"), plus ``fields``."""
+    now = time.time()
+    return {
+        "state": state,
+        "pid": pid,
+        "pgid": None,
+        "started": now,
+        "heartbeat": now,
+        "progress": 0.0,
+        "eta_s": None,
+        "error": None,
+        "traceback": None,
+        **fields,
+    }
+
+
 class StatusWriter:
     """The training process's status file: updated by the loop, kept alive by a heartbeat thread.
 
@@ -119,19 +136,7 @@ class StatusWriter:
     ):
         self.run_dir = Path(run_dir)
         self.interval = interval
-        now = time.time()
-        self._status: dict[str, Any] = {
-            "state": "running",
-            "pid": os.getpid(),
-            "pgid": None,
-            "started": now,
-            "heartbeat": now,
-            "progress": 0.0,
-            "eta_s": None,
-            "error": None,
-            "traceback": None,
-            **(initial or {}),
-        }
+        self._status: dict[str, Any] = {**fresh_status("running", os.getpid()), **(initial or {})}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

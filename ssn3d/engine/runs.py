@@ -31,7 +31,7 @@ import yaml
 
 from ssn3d.annotations import file_lock
 from ssn3d.config import Config, save_config
-from ssn3d.engine.rundir import ACTIVE_STATES, RunPaths, read_status, write_status
+from ssn3d.engine.rundir import ACTIVE_STATES, RunPaths, fresh_status, read_status, write_status
 from ssn3d.workspace import Workspace
 
 _logger = logging.getLogger(__name__)
@@ -346,25 +346,18 @@ def launch_run(
                     )
         command = _command(run_dir, config_path, overrides, resume, nproc)
         proc = spawn_detached(command, paths.log, cwd=workspace.home, env=env)
-        now = time.time()
         keep = {
             k: status.get(k) for k in ("progress", "step", "total_steps", "epoch") if resume and k in status
         }
-        new_status = {
-            "state": "starting",
-            "pid": proc.pid,
-            "pgid": proc.pid,
-            "proc_start": process_start(proc.pid),
-            "started": now,
-            "heartbeat": now,
-            "progress": 0.0,
-            "eta_s": None,
-            "error": None,
-            "traceback": None,
-            "resumed": resume,
-            "command": command,
+        new_status = fresh_status(
+            "starting",
+            proc.pid,
+            pgid=proc.pid,
+            proc_start=process_start(proc.pid),
+            resumed=resume,
+            command=command,
             **keep,
-        }
+        )
         write_status(run_dir, new_status)
     _logger.info("Launched run %s (pid %d): %s", run_dir.name, proc.pid, " ".join(command))
     return new_status
