@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ROOT / "benchmarks" / "accuracy_sweep.py"
 
@@ -51,3 +53,59 @@ def test_sweep_runs_rows_resumes_and_tables(tmp_path: Path) -> None:
     report = _sweep(tmp_path, "--report-only", "--no-figures")
     assert report.returncode == 0, report.stderr[-2000:]
     assert "PARTIAL" in report.stdout and "not run" in report.stdout
+
+
+ABLATION = ROOT / "benchmarks" / "ablation_gpu.py"
+
+
+@pytest.mark.slow
+def test_ablation_gpu_tiny_trains_rows_concurrently_and_tables(tmp_path: Path) -> None:
+    """The GPU ablation script's --tiny mode: data, labels, two concurrent runs, evaluate, one JSON + table."""
+    cmd = [
+        sys.executable,
+        str(ABLATION),
+        "--tiny",
+        "--out",
+        str(tmp_path / "out"),
+        "--work",
+        str(tmp_path / "w"),
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    assert list(report["rows"]) == ["temporal_pooling", "semi"]
+    for row in report["rows"].values():
+        (run,) = row["runs"]
+        assert run["status"] == "done" and run["step"] == 3
+        assert 0.0 <= run["metrics"]["top1"] <= 1.0 and 0.0 < run["metrics"]["mAP"] <= 1.0
+        assert row["summary"]["mAP"]["n"] == 1 and row["summary"]["mAP"]["mean"] == run["metrics"]["mAP"]
+    # both trainings overlapped in time: they ran concurrently, not one after the other
+    logs = [tmp_path / "w" / "runs" / f"{r}-s0" / "status.json" for r in report["rows"]]
+    starts = [json.loads(p.read_text())["started"] for p in logs]
+    assert abs(starts[0] - starts[1]) < 10
+    # `ssn3d evaluate` ran after training and left each run's eval.json
+    assert all((tmp_path / "w" / "runs" / f"{r}-s0" / "eval.json").is_file() for r in report["rows"])
+    # the semi row trained from the two-frames-per-tracklet labels the script made
+    labels = json.loads((tmp_path / "w" / "labels-semi.json").read_text())["frames"]
+    assert labels and all(k.startswith("train/") for k in labels)
+    table = (tmp_path / "out" / "ablation.md").read_text()
+    assert "Temporal pooling (baseline)" in table and "| s0 done |" in table
+
+
+def test_ablation_rows_refuse_unknown_keys_and_read_pck() -> None:
+    """A lever row whose key the config lacks is skipped with the config's reason; PCK is found by name."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import ablation_gpu
+
+    base = ROOT / "configs" / "walkers.yaml"
+    assert ablation_gpu.config_problem(base, ["model.strategy=semi"]) == ""
+    reason = ablation_gpu.config_problem(base, ["loss.no_such_lever=1"])
+    assert "no_such_lever" in reason and str(base) not in reason
+    names = [r.name for r in ablation_gpu.ROWS]
+    assert len(names) == len(set(names))
+    for must in ("temporal_pooling", "conv3d", "unsupervised", "semi", "supervised_noisy", "semi_nonshared"):
+        assert must in names
+    assert sum(n.startswith("lambda_") for n in names) == 4 and sum(n.startswith("lever") for n in names) >= 5
+    found = ablation_gpu.find_pck({"metrics": {"mAP": 0.5, "pck@0.2": 0.9, "pck@0.1": {"overall": 0.7}}})
+    assert set(found) == {"pck@0.2", "pck@0.1"} and ablation_gpu.headline_pck(found) == 0.7
+    assert ablation_gpu.headline_pck({}) is None
