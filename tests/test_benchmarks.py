@@ -109,3 +109,19 @@ def test_ablation_rows_refuse_unknown_keys_and_read_pck() -> None:
     found = ablation_gpu.find_pck({"metrics": {"mAP": 0.5, "pck@0.2": 0.9, "pck@0.1": {"overall": 0.7}}})
     assert set(found) == {"pck@0.2", "pck@0.1"} and ablation_gpu.headline_pck(found) == 0.7
     assert ablation_gpu.headline_pck({}) is None
+
+
+@pytest.mark.slow
+def test_bench_position_ce_quick_writes_both_arms(tmp_path: Path) -> None:
+    """benchmarks/bench_position_ce.py: the same training with and without PositionCE, PCK of each."""
+    out = tmp_path / "pce.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_position_ce.py"), "--quick", "--iters", "3"]
+    proc = subprocess.run([*cmd, "--arms", "ssn_only,position_ce", "--out", str(out)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rec = json.loads(out.read_text())
+    assert set(rec["arms"]) == {"ssn_only", "position_ce"} and rec["config"]["iters"] == 3
+    assert rec["arms"]["ssn_only"]["weight"] == 0.0 and rec["arms"]["position_ce"]["weight"] == 1.0
+    for arm in rec["arms"].values():
+        assert 0.0 <= arm["overall"] <= 1.0 and len(arm["per_part"]) == 9
+    assert 0.0 < rec["baselines"]["chance"] < rec["baselines"]["mean_position"]["overall"]
