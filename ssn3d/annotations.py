@@ -235,7 +235,8 @@ class AnnotationStore:
     A save appends one JSON line to ``<path>.journal`` (fsynced) under the lock; every
     ``JOURNAL_LIMIT`` entries the journal is folded into the main file, which is rewritten
     atomically. Reading replays the journal over the main file. A crash can at most tear the
-    journal's last line, which is ignored; every earlier save survives.
+    journal's last line: readers ignore it, the next locked reader or writer cuts it, and every
+    earlier save survives.
 
     Args:
         path: the main JSON file; created on the first write.
