@@ -13,6 +13,13 @@ Every change happens under an exclusive lock on a sibling ``.lock`` file: an fsy
 journal, or a fold written to a temporary file and renamed over the old one. Two browser sessions
 labeling the same dataset never lose each other's points, a crash never leaves half a file, and a
 click on a store of 16,000 frames costs an append, not a rewrite.
+
+A journal record is complete once its line break is on disk. An append cut short (a kill, a full
+disk, a file-size limit, a truncated copy) leaves a torn tail: bytes after the last line break, or
+a last line that does not parse. Readers ignore it, and the next reader or writer that holds the
+lock cuts the journal back to its last complete record before appending, so a torn save never
+glues itself to the next one. Lines from older versions that did glue (a torn prefix followed by a
+whole record) are salvaged: the record is kept and the store folded.
 """
 
 from __future__ import annotations
@@ -20,17 +27,21 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import math
 import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ssn3d.keypoints import NUM_PARTS, PARTS
+
+_logger = logging.getLogger(__name__)
 
 FORMAT = "ssn3d-keypoints"
 VERSION = 1
@@ -125,10 +136,85 @@ def _validate_document(doc: Any, path: Path) -> dict[str, Any]:
 JOURNAL_LIMIT = 256
 
 # Per-process caches keyed on the files' (inode, mtime, size): the parsed and validated main file,
-# its keypoints as arrays, and the parsed journal. A store of 16,000 frames is parsed once, not per click.
+# its keypoints as arrays, and (_JOURNALS, below) the parsed journal. A store of 16,000 frames is parsed
+# once, not per click.
 _DOCS: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
 _ARRAYS: dict[str, tuple[tuple[int, int, int], dict[str, np.ndarray]]] = {}
-_JOURNALS: dict[str, tuple[tuple[int, int, int] | None, list]] = {}
+
+_RECORD_START = b'{"frame":'  # how every record line begins (json.dumps keeps key order)
+
+
+@dataclass
+class _Journal:
+    """A parsed journal: the complete records, and what a repair would drop."""
+
+    records: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)
+    clean_end: int = 0  # byte offset just after the last complete record
+    dropped: int = 0  # bytes of torn saves (a torn tail, or the torn prefixes of salvaged lines)
+    salvaged: bool = False  # a line held a torn prefix glued to a whole record: fold, do not cut
+
+    @property
+    def damaged(self) -> bool:
+        return self.dropped > 0
+
+
+def _parse_record(line: bytes, where: Path) -> tuple[str, dict[str, Any] | None]:
+    """One journal line as (frame, entry or None for a deletion); ValueError when it is not one."""
+    rec = json.loads(line)
+    if not isinstance(rec, dict):
+        raise ValueError("not a record")
+    frame, entry = rec["frame"], rec["entry"]
+    if not isinstance(frame, str) or not (entry is None or isinstance(entry, dict)):
+        raise ValueError("bad record")
+    if entry is not None:
+        validate_keypoints(entry.get("keypoints"), f"{where}: frame {frame!r}")
+    return frame, entry
+
+
+def _salvage(line: bytes, where: Path) -> tuple[tuple[str, dict[str, Any] | None], int] | None:
+    """A whole record after a torn prefix (older versions appended after a torn save), and the prefix's length."""
+    start = line.find(_RECORD_START, 1)
+    while start > 0:
+        try:
+            return _parse_record(line[start:], where), start
+        except (ValueError, KeyError, TypeError, RecursionError):
+            start = line.find(_RECORD_START, start + 1)
+    return None
+
+
+def _parse_journal(data: bytes, where: Path) -> _Journal:
+    """Parse journal bytes; a torn tail is counted in ``dropped``, never raised.
+
+    Raises:
+        AnnotationError: a line before the last one that is damaged beyond a torn prefix.
+    """
+    out = _Journal()
+    lines = data.split(b"\n")  # the last item holds the bytes after the last line break
+    pos = 0
+    for i, line in enumerate(lines[:-1]):
+        pos += len(line) + 1
+        if line.strip():
+            try:
+                out.records.append(_parse_record(line, where))
+            except (ValueError, KeyError, TypeError, RecursionError) as e:
+                salvaged = _salvage(line, where)
+                if salvaged is not None:
+                    out.records.append(salvaged[0])
+                    out.dropped += salvaged[1]
+                    out.salvaged = True
+                elif i == len(lines) - 2:  # the last line: a torn save, ended by a later append's break
+                    out.dropped += len(data) - out.clean_end
+                    return out
+                else:
+                    raise AnnotationError(
+                        f"{where} line {i + 1} is damaged ({e}); restore it or move it aside."
+                    ) from None
+        out.clean_end = pos
+    out.dropped += len(lines[-1])  # unterminated: never acknowledged, so never a complete record
+    return out
+
+
+_JOURNALS: dict[str, tuple[tuple[int, int, int] | None, _Journal]] = {}
 
 
 def _empty_document() -> dict[str, Any]:
@@ -149,15 +235,23 @@ class AnnotationStore:
     A save appends one JSON line to ``<path>.journal`` (fsynced) under the lock; every
     ``JOURNAL_LIMIT`` entries the journal is folded into the main file, which is rewritten
     atomically. Reading replays the journal over the main file. A crash can at most tear the
-    journal's last line, which is ignored; every earlier save survives.
+    journal's last line: readers ignore it, the next locked reader or writer cuts it, and every
+    earlier save survives.
 
     Args:
         path: the main JSON file; created on the first write.
+
+    Attributes:
+        repaired_bytes: bytes of interrupted saves this object dropped from the journal.
+        last_repair: a sentence saying what the latest repair dropped and kept, or None.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.journal = self.path.with_name(self.path.name + ".journal")
+        self.repaired_bytes = 0  # bytes of torn saves this object cut from the journal
+        self.last_repair: str | None = None  # one sentence for the user about the latest repair
+        self._holding_lock = False  # set inside update(): a read there must not lock again
 
     def version(self) -> tuple:
         """Changes whenever the labels may have changed (for caches keyed on it)."""
@@ -184,39 +278,70 @@ class AnnotationStore:
         }  # entries are replaced, never mutated: a shallow copy is enough
 
     def _journal_records(self) -> list[tuple[str, dict[str, Any] | None]]:
+        parsed = self._parsed_journal()
+        if parsed.damaged and not self._holding_lock:
+            self.repair()  # seen without the lock: look again under it, where a cut is safe
+            parsed = self._parsed_journal()
+        return parsed.records
+
+    def _parsed_journal(self) -> _Journal:
         key = _stat_key(self.journal)
         cached = _JOURNALS.get(str(self.journal))
         if cached is not None and cached[0] == key:
             return cached[1]
-        records = self._parse_journal() if key is not None else []
-        _JOURNALS[str(self.journal)] = (key, records)
-        return records
-
-    def _parse_journal(self) -> list[tuple[str, dict[str, Any] | None]]:
         try:
-            data = self.journal.read_bytes()
+            data = self.journal.read_bytes() if key is not None else b""
         except FileNotFoundError:
-            return []
-        lines = data.split(b"\n")
-        records = []
-        for i, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                frame, entry = rec["frame"], rec["entry"]
-                if not isinstance(frame, str) or not (entry is None or isinstance(entry, dict)):
-                    raise ValueError("bad record")
-                if entry is not None:
-                    validate_keypoints(entry.get("keypoints"), f"{self.journal}: frame {frame!r}")
-            except (ValueError, KeyError, TypeError) as e:
-                if i == len(lines) - 1:  # a save torn by a crash: only the last, unterminated line
-                    break
-                raise AnnotationError(
-                    f"{self.journal} line {i + 1} is damaged ({e}); restore it or move it aside."
-                ) from None
-            records.append((frame, entry))
-        return records
+            data = b""
+        parsed = _parse_journal(data, self.journal)
+        _JOURNALS[str(self.journal)] = (key, parsed)
+        return parsed
+
+    def repair(self) -> int:
+        """Cut a torn journal tail (or fold salvaged records) under the lock; return the bytes dropped.
+
+        Called by every save and by a read that meets a torn tail. Every complete record is kept.
+        The first process to repair logs a warning and sets ``last_repair``; later ones find the
+        journal clean. A store that cannot be locked (a read-only folder) is left as it is: its
+        readers keep ignoring the torn tail.
+        """
+        if self._holding_lock:
+            return self._repair_locked()
+        try:
+            with file_lock(self.path):
+                self._holding_lock = True
+                try:
+                    return self._repair_locked()
+                finally:
+                    self._holding_lock = False
+        except OSError as e:
+            _logger.debug("label store %s not repaired: %s", self.path, e)
+            return 0
+
+    def _repair_locked(self) -> int:
+        parsed = self._parsed_journal()
+        if not parsed.damaged:
+            return 0
+        if parsed.salvaged:
+            # a damaged line in the middle cannot be cut away: fold every good record into the main file
+            doc = self._base()
+            for frame, entry in parsed.records:
+                if entry is None:
+                    doc["frames"].pop(frame, None)
+                else:
+                    doc["frames"][frame] = entry
+            self.write_document(doc)
+        else:
+            with open(self.journal, "r+b") as fh:
+                os.ftruncate(fh.fileno(), parsed.clean_end)
+                os.fsync(fh.fileno())
+        self.repaired_bytes += parsed.dropped
+        self.last_repair = (
+            f"{self.journal.name}: dropped {parsed.dropped} bytes of an interrupted save; "
+            f"kept all {len(parsed.records)} complete records."
+        )
+        _logger.warning("label store %s", self.last_repair)
+        return parsed.dropped
 
     def read(self) -> dict[str, Any]:
         """The whole document (an empty one when nothing was saved yet)."""
@@ -253,7 +378,10 @@ class AnnotationStore:
 
     def write_document(self, doc: dict[str, Any]) -> None:
         """Replace the whole store with ``doc`` (call with ``file_lock(self.path)`` held)."""
-        atomic_write_json(self.path, doc)
+        try:
+            atomic_write_json(self.path, doc)
+        except OSError as e:
+            raise self._save_failed(e) from e
         _DOCS[str(self.path)] = (_stat_key(self.path), doc)  # our own write is valid by construction
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.journal)  # folded; a crash before this line replays entries already in the file
@@ -272,24 +400,48 @@ class AnnotationStore:
             ]  # 1/100 px is plenty
             records.append((frame, {"keypoints": points, "source": source, "updated": now}))
         with file_lock(self.path):
-            doc = self.read()  # a damaged store raises here, before anything is written
-            pending = len(self._journal_records())
-            if not self.path.exists() or pending + len(records) > JOURNAL_LIMIT:
-                for frame, entry in records:
-                    if entry is None:
-                        doc["frames"].pop(frame, None)
-                    else:
-                        doc["frames"][frame] = entry
-                self.write_document(doc)
-                return
-            lines = b"".join(
-                json.dumps({"frame": f, "entry": e}, separators=(",", ":")).encode() + b"\n"
-                for f, e in records
-            )
-            with open(self.journal, "ab") as fh:
-                fh.write(lines)
-                fh.flush()
+            self._holding_lock = True
+            try:
+                self._repair_locked()  # never append after a torn record
+                self._apply_locked(records)
+            finally:
+                self._holding_lock = False
+
+    def _apply_locked(self, records: list[tuple[str, dict[str, Any] | None]]) -> None:
+        doc = self.read()  # a damaged store raises here, before anything is written
+        pending = len(self._journal_records())
+        if not self.path.exists() or pending + len(records) > JOURNAL_LIMIT:
+            for frame, entry in records:
+                if entry is None:
+                    doc["frames"].pop(frame, None)
+                else:
+                    doc["frames"][frame] = entry
+            self.write_document(doc)
+            return
+        lines = b"".join(
+            json.dumps({"frame": f, "entry": e}, separators=(",", ":")).encode() + b"\n" for f, e in records
+        )
+        start = _stat_key(self.journal)
+        size = 0 if start is None else start[2]
+        try:
+            with open(self.journal, "ab", buffering=0) as fh:
+                view = memoryview(lines)
+                while view:  # a raw write may stop short; the next one raises if the disk is full
+                    view = view[fh.write(view) :]
                 os.fsync(fh.fileno())
+        except OSError as e:
+            # take back the part that reached the file, so the store stays as it was before this save
+            try:
+                os.truncate(self.journal, size)
+            except OSError:
+                pass  # the torn tail stays; the next save or read cuts it
+            raise self._save_failed(e) from e
+
+    def _save_failed(self, e: OSError) -> AnnotationError:
+        return AnnotationError(
+            f"could not save labels to {self.path} ({e.strerror or e}); this change was not saved, the "
+            "labels saved before are intact: free disk space and try again."
+        )
 
     def set(self, frame: str, kps: np.ndarray, source: str = "manual") -> None:
         self.update({frame: kps}, source=source)

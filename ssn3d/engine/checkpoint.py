@@ -11,18 +11,27 @@ whose ``__reduce__`` would run code) is refused by the unpickler before anything
 is rebuilt from the stored config (paper section "Implementation Details" lists what a config
 holds: backbone, N, T, ...), and a state dict that does not fit that model is refused with the
 keys that differ. Writes are atomic (a temporary file, fsync, rename), so a run killed while saving
-keeps its previous checkpoint intact.
+keeps its previous checkpoint intact. The temporary is named after its writer's pid
+(``.last.pt.<pid>.<random>.tmp``), and the next save or load of that file removes the temporaries
+of writers that are no longer alive, so a kill mid-save does not leave tens of megabytes behind.
+
+Every checkpoint carries ``"checksum": "sha256:<hex>"``, a digest of everything else it holds
+(tensor bytes, dtypes, shapes and plain values, in order). torch's zip container does not verify
+the bytes it reads, so without it a few flipped bytes in a weight resume silently. Checkpoints
+written before the checksum existed still load.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import pickle
 import random
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +47,10 @@ _logger = logging.getLogger(__name__)
 FORMAT = "ssn3d-checkpoint"
 VERSION = 1
 _PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel and torch.compile wrappers
+_CHECKSUM = "sha256"
+# Temporaries named before writers put their pid in the name: removed once this old, since a save
+# rewrites its temporary continuously and takes seconds, never minutes.
+_LEGACY_TMP_AGE_S = 600.0
 
 
 class CheckpointError(ValueError):
@@ -90,6 +103,91 @@ def restore_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state(s.cpu(), i)
 
 
+# --------------------------------------------------------------------------- checksum and temporaries
+
+
+def _feed(h: Any, value: Any) -> None:
+    """Hash ``value`` with its type and size, so that no two different contents feed the same bytes."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())  # the raw bytes, whatever the dtype
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)};".encode())
+        for k, v in value.items():
+            _feed(h, k)
+            _feed(h, v)
+    elif isinstance(value, list | tuple):
+        h.update(f"{'L' if isinstance(value, list) else 'U'}{len(value)};".encode())
+        for v in value:
+            _feed(h, v)
+    elif isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+        h.update(f"S{len(data)};".encode() + data)
+    elif isinstance(value, bool) or value is None:
+        h.update(f"C{value};".encode())
+    elif isinstance(value, int):
+        h.update(f"I{value};".encode())
+    elif isinstance(value, float):
+        h.update(f"F{value.hex()};".encode())  # exact, NaN and infinities included
+    else:  # the few other types weights_only admits (torch.dtype, torch.device, ...) print exactly
+        text = f"{type(value).__name__}:{value!r}".encode()
+        h.update(f"R{len(text)};".encode() + text)
+
+
+def payload_checksum(data: dict[str, Any]) -> str:
+    """``sha256:<hex>`` of every entry of a checkpoint except its checksum."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in data.items() if k != "checksum"})
+    return f"{_CHECKSUM}:{h.hexdigest()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie has finished writing for good)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries that writers of ``path`` left when killed mid-save; return them.
+
+    A temporary whose pid is alive belongs to a save in progress and is kept, whoever runs this.
+    """
+    path = Path(path)
+    prefix = f".{path.name}."
+    removed = []
+    try:
+        candidates = [
+            p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")
+        ]
+    except OSError:
+        return removed
+    for tmp in candidates:
+        middle = tmp.name[len(prefix) : -len(".tmp")].split(".")
+        try:
+            if len(middle) == 2 and middle[0].isdigit():
+                stale = not _pid_alive(int(middle[0]))
+            else:  # written by a version that did not name the writer
+                stale = time.time() - tmp.stat().st_mtime > _LEGACY_TMP_AGE_S
+            if stale:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue  # gone already, or a folder we may only read
+    if removed:
+        _logger.info("removed %d temporary file(s) of interrupted saves of %s", len(removed), path)
+    return removed
+
+
 # --------------------------------------------------------------------------- saving
 
 
@@ -112,12 +210,15 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Write ``payload`` atomically: readers and a crash see the old file or the new one, never half.
 
-    ``format`` and ``version`` are added; tensors are moved to the CPU by ``torch.save``'s callers.
+    ``format``, ``version`` and ``checksum`` are added; tensors are moved to the CPU by ``torch.save``'s
+    callers. Temporaries of earlier writers of ``path`` that were killed are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     data = {"format": FORMAT, "version": VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    data["checksum"] = payload_checksum(data)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(data, fh)
@@ -164,16 +265,23 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
     Raises:
         CheckpointNotFoundError: no such file.
-        CheckpointError: a pickle payload, a damaged file, or not an SSN3D checkpoint.
+        CheckpointError: a pickle payload, a damaged file (one whose checksum does not match
+            included), or not an SSN3D checkpoint.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointNotFoundError(
             f"checkpoint {path} does not exist; pass a run folder or a .pt file it holds."
         )
+    remove_stale_temporaries(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if not _refused_objects(path, e):  # torch's message here is about weights_only, not the file
+            raise CheckpointError(
+                f"checkpoint {path} cannot be read (its bytes are not a torch checkpoint); it is damaged or "
+                "not a checkpoint, so use the run's other checkpoint (last.pt or best.pt)."
+            ) from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"checkpoint {path} holds Python objects that safe loading refuses ({first[:160]}); it was not "
@@ -198,7 +306,27 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             raise CheckpointError(
                 f"checkpoint {path} has no {key!r} entry; it was not written by `python -m ssn3d train`."
             )
+    stored = obj.pop("checksum", None)  # absent in checkpoints written before it existed
+    if stored is not None and stored != payload_checksum(obj):
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its contents no longer match the checksum written with them; "
+            "use the run's other checkpoint (last.pt or best.pt) or a copy of this one."
+        )
     return obj
+
+
+def _refused_objects(path: Path, e: pickle.UnpicklingError) -> bool:
+    """Whether safe loading refused real Python objects, rather than stumbling over damaged bytes.
+
+    torch raises UnpicklingError for both: a refused class names a "global", and a plain pickle
+    file (no torch zip around it) starts with the pickle protocol opcode.
+    """
+    if "global" in str(e).lower():
+        return True
+    with contextlib.suppress(OSError), open(path, "rb") as fh:
+        head = fh.read(2)
+        return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+    return False
 
 
 def checkpoint_config(ckpt: dict[str, Any], path: str | os.PathLike = "checkpoint") -> Config:
