@@ -43,6 +43,10 @@ class VideoImportError(ValueError):
 
 
 def _require_packages():
+    # FFmpeg and OpenCV print their own complaints about a broken file straight to stderr; the
+    # VideoImportError below already says it in one sentence (set these variables to see them).
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     try:
         import cv2
         import supervision
