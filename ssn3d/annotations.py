@@ -265,9 +265,10 @@ class AnnotationStore:
         if cached is None or cached[0] != key:
             try:
                 doc = json.loads(self.path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+                reason = "nested too deeply" if isinstance(e, RecursionError) else e
                 raise AnnotationError(
-                    f"{self.path} cannot be read as JSON ({e}); restore it or move it aside."
+                    f"{self.path} cannot be read as JSON ({reason}); restore it or move it aside."
                 ) from e
             cached = (key, _validate_document(doc, self.path))
             _DOCS[str(self.path)] = cached

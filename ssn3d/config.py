@@ -312,5 +312,9 @@ def validate(cfg: Config) -> None:
         if getattr(t, key) < 0:
             raise ConfigError(f"train.{key}={getattr(t, key)} must be >= 0.")
     _positive("train.log_every", t.log_every)
+    if not 0.0 < t.lr_gamma <= 1.0:  # 0 stops learning at the first step; above 1 the lr grows
+        raise ConfigError(f"train.lr_gamma={t.lr_gamma} must lie in (0, 1] (paper: 0.1, a tenth per step).")
+    if not 0 <= t.seed < 2**32:  # numpy's seeding range (the samplers and the data use numpy)
+        raise ConfigError(f"train.seed={t.seed} must be a whole number from 0 to 2**32 - 1.")
     if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
         raise ConfigError(f"train.device={t.device!r}; choose auto, cpu, cuda or cuda:N.")

@@ -55,7 +55,7 @@ from ssn3d._interchange import (
     parse_points,
     read_json,
 )
-from ssn3d.annotations import AnnotationStore, file_lock, validate_keypoints
+from ssn3d.annotations import AnnotationError, AnnotationStore, file_lock, validate_keypoints
 from ssn3d.keypoints import PARTS, SKELETON
 
 __all__ = [
@@ -225,6 +225,44 @@ def _coco_categories(doc: dict[str, Any]) -> dict[Any, tuple[str, ...] | None]:
     return out
 
 
+OUTSIDE_TOLERANCE = 0.05  # of the image's size: a point just past the border is a hand's slip, not an error
+
+
+def hide_outside_frame(kps: np.ndarray, width: float, height: float) -> int:
+    """Mark points lying outside a ``width`` x ``height`` image (beyond a small tolerance) not visible.
+
+    Such a point cannot be an anchor in that frame: kept visible, it would pull a part window off the
+    image. It is kept as "not labeled" (0, 0, 0) rather than refusing the whole frame, whose other
+    points are good. Returns how many points were hidden; ``kps`` (9, 3) is changed in place.
+    """
+    tx, ty = OUTSIDE_TOLERANCE * width, OUTSIDE_TOLERANCE * height
+    x, y, v = kps[:, 0], kps[:, 1], kps[:, 2]
+    outside = (v > 0) & ((x < -tx) | (x > width + tx) | (y < -ty) | (y > height + ty))
+    kps[outside] = 0.0
+    return int(outside.sum())
+
+
+def import_coco_files(
+    paths: Iterable[str | os.PathLike],
+    dataset: FrameIndex | str | os.PathLike | Iterable[str],
+    store: AnnotationStore,
+    **kwargs: Any,
+) -> list[tuple[str, ImportReport | str]]:
+    """``import_coco`` for several files, one after another; a bad file does not stop the ones after it.
+
+    Returns:
+        [(file name, its ImportReport, or the one-sentence reason it was refused)], in order.
+    """
+    index = as_frame_index(dataset)
+    out: list[tuple[str, ImportReport | str]] = []
+    for path in paths:
+        try:
+            out.append((os.fspath(path), import_coco(Path(path), index, store, **kwargs)))
+        except (InterchangeError, AnnotationError, OSError) as e:
+            out.append((os.fspath(path), str(e)))
+    return out
+
+
 def import_coco(
     doc: Mapping[str, Any] | str | bytes | os.PathLike,
     dataset: FrameIndex | str | os.PathLike | Iterable[str],
@@ -264,6 +302,7 @@ def import_coco(
         raise InterchangeError(f"COCO document has more than {MAX_ITEMS} images and annotations; split it.")
     index, report, categories = as_frame_index(dataset), ImportReport("COCO"), _coco_categories(doc)
     files: dict[Any, str] = {}
+    sizes: dict[Any, tuple[float, float]] = {}  # image id -> (width, height), where the document says
     for n, image in enumerate(doc["images"]):
         if not isinstance(image, dict) or not isinstance(image.get("file_name"), str):
             report.skip(f"image #{n}", "image has no file_name")
@@ -271,6 +310,9 @@ def import_coco(
             report.skip(image["file_name"], "image id is missing or repeated")
         else:
             files[image.get("id")] = image["file_name"]
+            w, h = image.get("width"), image.get("height")
+            if all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in (w, h)):
+                sizes[image.get("id")] = (float(w), float(h))
     best: dict[str, tuple[int, np.ndarray]] = {}
     total = len(doc["annotations"])
     for n, ann in enumerate(doc["annotations"]):
@@ -297,6 +339,8 @@ def import_coco(
             report.skip(file_name, f"{len(pts)} unnamed keypoints match no known skeleton (9, 17, 18 or 25)")
             continue
         kps = map_joints(pts, joints)
+        if image_id in sizes and hide_outside_frame(kps, *sizes[image_id]):
+            report.notes.append(f"{file_name}: keypoints outside the image marked not visible")
         if not _labeled(kps):
             report.skip(file_name, "no labeled keypoint maps to our parts")
         elif file_name in best:

@@ -3,6 +3,7 @@ traceback, nothing saved lost; and the run cap / duplicate-launch lock seen from
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -62,6 +63,13 @@ def bad(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     save_checkpoint(d / "other_arch.pt", {**meta, "model": model_b.state_dict(), "config": a.to_dict()})
     (d / "truncated.pt").write_bytes((d / "ok.pt").read_bytes()[:2000])
     torch.save({**meta, "model": Evil(d / "PWNED"), "config": {}}, d / "evil.pt")
+    (d / "deep_ds").mkdir()
+    (d / "deep_ds" / "keypoints.json").write_text("[" * 100000)
+    (d / "defaults.yaml").write_text("{}\n")
+    (d / "malformed.yaml").write_text("model: [unclosed\n")
+    for name, generator in (("walkers_like", "ssn3d.synth.walkers"), ("generated", "ssn3d.synth.walkers")):
+        (d / name / "train").mkdir(parents=True)
+        (d / name / "dataset.json").write_text(json.dumps({"generator": generator, "layout": "folder"}))
     return d
 
 
@@ -79,6 +87,37 @@ CLI_CASES = {
     "checkpoint with a pickle payload": (
         ["export", "{d}/evil.pt", "--onnx", "{d}/x.onnx"],
         "was not executed",
+    ),
+    "deeply nested label file": (
+        ["synth", "labels", "{d}/deep_ds", "--to", "{d}/l.json"],
+        "nested too deeply",
+    ),
+    "export --frames -3": (
+        ["export", "{d}/ok.pt", "--onnx", "{d}/y.onnx", "--frames", "-3"],
+        "not a clip length",
+    ),
+    "export --onnx DIR": (["export", "{d}/ok.pt", "--onnx", "{d}"], "is a folder"),
+    "evaluate --out DIR": (["evaluate", "{d}/ok.pt", "--out", "{d}"], "is a folder"),
+    "evaluate --device tpu": (["evaluate", "{d}/ok.pt", "--device", "tpu"], "is not a device"),
+    "evaluate --topk -1": (["evaluate", "{d}/ok.pt", "--topk", "-1"], "keeps no gallery items"),
+    "study random --size 0": (["study", "random", "--quick", "--size", "0"], "--size 0 must be"),
+    "study random --batch 0": (["study", "random", "--quick", "--batch", "0"], "--batch 0 must be"),
+    "study random --out FILE": (["study", "random", "--quick", "--out", "{d}/a_file"], "is a file"),
+    "study pedestrians --data WALKERS": (
+        ["study", "pedestrians", "--quick", "--data", "{d}/walkers_like", "--out", "{d}/ped"],
+        "holds no Pedestrian-128 crops",
+    ),
+    "runs status of no run": (["runs", "status", "{d}/nowhere"], "does not exist"),
+    "runs cancel of no run": (["runs", "cancel", "{d}/nowhere"], "does not exist"),
+    "runs launch of malformed YAML": (
+        ["runs", "--root", "{d}/runs", "launch", "{d}/malformed.yaml"],
+        "not valid YAML",
+    ),
+    "train.seed=-1": (["train", "{d}/defaults.yaml", "train.seed=-1"], "train.seed=-1 must be"),
+    "train.lr_gamma<0": (["train", "{d}/defaults.yaml", "train.lr_gamma=-0.5"], "must lie in (0, 1]"),
+    "synth into a generated dataset": (
+        ["synth", "pedestrians", "{d}/generated", "--ids", "2"],
+        "pass --force",
     ),
 }
 
@@ -113,6 +152,8 @@ def test_cli_gives_one_clear_error_and_exit_status_2(cli_results, bad, case):
     assert message.startswith("error: ") and one_sentence(message), message
     assert CLI_CASES[case][1] in message
     assert not (bad / "PWNED").exists()  # the pickle payload never ran
+    assert not (bad / "runs").exists()  # a malformed config launched nothing
+    assert (bad / "generated" / "train").is_dir() and not (bad / "generated" / "query").exists()
 
 
 # --------------------------------------------------------------------------- the library

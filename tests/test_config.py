@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ssn3d.config import ConfigError, load_config, save_config
@@ -71,3 +73,19 @@ def test_bad_file_messages_name_the_file(tmp_path) -> None:
     p.write_text("model:\n  arch: resnet\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: model.arch='resnet'"):
         load_config(p)
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("train.seed=-1", "train.seed=-1 must be"),
+        ("train.seed=4294967296", "2**32 - 1"),
+        ("train.lr_gamma=-0.5", "must lie in (0, 1]"),
+        ("train.lr_gamma=0", "must lie in (0, 1]"),
+        ("train.lr_gamma=1.5", "must lie in (0, 1]"),
+    ],
+)
+def test_seed_and_lr_gamma_out_of_range_are_refused(override: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_config(None, [override])
+    assert load_config(None, ["train.lr_gamma=1", "train.seed=0"]).train.lr_gamma == 1.0  # constant lr

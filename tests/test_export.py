@@ -71,3 +71,25 @@ def test_supervised_models_are_not_exported(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="keypoints"):
         export_onnx(ckpt, tmp_path / "sup.onnx")
     assert not (tmp_path / "sup.onnx").exists()
+
+
+def test_a_refused_export_leaves_the_earlier_good_file_untouched(tmp_path: Path, capsys) -> None:
+    from ssn3d.__main__ import main as cli
+
+    ckpt, _ = checkpoint(tmp_path)
+    out = tmp_path / "model.onnx"
+    assert cli(["export", str(ckpt), "--onnx", str(out)]) == 0
+    good = out.read_bytes()
+    capsys.readouterr()
+    refused = {
+        "--opset 1": (["--onnx", str(out), "--opset", "1"], "cannot write opset 1"),
+        "a failed check": (["--onnx", str(out), "--atol", "-1"], "disagrees with torch"),
+        "--frames -3": (["--onnx", str(out), "--frames", "-3"], "not a clip length"),
+        "a folder": (["--onnx", str(tmp_path)], "is a folder"),
+    }
+    for case, (args, words) in refused.items():
+        assert cli(["export", str(ckpt), *args]) == 2, case
+        err = capsys.readouterr().err
+        assert words in err and "\n" not in err.strip() and "Traceback" not in err, (case, err)
+        assert out.read_bytes() == good, case
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.pt"]  # no temporary left

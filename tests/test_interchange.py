@@ -442,3 +442,30 @@ def test_property_load_config_gives_a_config_or_a_config_error(text):
             assert str(path) in str(e)
             return
         assert isinstance(cfg, Config)
+
+
+def test_keypoints_far_outside_the_image_are_not_stored_as_visible_anchors(store):
+    doc = coco_doc(
+        {FRAMES[0]: person(COCO_17, {**FULL_COCO, "nose": (5000, 10, 2), "left_hip": (33, 50, 2)})}
+    )
+    doc["images"][0].update(width=32, height=96)  # left_hip 1 px past the border: within the tolerance
+    report = import_coco(doc, FRAMES, store)
+    kps = store.frames()[FRAMES[0]]
+    assert report.imported == [FRAMES[0]] and "outside the image" in report.notes[0]
+    assert kps[:, 2].max() > 0 and (kps[:, 0][kps[:, 2] > 0] <= 32 * 1.05).all()
+    assert kps[P["head"], 2] == 0  # the head came from the nose at x = 5000
+
+
+def test_one_bad_file_in_a_multi_file_coco_import_does_not_stop_the_others(tmp_path, store):
+    from ssn3d.interchange import import_coco_files
+
+    good = [tmp_path / f"{i}.json" for i in range(2)]
+    for i, path in enumerate(good):
+        path.write_text(json.dumps(coco_doc({FRAMES[i]: person(COCO_17, FULL_COCO)})))
+    bad = tmp_path / "bad.json"
+    bad.write_text("[" * 100000)
+    results = import_coco_files([good[0], bad, good[1]], FRAMES, store)
+    assert [name for name, _ in results] == [str(good[0]), str(bad), str(good[1])]
+    assert isinstance(results[1][1], str) and one_sentence(results[1][1])
+    assert all(isinstance(r, ImportReport) and r.imported for _, r in (results[0], results[2]))
+    assert sorted(store.frames()) == sorted(FRAMES[:2])

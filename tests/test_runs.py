@@ -314,3 +314,51 @@ def test_training_processes_do_not_inherit_the_apps_secrets(monkeypatch) -> None
     env = _child_env({"CUDA_VISIBLE_DEVICES": "0"})
     assert "SSN3D_PASSWORD" not in env and "SSN3D_OPERATOR_PASSWORD" not in env
     assert env["SSN3D_HOME"] == "/srv/ssn3d" and env["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, **ENV, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("SSN3D_RUN_LOCK_TOKEN", None)
+    return subprocess.run(
+        [sys.executable, "-m", "ssn3d", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_one_writer_per_run_whichever_command_starts_it(tmp_path: Path) -> None:
+    from ssn3d.engine.rundir import acquire_run_lock
+
+    run = tmp_path / "runs" / "r"
+    with acquire_run_lock(run):
+        with pytest.raises(RunBusyError, match=f"being written by another process \\(pid {os.getpid()}\\)"):
+            acquire_run_lock(run)  # a second descriptor, even in the same process, is another writer
+        with pytest.raises(RunBusyError, match="being written by another process"):
+            launch_run(run, config=tmp_path / "x.yaml", workspace=Workspace(home=tmp_path), env=ENV)
+        assert not RunPaths(run).status.exists()  # refused before anything was written
+    with acquire_run_lock(run):  # released: a killed holder's lock goes with its descriptors
+        pass
+
+
+def test_train_resume_is_locked_and_a_refused_resume_changes_nothing(
+    tiny_walkers: Path, tmp_path: Path, ws: Workspace
+) -> None:
+    run = ws.runs / "r"
+    status = launch_run(run, config=write_config(tmp_path, tiny_walkers), workspace=ws, env=ENV)
+    paths = RunPaths(run)
+    wait_for(lambda: paths.last.exists() and read_status(run).get("step", 0) >= 2, 120, "a checkpoint")
+    second = _cli("train", "--resume", str(run), cwd=tmp_path)  # the launched process holds the lock
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    assert f"being written by another process (pid {status['pid']})" in second.stderr
+    assert read_status(run)["pid"] == status["pid"]
+    assert cancel_run(run, grace_s=60)["state"] == "cancelled"
+
+    before = (paths.config.read_bytes(), paths.status.read_bytes())
+    refused = {
+        "model.num_parts=6": "another architecture",
+        f"data.root={tmp_path / 'missing'}": "does not exist",
+    }
+    for override, words in refused.items():
+        res = _cli("train", "--resume", str(run), override, cwd=tmp_path)
+        assert res.returncode == 2 and words in res.stderr and "Traceback" not in res.stderr, res.stderr
+        with pytest.raises(ValueError, match=words):
+            resume_run(run, [override], workspace=ws, env=ENV)
+        assert (paths.config.read_bytes(), paths.status.read_bytes()) == before, override

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ssn3d.config import ConfigError
 
@@ -23,8 +24,25 @@ def parse_options(items: list[str]) -> dict[str, str]:
     return out
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse values the evaluation cannot use, before a model is loaded or a frame decoded."""
+    if args.topk < 1:
+        raise ConfigError(f"--topk {args.topk} keeps no gallery items; pass a whole number >= 1.")
+    device = args.device
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ConfigError(f"--device {device!r} is not a device here; choose auto, cpu, cuda or cuda:N.")
+    if args.workers is not None and args.workers < 0:
+        raise ConfigError(f"--workers {args.workers} must be >= 0 (0 decodes in this process).")
+    if args.out and Path(args.out).is_dir():
+        raise ConfigError(
+            f"--out {args.out} is a folder; pass the JSON file to write, e.g. {Path(args.out) / 'eval.json'}."
+        )
+
+
 def _run(args: argparse.Namespace) -> int:
     from ssn3d.engine.evaluate import evaluate_target
+
+    check_args(args)
 
     bar = None
     if sys.stderr.isatty() and not args.no_progress:

@@ -29,20 +29,37 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _existing_run(run: str) -> Path:
+    """``run`` when it is a run folder (one with a status or config file), else a one-sentence error."""
+    from ssn3d.engine.rundir import RunPaths
+
+    paths = RunPaths(Path(run))
+    if not paths.root.is_dir():
+        raise FileNotFoundError(
+            f"run folder {run} does not exist; list the runs with `python -m ssn3d runs list`."
+        )
+    if not (paths.status.exists() or paths.config.exists()):
+        raise FileNotFoundError(f"{run} holds no run (no status.json or config.yaml); pass a run folder.")
+    return paths.root
+
+
 def _status(args: argparse.Namespace) -> int:
     from ssn3d.engine.runs import refresh_status
 
+    _existing_run(args.run)
     print(json.dumps(refresh_status(args.run), indent=1, sort_keys=True))
     return 0
 
 
 def _launch(args: argparse.Namespace) -> int:
     from ssn3d.cli.train import split_args
+    from ssn3d.config import load_config
     from ssn3d.engine.runs import launch_run, new_run_dir
 
     config, overrides = split_args(args.items)
     if config is None:
         raise ValueError("no config given; pass a YAML file, e.g. configs/walkers-tiny.yaml.")
+    load_config(config, overrides)  # a malformed file is refused here, not in the launched process's log
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(_root(args), args.name or Path(config).stem)
     status = launch_run(run_dir, config=config, overrides=overrides, nproc=args.nproc)
     print(f"launched {run_dir} (pid {status['pid']}); follow it with: python -m ssn3d runs status {run_dir}")
@@ -60,6 +77,7 @@ def _resume(args: argparse.Namespace) -> int:
 def _cancel(args: argparse.Namespace) -> int:
     from ssn3d.engine.runs import cancel_run
 
+    _existing_run(args.run)
     status = cancel_run(args.run, grace_s=args.grace, wait=not args.no_wait)
     print(f"{args.run}: {status.get('state')}")
     return 0

@@ -16,6 +16,7 @@ def _random(args: argparse.Namespace) -> int:
         DISTRIBUTIONS,
         QUICK,
         RandomStudyConfig,
+        check_random_study,
         plot_curves,
         run_random_study,
         study_summary,
@@ -27,7 +28,10 @@ def _random(args: argparse.Namespace) -> int:
     if args.out:  # a study folder, as the other studies write (the app's Studies page reads it)
         args.json = args.json or str(Path(args.out) / "random.json")
         args.plot = args.plot or str(Path(args.out) / "random.png")
+    _check_outputs(args.out, args.json, args.plot)
     runs = [(d, n) for d in DISTRIBUTIONS for n in GRID_PARTS] if args.grid else [(args.dist, args.parts)]
+    for dist, parts in runs:  # every run's arguments are checked before the first one trains
+        check_random_study(RandomStudyConfig(dist=dist, parts=parts, **base))
     records = []
     for dist, parts in runs:
         cfg = run_random_study(RandomStudyConfig(dist=dist, parts=parts, **base), progress=not args.quiet)
@@ -41,6 +45,15 @@ def _random(args: argparse.Namespace) -> int:
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         plot_curves(records, args.plot)
     return 0
+
+
+def _check_outputs(out: str | None, *files: str | None) -> None:
+    """Refuse an output folder that is a file, or an output file that is a folder, before any computation."""
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"--out {out} is a file; pass a folder for the study's JSON and figures.")
+    for f in files:
+        if f and Path(f).is_dir():
+            raise ValueError(f"{f} is a folder; pass a file name to write.")
 
 
 def _device(name: str) -> str:
@@ -66,6 +79,7 @@ def _amber(args: argparse.Namespace) -> int:
     common = dict(seed=args.seed, device=_device(args.device), data=args.data or "", **given)
     cfg = quick_config(**common) if args.quick else AmberStudyConfig(**common)
     out = _out_dir(args.out, "amber")
+    _check_outputs(str(out))
     rec = run_amber_study(cfg, out, progress=not args.quiet)
     print(f"final L_SSN {rec['final_loss']:.4f} (log N = {rec['chance_loss']:.4f})")
     for motif, best in rec["hits"]["best"].items():
@@ -92,6 +106,7 @@ def _pedestrians(args: argparse.Namespace) -> int:
     common = dict(seed=args.seed, device=_device(args.device), data=args.data or "", **given)
     cfg = quick_config(**common) if args.quick else PedestrianStudyConfig(**common)
     out = _out_dir(args.out, "pedestrians")
+    _check_outputs(str(out))
     rec = run_pedestrian_study(cfg, out, progress=not args.quiet)
     for strategy, res in rec["results"].items():
         parts = " ".join(f"{k}={v:.2f}" for k, v in res["per_part"].items())

@@ -40,6 +40,7 @@ def _pedestrians(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=not args.quiet,
             jpeg=not args.png,
+            force=args.force,
         )
         print(f"wrote {args.count} crops ({args.labeled} labeled) of {size[0]}x{size[1]} to {out}")
         return 0
@@ -55,6 +56,7 @@ def _pedestrians(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         split=not args.no_split,
         jpeg=not args.png,
+        force=args.force,
     )
     total = args.ids * args.cameras * args.tracklets_per_camera * args.frames
     print(f"wrote {total} frames of {args.ids} identities to {out} (keypoints in {out / 'keypoints.json'})")
@@ -124,7 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w = kinds.add_parser(
         "pedestrians", help="walkers for video ReID (folder layout + keypoints), or --single crops"
     )
-    w.add_argument("out", help="output folder (new, empty, or an earlier generated dataset)")
+    w.add_argument("out", help="output folder (new or empty; an earlier generated dataset needs --force)")
     w.add_argument("--ids", type=int, default=16, help="identities; half train, half query/gallery")
     w.add_argument("--cameras", type=int, default=2)
     w.add_argument("--tracklets-per-camera", type=int, default=2)
@@ -136,6 +138,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--single", action="store_true", help="a Pedestrian-128-style set of single crops instead")
     w.add_argument("--count", type=int, default=128, help="crops with --single (paper: 128)")
     w.add_argument("--labeled", type=int, default=16, help="labeled crops with --single (paper: 16)")
+    w.add_argument(
+        "--force", action="store_true", help="regenerate an earlier generated dataset in OUT in place"
+    )
     w.add_argument("--quiet", action="store_true", help="no progress bar")
     w.set_defaults(func=_pedestrians)
 

@@ -18,7 +18,9 @@ import contextlib
 import io
 import logging
 import os
+import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -106,7 +108,9 @@ def export_onnx(
         atol: the largest absolute difference accepted by ``verify``.
 
     Raises:
-        ExportError: the model cannot be exported, or onnxruntime disagrees with torch beyond ``atol``.
+        ExportError: bad arguments (``out`` a folder, ``frames`` < 1, an opset the exporter cannot write),
+            a model that cannot be exported, or onnxruntime disagreeing with torch beyond ``atol``; ``out``
+            is then left as it was.
     """
     try:
         import onnx  # noqa: F401 - torch's dynamo exporter needs both
@@ -115,6 +119,13 @@ def export_onnx(
         raise ExportError(
             f"ONNX export needs the onnx and onnxscript packages ({e.name} is missing); pip install -r requirements-dev.txt."
         ) from None
+    out = Path(out)
+    if out.is_dir():
+        raise ExportError(f"{out} is a folder; pass the ONNX file to write, e.g. {out / 'model.onnx'}.")
+    if frames is not None and frames < 1:
+        raise ExportError(f"--frames {frames} is not a clip length; pass a whole number of frames >= 1.")
+    if opset < 1:
+        raise ExportError(f"--opset {opset} is not an ONNX opset; pass e.g. {OPSET}.")
     model, cfg, _ = load_checkpoint(checkpoint, device="cpu")
     graph, dynamic = export_graph(model, cfg)
     graph.eval()
@@ -125,11 +136,18 @@ def export_onnx(
     dims = {0: torch.export.Dim("batch", min=1, max=4096)}
     if dynamic:
         dims[1] = torch.export.Dim("frames", min=1, max=4096)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    # Everything is checked on a temporary file beside ``out``; only a file that passed replaces ``out``
+    # (atomically), so a refused export leaves an earlier good file as it was.
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()) as chatter:
+        with (
+            warnings.catch_warnings(),
+            _quiet_exporter(),
+            contextlib.redirect_stdout(io.StringIO()) as chatter,
+        ):
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 graph,
@@ -143,13 +161,41 @@ def export_onnx(
                 external_data=False,
             )
         _logger.debug("exporter output: %s", chatter.getvalue())
+        written = onnx_opset(tmp)
+        if written != opset:  # the exporter falls back to its own opset when it cannot convert
+            raise ExportError(
+                f"the exporter cannot write opset {opset} for this model (it wrote opset {written}); "
+                f"pass --opset {written} or another opset it supports."
+            )
+        diff = verify_onnx(tmp, graph, example, atol=atol) if verify else None
         os.replace(tmp, out)
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    diff = verify_onnx(out, graph, example, atol=atol) if verify else None
+        tmp.unlink(missing_ok=True)
     _logger.info("Exported %s (T %s, max |onnx - torch| = %s).", out, "dynamic" if dynamic else t, diff)
     return ExportResult(out, dynamic, t, diff)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's loggers: an opset it cannot convert to is logged with a whole traceback,
+    and the check after the export says it in one sentence instead."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def onnx_opset(path: str | os.PathLike) -> int | None:
+    """The default-domain opset an ONNX file declares (None: it declares none)."""
+    import onnx
+
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def verify_onnx(
@@ -161,8 +207,14 @@ def verify_onnx(
     except ImportError:
         _logger.warning("onnxruntime is not installed; %s was not verified (pip install onnxruntime).", path)
         return None
-    session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"clips": clips.numpy()})[0]
+    try:
+        session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"clips": clips.numpy()})[0]
+    except Exception as e:  # onnxruntime raises its own types (an unsupported opset, a bad graph)
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ExportError(
+            f"onnxruntime cannot run the exported graph ({first}); try another --opset."
+        ) from None
     with torch.inference_mode():
         want = graph(clips).float().numpy()
     diff = float(np.abs(got - want).max())

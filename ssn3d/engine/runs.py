@@ -31,7 +31,17 @@ import yaml
 
 from ssn3d.annotations import file_lock
 from ssn3d.config import Config, save_config
-from ssn3d.engine.rundir import ACTIVE_STATES, RunPaths, fresh_status, read_status, write_status
+from ssn3d.engine.rundir import (
+    ACTIVE_STATES,
+    LOCK_TOKEN_ENV,
+    RunBusyError,
+    RunError,
+    RunPaths,
+    acquire_run_lock,
+    fresh_status,
+    read_status,
+    write_status,
+)
 from ssn3d.workspace import Workspace
 
 _logger = logging.getLogger(__name__)
@@ -39,14 +49,6 @@ _logger = logging.getLogger(__name__)
 STALE_AFTER_S = 120.0  # 12 missed heartbeats (StatusWriter beats every 10 s)
 GRACE_S = 30.0  # a training step on a big batch, plus saving a checkpoint, fits well inside
 LAUNCHED_ENV = "SSN3D_LAUNCHED"  # set in a launched process: its process group may be signalled whole
-
-
-class RunError(ValueError):
-    """A run operation that cannot be done now; the message says why and what to do."""
-
-
-class RunBusyError(RunError):
-    """The run is already running (a second launch of it is refused)."""
 
 
 class TooManyRunsError(RunError):
@@ -209,6 +211,57 @@ def new_run_dir(root: str | os.PathLike, name: str) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------- checking a resume
+
+
+def load_resume_config(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> Config:
+    """The run's config.yaml with ``overrides`` on top, validated (nothing is written)."""
+    from ssn3d.config import load_config
+
+    paths = RunPaths(Path(run_dir))
+    if not paths.config.is_file():
+        raise RunError(f"run {paths.root.name} has no config.yaml; it cannot be resumed, so start a new run.")
+    return load_config(paths.config, overrides)
+
+
+def check_resume(cfg: Config, run_dir: str | os.PathLike, *, cwd: str | os.PathLike | None = None) -> None:
+    """Refuse a resume that would fail once started, before anything of the run is written.
+
+    The checkpoint must load (safely) and be of ``cfg.model``'s architecture, and ``data.root`` must
+    be a folder: a resume refused for any of these leaves config.yaml and status.json as they were.
+
+    Args:
+        cfg: the config the resumed run would train with.
+        run_dir: the run folder.
+        cwd: the training process's working directory, against which a relative data.root is read
+            (default: this process's).
+
+    Raises:
+        RunError: no checkpoint, or no dataset folder.
+        CheckpointError: a damaged checkpoint, or one of another architecture.
+    """
+    from ssn3d.engine.checkpoint import CheckpointError, checkpoint_config, model_differences, read_checkpoint
+
+    paths = RunPaths(Path(run_dir))
+    if not paths.last.is_file():
+        raise RunError(
+            f"run {paths.root.name} has no checkpoint to resume from ({paths.last}); start a new run."
+        )
+    stored = checkpoint_config(read_checkpoint(paths.last), paths.last)
+    diff = model_differences(stored.model, cfg.model)
+    if diff:
+        raise CheckpointError(
+            f"checkpoint {paths.last} is of another architecture ({'; '.join(diff[:3])}); resume without model "
+            "overrides."
+        )
+    root = Path(cwd or Path.cwd()) / Path(cfg.data.root).expanduser() if cfg.data.root else None
+    if root is None or not root.is_dir():
+        raise RunError(
+            f"the dataset folder data.root={cfg.data.root!r} does not exist; resume with data.root=PATH of the "
+            f"{cfg.data.dataset} dataset."
+        )
+
+
 # --------------------------------------------------------------------------- launching
 
 
@@ -242,11 +295,16 @@ def _child_env(extra: dict[str, str] | None) -> dict[str, str]:
 
 
 def spawn_detached(
-    command: Sequence[str], log_path: Path, *, cwd: Path, env: dict[str, str] | None = None
+    command: Sequence[str],
+    log_path: Path,
+    *,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen:
     """Start ``command`` in its own session (it outlives the app), appending its output to ``log_path``.
 
-    The process gets the app's environment without its secrets, plus ``env``.
+    The process gets the app's environment without its secrets, plus ``env``, and inherits ``pass_fds``.
     """
     with open(log_path, "ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} launch: {' '.join(command)}\n".encode())
@@ -260,6 +318,7 @@ def spawn_detached(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
 
 
@@ -294,7 +353,8 @@ def launch_run(
     Raises:
         RunBusyError: the run is already running.
         TooManyRunsError: ``max_runs`` runs are already running.
-        RunError: a new run whose folder already holds one, or a resume without a checkpoint.
+        RunError: a new run whose folder already holds one, or a resume without a checkpoint or dataset.
+        CheckpointError: a resume whose checkpoint is damaged or of another architecture than the overrides.
     """
     run_dir = Path(run_dir).resolve()
     workspace = workspace or Workspace.from_env()
@@ -321,44 +381,58 @@ def launch_run(
                 f"{len(running)} runs are running ({names}) and this workspace allows {cap} at once (SSN3D_MAX_RUNS); "
                 "wait for one to finish or cancel one."
             )
-        config_path: Path | None = None
-        if resume:
-            if not paths.last.is_file():
-                raise RunError(
-                    f"run {run_dir.name} has no checkpoint to resume from ({paths.last}); start a new run."
-                )
-        else:
-            if paths.last.exists() or (paths.metrics.exists() and paths.metrics.stat().st_size > 0):
-                raise RunError(
-                    f"run folder {run_dir} already holds a run; resume it or choose another folder."
-                )
-            if config is None:
-                raise RunError("a new run needs a config (a YAML path or a Config); pass config=...")
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if isinstance(config, Config):
-                save_config(config, paths.config)
-                config_path = paths.config
+        if resume and not paths.last.is_file():
+            raise RunError(
+                f"run {run_dir.name} has no checkpoint to resume from ({paths.last}); start a new run."
+            )
+        # Refused while any process writes the run (a `train --resume` started from a shell, say).
+        with acquire_run_lock(run_dir) as lock:
+            config_path: Path | None = None
+            if resume:
+                # checked here, before the status below is written, so that a refused resume changes nothing
+                check_resume(load_resume_config(run_dir, overrides), run_dir, cwd=workspace.home)
             else:
-                config_path = Path(config).resolve()
-                if not config_path.is_file():
-                    raise FileNotFoundError(
-                        f"config file {config} does not exist; pass one of the files in configs/."
+                if paths.last.exists() or (paths.metrics.exists() and paths.metrics.stat().st_size > 0):
+                    raise RunError(
+                        f"run folder {run_dir} already holds a run; resume it or choose another folder."
                     )
-        command = _command(run_dir, config_path, overrides, resume, nproc)
-        proc = spawn_detached(command, paths.log, cwd=workspace.home, env=env)
-        keep = {
-            k: status.get(k) for k in ("progress", "step", "total_steps", "epoch") if resume and k in status
-        }
-        new_status = fresh_status(
-            "starting",
-            proc.pid,
-            pgid=proc.pid,
-            proc_start=process_start(proc.pid),
-            resumed=resume,
-            command=command,
-            **keep,
-        )
-        write_status(run_dir, new_status)
+                if config is None:
+                    raise RunError("a new run needs a config (a YAML path or a Config); pass config=...")
+                run_dir.mkdir(parents=True, exist_ok=True)
+                if isinstance(config, Config):
+                    save_config(config, paths.config)
+                    config_path = paths.config
+                else:
+                    config_path = Path(config).resolve()
+                    if not config_path.is_file():
+                        raise FileNotFoundError(
+                            f"config file {config} does not exist; pass one of the files in configs/."
+                        )
+            command = _command(run_dir, config_path, overrides, resume, nproc)
+            # The lock passes to the child with its descriptor: no moment without a writer's lock.
+            proc = spawn_detached(
+                command,
+                paths.log,
+                cwd=workspace.home,
+                env={**(env or {}), LOCK_TOKEN_ENV: lock.token},
+                pass_fds=(lock.fd,),
+            )
+            lock.set_holder(proc.pid)
+            keep = {
+                k: status.get(k)
+                for k in ("progress", "step", "total_steps", "epoch")
+                if resume and k in status
+            }
+            new_status = fresh_status(
+                "starting",
+                proc.pid,
+                pgid=proc.pid,
+                proc_start=process_start(proc.pid),
+                resumed=resume,
+                command=command,
+                **keep,
+            )
+            write_status(run_dir, new_status)
     _logger.info("Launched run %s (pid %d): %s", run_dir.name, proc.pid, " ".join(command))
     return new_status
 

@@ -45,8 +45,16 @@ from ssn3d.engine.distributed import (
 )
 from ssn3d.engine.evaluate import evaluate
 from ssn3d.engine.optim import adam
-from ssn3d.engine.rundir import RunPaths, StatusWriter, append_metrics, read_status, truncate_metrics
-from ssn3d.engine.runs import LAUNCHED_ENV, process_start
+from ssn3d.engine.rundir import (
+    RunLock,
+    RunPaths,
+    StatusWriter,
+    acquire_run_lock,
+    append_metrics,
+    read_status,
+    truncate_metrics,
+)
+from ssn3d.engine.runs import LAUNCHED_ENV, check_resume, process_start
 from ssn3d.engine.state import StopRequest, TrainState, capture_train_state, restore_train_state
 from ssn3d.losses import BatchHardTriplet, total_loss
 from ssn3d.models import build_model
@@ -158,16 +166,34 @@ def main(
 
     Returns:
         "done" or "cancelled" (errors are raised after the status file says "failed").
+
+    Raises:
+        RunBusyError: another process writes ``run_dir`` (its files are left alone).
+        RunError, CheckpointError: a resume that cannot continue (no file of the run was changed).
     """
     paths = RunPaths(Path(run_dir))
     info = env_dist_info()
+    # Held until training ends: one writer per run, whichever command started it.
+    lock: RunLock | None = acquire_run_lock(paths.root) if info.is_main else None
+    try:
+        if resume and info.is_main:
+            check_resume(cfg, paths.root)  # before the status and config below are written
+        return _main_locked(cfg, paths, info, resume=resume, progress=progress)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _main_locked(
+    cfg: Config, paths: RunPaths, info: DistInfo, *, resume: bool, progress: ProgressFn | None
+) -> str:
+    """``main`` once this process is the run's one writer: status, config, then ``_train``."""
     device = device_for(cfg.train.device, info)
     info = init_distributed(device)
     status: StatusWriter | None = None
     stop = StopRequest().install()
     try:
         if info.is_main:
-            paths.root.mkdir(parents=True, exist_ok=True)
             prior = {}
             if resume:
                 prior = {

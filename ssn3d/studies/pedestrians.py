@@ -103,7 +103,15 @@ def load_crops(folder: Path, size: tuple[int, int]) -> tuple[list[str], torch.Te
         )
     import json
 
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError, RecursionError):
+        meta = None
+    if not isinstance(meta, dict) or not {"images", "keypoints", "labels"} <= meta.keys():
+        raise ValueError(
+            f"{folder} holds no Pedestrian-128 crops (its dataset.json lists no images, keypoints and labels; "
+            f"a walkers dataset?); make crops with `python -m ssn3d synth pedestrians OUT --single`."
+        )
     names, h, w = list(meta["images"]), size[0], size[1]
     truth = AnnotationStore(folder / meta["keypoints"]).frames()
     labeled = sorted(AnnotationStore(folder / meta["labels"]).frames())

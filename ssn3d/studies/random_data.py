@@ -63,14 +63,24 @@ def sample(dist: str, shape: tuple[int, ...], generator: torch.Generator, device
     raise ValueError(f"unknown distribution {dist!r}; choose one of {', '.join(DISTRIBUTIONS)}")
 
 
+def check_random_study(cfg: RandomStudyConfig) -> None:
+    """Refuse a config the study cannot run, in one sentence (before any sample is drawn)."""
+    if cfg.dist not in DISTRIBUTIONS:
+        raise ValueError(f"unknown distribution {cfg.dist!r}; choose one of {', '.join(DISTRIBUTIONS)}.")
+    if cfg.parts < 2 or cfg.iters < 1:
+        raise ValueError("the study needs --parts >= 2 and --iters >= 1.")
+    for name in ("channels", "size", "batch", "hidden"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name} {getattr(cfg, name)} must be a whole number >= 1.")
+    if not cfg.lr > 0:
+        raise ValueError(f"--lr {cfg.lr} must be > 0.")
+
+
 def run_random_study(
     cfg: RandomStudyConfig, progress: bool = True, callback: Callable[[int, float], None] | None = None
 ) -> RandomStudyConfig:
     """Train SSN on random samples; fills and returns ``cfg.loss`` (one float per iteration)."""
-    if cfg.dist not in DISTRIBUTIONS:
-        raise ValueError(f"unknown distribution {cfg.dist!r}; choose one of {', '.join(DISTRIBUTIONS)}")
-    if cfg.parts < 2 or cfg.iters < 1:
-        raise ValueError("the study needs --parts >= 2 and --iters >= 1")
+    check_random_study(cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     batches = (
         sample(cfg.dist, (cfg.batch, cfg.channels, cfg.size, cfg.size), gen, cfg.device) for _ in iter(int, 1)

@@ -58,8 +58,12 @@ class SynthError(ValueError):
 ProgressCallback = Callable[[int, int], None]
 
 
-def _prepare(out_dir: str | Path, owned: tuple[str, ...]) -> Path:
-    """Make ``out_dir`` ready: new or empty, or an earlier output of a generator here (replaced)."""
+def _prepare(out_dir: str | Path, owned: tuple[str, ...], *, force: bool = True) -> Path:
+    """Make ``out_dir`` ready: new or empty, or an earlier output of a generator here (replaced).
+
+    With ``force=False`` an earlier output is refused instead: label stores and runs may refer to its
+    frames, and regenerating it in place would change what they point at.
+    """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise SynthError(f"{out} is a file; pass a folder to write the dataset into.")
@@ -72,6 +76,11 @@ def _prepare(out_dir: str | Path, owned: tuple[str, ...]) -> Path:
         if not ours:
             raise SynthError(
                 f"{out} is not empty and holds no generated dataset; choose an empty or new folder."
+            )
+        if not force:
+            raise SynthError(
+                f"{out} already holds a generated dataset that label stores and runs may refer to; pass --force "
+                "to regenerate it in place or choose a new folder."
             )
         for name in owned:
             p = out / name
@@ -135,6 +144,7 @@ def generate_walkers(
     split: bool = True,
     jpeg: bool = True,
     callback: ProgressCallback | None = None,
+    force: bool = True,
 ) -> Path:
     """Render a synthetic video-ReID dataset in the ``folder`` layout (see the module docstring).
 
@@ -150,6 +160,8 @@ def generate_walkers(
         split: train/query/gallery split; False puts every tracklet in ``train/``.
         jpeg: JPEG frames (``.jpg``); False writes PNG.
         callback: called as ``callback(frames_done, frames_total)`` after each tracklet.
+        force: replace an earlier generated dataset in ``out_dir`` (False: refuse it, as the CLI does
+            without ``--force``).
 
     Returns:
         ``out_dir``.
@@ -160,7 +172,9 @@ def generate_walkers(
             "the split needs ids >= 2 and cameras >= 2 (tracklets, frames >= 1); pass more or split=False."
         )
     out = _prepare(
-        out_dir, ("train", "query", "gallery", "keypoints.json", "keypoints.json.lock", "dataset.json")
+        out_dir,
+        ("train", "query", "gallery", "keypoints.json", "keypoints.json.lock", "dataset.json"),
+        force=force,
     )
     train_ids = ids // 2 if split else ids
     people = make_identities(ids, seed, train_ids)
@@ -247,6 +261,7 @@ def generate_pedestrian128(
     progress: bool = False,
     jpeg: bool = True,
     callback: ProgressCallback | None = None,
+    force: bool = True,
 ) -> Path:
     """A Pedestrian-128-style set: ``count`` single crops of different people, ``labeled`` of them labeled.
 
@@ -277,6 +292,7 @@ def generate_pedestrian128(
             "labels.json.lock",
             "dataset.json",
         ),
+        force=force,
     )
     ext = "jpg" if jpeg else "png"
     truth: dict[str, np.ndarray] = {}
