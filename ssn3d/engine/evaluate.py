@@ -179,7 +179,12 @@ def _training_prior(
 
 @torch.inference_mode()
 def evaluate_alignment(
-    model: nn.Module, dataset: VideoReIDDataset, cfg: Config, *, device: torch.device
+    model: nn.Module,
+    dataset: VideoReIDDataset,
+    cfg: Config,
+    *,
+    device: torch.device,
+    max_frames: int = PCK_MAX_FRAMES,
 ) -> dict[str, Any] | None:
     """Part PCK of the model's attention maps on test frames with keypoints (None: no maps or no keypoints).
 
@@ -200,7 +205,9 @@ def evaluate_alignment(
         return None
     size = (cfg.data.width, cfg.data.height)
     length = max(1, cfg.data.seq_len)
-    clips = alignment_clips(dataset.query + dataset.gallery, lambda p: dataset.relpath(p) in known, length)
+    clips = alignment_clips(
+        dataset.query + dataset.gallery, lambda p: dataset.relpath(p) in known, length, max_frames=max_frames
+    )
     if not clips:
         return None
     model.eval()
