@@ -41,10 +41,10 @@ def pck_table(pck: dict[str, Any]) -> str:
     width = max(len(p) for p in [*parts, "overall"]) + 2
     cell = 6
 
-    def row(name: str, values: list[str]) -> str:
-        return name.ljust(width) + "  ".join(
-            "".join(v.rjust(cell) for v in values[i : i + 2]) for i in (0, 2, 4, 6)
-        )
+    def row(name: str, values: list[str]) -> str:  # values: one per (method, alpha), grouped by method
+        k = len(alphas)
+        groups = ("".join(v.rjust(cell) for v in values[i : i + k]) for i in range(0, len(values), k))
+        return name.ljust(width) + "  ".join(groups)
 
     def value(method: str, alpha: str, part: str | None) -> str:
         rep = methods[method][alpha]
@@ -56,7 +56,7 @@ def pck_table(pck: dict[str, Any]) -> str:
         f"part PCK on {pck['frames']} test frames ({pck['visible_keypoints']} visible keypoints), "
         f"within {' / '.join(f'{a:g}' for a in pck['alphas'])} x crop height ({tols} px)"
         + ("; parts matched to keypoints (Hungarian)" if pck["matched"] else ""),
-        "".ljust(width) + "  ".join(label.rjust(2 * cell) for _, label in PCK_COLUMNS),
+        "".ljust(width) + "  ".join(label.rjust(len(alphas) * cell) for _, label in PCK_COLUMNS),
         row("", [a.removeprefix("pck") for _ in PCK_COLUMNS for a in alphas]),
     ]
     for part in parts:
