@@ -197,9 +197,13 @@ def evaluate_alignment(
     m = cfg.model
     if not hasattr(model, "attention_maps") or m.strategy == "supervised":
         return None
-    truth = AnnotationStore(dataset.ground_truth_path).frames() if dataset.ground_truth_path else {}
     store = label_store_path(cfg, dataset)
-    labels = AnnotationStore(store).frames() if store.is_file() else {}
+    try:
+        truth = AnnotationStore(dataset.ground_truth_path).frames() if dataset.ground_truth_path else {}
+        labels = AnnotationStore(store).frames() if store.is_file() else {}
+    except (OSError, ValueError) as e:  # PCK is an extra: a damaged label file must not stop an evaluation
+        _logger.warning("No part PCK: %s", e)
+        return None
     known = {k: v for k, v in merge_keypoints(truth, labels).items() if (v[:, 2] >= VISIBLE).any()}
     if not known:
         return None
