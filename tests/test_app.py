@@ -482,6 +482,34 @@ def test_train_page_shows_runs_curves_log_and_errors_in_plain_words(demo_home: P
     assert len(at.multiselect(key="cmp_runs").value) == 2
 
 
+def test_train_page_shows_part_pck_and_the_collapse_warning(trained_home: Path):
+    from ssn3d.engine.rundir import append_metrics, read_status, write_status
+
+    run = _fake_run(trained_home, "c-flat", "done")
+    warning = (
+        "SSN has not separated the parts: at step 4, L_SSN 2.2 is not below its chance level 2.197 (log N)"
+    )
+    write_status(
+        run, {**read_status(run), "warnings": [warning], "last_eval": {"mAP": 0.2, "pck@0.1": 0.123}}
+    )
+    append_metrics(run, {"kind": "eval", "step": 8, "epoch": 2, "mAP": 0.3, "top1": 0.5, "pck@0.1": 0.123})
+    at = _page(_app(), "train")
+    table = at.dataframe[0].value.set_index("run")
+    tiny = json.loads((trained_home / "runs" / "tiny" / "status.json").read_text())["last_eval"]
+    assert table.loc["tiny", "PCK@0.2"] == round(100 * tiny["pck@0.2"], 1)  # the real run's last evaluation
+    assert (
+        table.loc["c-flat", "PCK@0.1"] == 12.3
+        and table.loc["c-flat", "warning"] == "SSN has not separated the parts"
+    )
+    assert table.loc["tiny", "warning"] == ""
+    at.selectbox(key="train_pick").set_value("c-flat").run()
+    assert not at.exception and any(warning in w.value for w in at.warning)
+    curves = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert any(t.get("name") == "pck@0.1" and t.get("visible") is True for c in curves for t in c["data"])
+    at.selectbox(key="train_pick").set_value("tiny").run()
+    assert not at.exception and not any("not separated" in w.value for w in at.warning)
+
+
 def test_users_control_only_the_runs_their_session_launched(demo_home: Path, monkeypatch: pytest.MonkeyPatch):
     from ssn3d.engine.rundir import RunPaths, write_status
 
@@ -642,8 +670,12 @@ def test_attention_page_shows_the_grid_argmax_tracks_and_scores(trained_home: Pa
     rows = at.dataframe[0].value
     assert list(rows["part"])[:2] == ["head", "body"] and len(rows) == 9
     assert ((rows["stability"] > 0) & (rows["stability"] <= 1)).all()
-    # the demo has ground-truth keypoints: every part has a peak-to-keypoint distance
+    # the demo has ground-truth keypoints: every part has a peak-to-keypoint distance and a PCK
     assert "peak to keypoint (px)" in rows.columns and rows["frames with keypoint"].max() > 0
+    assert rows["PCK@0.1"].between(0, 1).all() and (rows["PCK@0.2"] >= rows["PCK@0.1"]).all()
+    assert set(rows["keypoint"]) == set(rows["part"])  # unsupervised: parts matched one to one
+    summary = next(m.value for m in at.markdown if "Part PCK" in m.value)
+    assert "over these 4 frames" in summary and "random peak" in summary and "mean position" in summary
     at.segmented_control(key="att_view").set_value("all parts").run()
     assert not at.exception and len(at.image) == 1 and len(at.image[0].value) == 4  # one picture per frame
     at.segmented_control(key="att_view").set_value("tracks").run()

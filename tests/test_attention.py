@@ -129,3 +129,56 @@ def test_part_header_matches_the_grid_columns_and_colours():
     assert tuple(head[5, 18 + 14]) == PART_COLORS[1] and tuple(head[5, 36 + 14]) == PART_COLORS[2]
     assert (head[:, 16:18] == 255).all() and (head[10:] == 255).all()
     assert (head[:10, 2:9] != np.array(PART_COLORS[0])).any(axis=-1).any()  # the number is drawn
+
+
+# ----------------------------------------------------------------------------- part PCK of maps
+
+
+def test_cell_centres_and_soft_peaks_use_the_peak_mapping():
+    centres = at.cell_centres((4, 8), (32, 64))  # 8 px cells
+    assert centres.shape == (32, 2)
+    np.testing.assert_allclose(centres[0], at.peak_points(_one_hot_maps([[(0, 0)]], 1, 1), (32, 64))[0, 0])
+    np.testing.assert_allclose(centres[4 * 3 + 2], [2.5 * 8, 3.5 * 8])  # row 3, col 2
+    spike = np.zeros((1, 1, 8, 4), np.float32)
+    spike[0, 0, 5, 1] = 1.0
+    np.testing.assert_allclose(at.soft_peak_points(spike, (32, 64)), at.peak_points(spike, (32, 64)))
+    halves = np.zeros((8, 4), np.float32)
+    halves[2, 0] = halves[2, 2] = 0.5  # half the mass on two cells of one row: their midpoint
+    np.testing.assert_allclose(at.soft_peak_points(halves, (32, 64)), [1.5 * 8, 2.5 * 8])
+    np.testing.assert_allclose(at.soft_peak_points(np.ones((8, 4)), (32, 64)), [16, 32])  # flat: the centre
+    np.testing.assert_allclose(at.soft_peak_points(np.zeros((8, 4)), (32, 64)), [16, 32])
+
+
+def test_alignment_summary_prefers_ground_truth_and_scores_each_part():
+    n, size = 9, (32, 64)
+    maps = _one_hot_maps([[(1, j % 8) for j in range(n)]] * 3, 3, n)  # part j at col 1, row j % 8
+    truth = np.zeros((n, 3), np.float32)
+    truth[:, 0], truth[:, 1], truth[:, 2] = 12.0, [(j % 8 + 0.5) * 8 for j in range(n)], VISIBLE
+    truth_small = truth.copy()
+    truth_small[:, :2] /= 2  # keypoints of a frame stored at half the model's size
+    wrong = truth.copy()
+    wrong[:, 0] = 31.0  # labels far from every peak: ignored where ground truth exists
+    out = at.alignment_summary(
+        maps,
+        ["a", "b", "c"],
+        [size, (16, 32), size],
+        size,
+        ground_truth={"a": truth, "b": truth_small},
+        labels={"a": wrong, "c": wrong},
+    )
+    rows = out["rows"]
+    assert [r["part"] for r in rows][:2] == ["head", "body"] and len(rows) == n
+    head = rows[0]
+    assert head["keypoint"] == "head" and head["frames with keypoint"] == 3
+    # frames a and b hit (ground truth, b resized), frame c (labels only) is 19 px off
+    assert head["PCK@0.1"] == pytest.approx(2 / 3, abs=1e-4) and head["PCK@0.2"] == pytest.approx(
+        2 / 3, abs=1e-4
+    )
+    assert head["peak to keypoint (px)"] == pytest.approx((0 + 0 + 19) / 3, abs=0.1)
+    assert rows[8]["PCK@0.1"] == pytest.approx(2 / 3, abs=1e-4)  # the right foot at row 0, like the head
+    pck = out["pck"]["methods"]
+    assert pck["argmax"]["pck@0.1"]["overall"] == pytest.approx(2 / 3, abs=1e-4)
+    assert set(pck) == {"argmax", "soft_argmax", "mean_position", "random"}
+    assert 0 < out["stability"] <= 1
+    none = at.alignment_summary(maps, ["x", "y", "z"], [size] * 3, size, ground_truth={"a": truth})
+    assert none["pck"] is None and "PCK@0.1" not in none["rows"][0]

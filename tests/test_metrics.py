@@ -1,14 +1,24 @@
-"""evaluate_rank, distances and rankings: hand-computed cases, ragged galleries, and a per-query oracle."""
+"""evaluate_rank, distances and rankings: hand-computed cases, ragged galleries, and a per-query oracle;
+part PCK on the tiny walkers' true keypoints, and the evaluate CLI that reports it."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny import TRAINING, tiny_overrides
 
-from ssn3d.metrics import compute_distance, evaluate_rank, rank_gallery
+from ssn3d.annotations import AnnotationStore
+from ssn3d.attention import maps_pck
+from ssn3d.keypoints import NUM_PARTS, PARTS, VISIBLE, image_to_feature_cell
+from ssn3d.metrics import compute_distance, evaluate_rank, mean_positions, pck_report, rank_gallery
 
 # 3 queries x 4 gallery items. Query pids 1, 2, 3 from camera 0.
 DIST = np.array(
@@ -170,3 +180,150 @@ def test_rank_gallery_removes_junk_and_pads() -> None:
     _, _, det = evaluate_rank(DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, return_details=True)
     first = [int(np.flatnonzero(row)[0]) + 1 for row in r.matches]
     assert first == det.first_hit.tolist()
+
+
+# ----------------------------------------------------------------------------- part PCK
+
+SIZE, GRID = (32, 64), (8, 16)  # the tiny walkers' (W, H) frames and a stride-4 model's (w, h) maps
+
+
+def walker_keypoints(root: Path, frames: int = 64) -> np.ndarray:
+    """(F, 9, 3) true keypoints of the first test frames of the tiny walkers, in their 32 x 64 pixels."""
+    truth = AnnotationStore(root / "keypoints.json").frames()
+    keys = sorted(k for k in truth if not k.startswith("train/"))[:frames]
+    return np.stack([truth[k] for k in keys]).astype(np.float32)
+
+
+def spikes(cells: np.ndarray) -> np.ndarray:
+    """(F, N, 2) cells (col, row) -> (F, N, h, w) maps with all their mass on that cell."""
+    f, n = cells.shape[:2]
+    maps = np.zeros((f, n, GRID[1], GRID[0]), np.float32)
+    fi, ni = np.meshgrid(np.arange(f), np.arange(n), indexing="ij")
+    maps[fi, ni, cells[..., 1], cells[..., 0]] = 1.0
+    return maps
+
+
+def test_maps_peaked_at_the_keypoints_cells_score_one_and_beat_both_baselines(tiny_walkers: Path) -> None:
+    kps = walker_keypoints(tiny_walkers)
+    assert (kps[..., 2] >= VISIBLE).mean() > 0.5  # the walkers show most joints
+    maps = spikes(image_to_feature_cell(kps[..., :2], SIZE, GRID))
+    rep = maps_pck(maps, kps, SIZE)
+    assert rep["alphas"] == [0.1, 0.2] and rep["tolerance_px"] == [6.4, 12.8] and rep["frames"] == 64
+    assert rep["visible_keypoints"] == int((kps[..., 2] >= VISIBLE).sum())
+    for method in ("argmax", "soft_argmax"):
+        for alpha in ("pck@0.1", "pck@0.2"):
+            assert rep["methods"][method][alpha]["overall"] == 1.0
+            assert set(rep["methods"][method][alpha]["per_part"]) == set(PARTS)
+    assert rep["mean_position_source"] == "the evaluated frames"
+    for base in ("mean_position", "random"):
+        assert rep["methods"][base]["pck@0.1"]["overall"] < 0.9  # walkers move: no baseline is perfect
+    # a keypoint that is not visible does not count, wherever the peak is
+    hidden = kps.copy()
+    hidden[:, 0, 2] = 1
+    far = maps.copy()
+    far[:, 0] = spikes(np.zeros((64, 1, 2), np.int64))[:, 0]  # the head's peak in the corner
+    assert maps_pck(far, hidden, SIZE)["methods"]["argmax"]["pck@0.1"]["overall"] == 1.0
+    assert "head" in maps_pck(far, hidden, SIZE)["methods"]["argmax"]["pck@0.1"]["per_part"]
+
+
+def test_random_peaks_score_the_random_baseline(tiny_walkers: Path) -> None:
+    kps = np.tile(walker_keypoints(tiny_walkers), (20, 1, 1))  # 20 independent random maps per frame
+    maps = np.random.default_rng(0).random((len(kps), NUM_PARTS, GRID[1], GRID[0])).astype(np.float32)
+    rep = maps_pck(maps, kps, SIZE)["methods"]
+    for alpha in ("pck@0.1", "pck@0.2"):
+        chance = rep["random"][alpha]["overall"]
+        assert 0.02 < chance < 0.4
+        assert abs(rep["argmax"][alpha]["overall"] - chance) < 0.02  # ~10^4 peaks: a 4-sigma band
+    assert rep["random"]["pck@0.1"]["overall"] < rep["random"]["pck@0.2"]["overall"]
+
+
+def test_unsupervised_parts_are_matched_to_the_keypoints_they_sit_on(tiny_walkers: Path) -> None:
+    kps = walker_keypoints(tiny_walkers)
+    cells = image_to_feature_cell(kps[..., :2], SIZE, GRID)
+    perm = np.array([4, 0, 8, 2, 6, 1, 3, 7, 5])  # part i sits on keypoint perm[i]
+    maps = spikes(cells[:, perm])
+    matched = maps_pck(maps, kps, SIZE, match=True)
+    assert matched["matched"]
+    for alpha in ("pck@0.1", "pck@0.2"):
+        rep = matched["methods"]["argmax"][alpha]
+        assert rep["assignment"] == perm.tolist() and rep["overall"] == 1.0
+    assert (
+        maps_pck(maps, kps, SIZE)["methods"]["argmax"]["pck@0.1"]["overall"] < 0.5
+    )  # unmatched: wrong names
+    # fewer parts than keypoints: each part gets its own keypoint, the others count as missed
+    four = maps_pck(spikes(cells[:, [0, 2, 5, 7]]), kps, SIZE, match=True)["methods"]["argmax"]["pck@0.2"]
+    assert four["assignment"] == [0, 2, 5, 7] and set(four["per_part"].values()) == {1.0}
+    visible = kps[..., 2] >= VISIBLE
+    assert four["overall"] == pytest.approx(visible[:, [0, 2, 5, 7]].sum() / visible.sum(), abs=1e-4)
+
+
+def test_mean_position_baseline_uses_the_given_labels() -> None:
+    kps = np.zeros((5, NUM_PARTS, 3), np.float32)
+    kps[..., 0], kps[..., 1], kps[..., 2] = 16, np.linspace(4, 60, NUM_PARTS), VISIBLE
+    np.testing.assert_allclose(mean_positions(kps), kps[0, :, :2])
+    maps = np.full((5, NUM_PARTS, GRID[1], GRID[0]), 1 / 128, np.float32)
+    same = maps_pck(maps, kps, SIZE, prior=kps, prior_source="training labels (5 frames)")
+    assert same["mean_position_source"] == "training labels (5 frames)"
+    assert same["methods"]["mean_position"]["pck@0.1"]["overall"] == 1.0
+    moved = kps.copy()
+    moved[..., 0] = 2  # labels 14 px to the left of every test keypoint: beyond 0.2 x 64
+    assert maps_pck(maps, kps, SIZE, prior=moved)["methods"]["mean_position"]["pck@0.2"]["overall"] == 0.0
+    hidden = kps.copy()
+    hidden[:2, 0] = [1, 1, 1]  # not-visible labels do not move the mean
+    np.testing.assert_allclose(mean_positions(hidden)[0], kps[0, 0, :2])
+    assert pck_report(kps[..., :2], kps, 1.0)["overall"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_walkers: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A semi-supervised tiny run trained for two steps by the engine (ground-truth labels as anchors)."""
+    from ssn3d.config import load_config
+    from ssn3d.engine.train import main
+
+    out = tmp_path_factory.mktemp("pck-run")
+    labels = AnnotationStore(out / "labels.json")
+    truth = AnnotationStore(tiny_walkers / "keypoints.json").frames()
+    labels.update({k: v for k, v in truth.items() if k.startswith("train/") and k.endswith("00.jpg")})
+    cfg = load_config(
+        None,
+        [
+            *tiny_overrides(TRAINING, {"data": {"seq_len": 4}}),
+            f"data.root={tiny_walkers}",
+            f"data.annotations={labels.path}",
+            "train.max_steps=2",
+            "train.epochs=1",
+            "train.device=cpu",
+        ],
+    )
+    assert main(cfg, out / "run") == "done"
+    return out / "run"
+
+
+def test_training_and_the_evaluate_cli_report_part_pck(tiny_run: Path, tmp_path: Path) -> None:
+    from ssn3d.engine.rundir import read_metrics, read_status
+
+    evals = [r for r in read_metrics(tiny_run).records if r["kind"] == "eval"]
+    assert evals and 0.0 <= evals[-1]["pck@0.1"] <= evals[-1]["pck@0.2"] <= 1.0
+    assert read_status(tiny_run)["last_eval"]["pck@0.2"] == evals[-1]["pck@0.2"]
+    out = tmp_path / "eval.json"
+    cmd = [sys.executable, "-m", "ssn3d", "evaluate", str(tiny_run), "--out", str(out), "--device", "cpu"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    pck = report["pck"]
+    # 8 test tracklets of 8 frames in clips of T = 4: all 16 clips fit the sample
+    assert pck["frames"] == 64 and pck["clips"] == 16 and pck["clip_length"] == 4
+    assert not pck["matched"]  # semi-supervised with training labels: part i is keypoint i
+    assert pck["mean_position_source"] == "training labels (8 frames)"
+    assert set(pck["methods"]) == {"argmax", "soft_argmax", "mean_position", "random"}
+    assert report["metrics"]["pck@0.1"] == pck["methods"]["argmax"]["pck@0.1"]["overall"]
+    assert evals[-1]["pck@0.1"] == report["metrics"]["pck@0.1"]  # one seeded sample: the same number
+    lines = r.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("part PCK on 64 test frames"))
+    assert lines[head + 1].split() == ["argmax", "soft-argmax", "mean", "position", "random", "peak"]
+    assert [line.split()[0] for line in lines[head + 3 : head + 13]] == [*PARTS, "overall"]
+    overall = lines[head + 12].split()[1:]
+    columns = ("argmax", "soft_argmax", "mean_position", "random")
+    expected = [pck["methods"][m][a]["overall"] for m in columns for a in ("pck@0.1", "pck@0.2")]
+    assert [float(v) for v in overall] == pytest.approx(expected, abs=0.005)
+    assert "mean position from training labels (8 frames)" in r.stdout

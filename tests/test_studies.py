@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+from ssn3d.attention import peak_cells, peak_points
 from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS, PARTS
-from ssn3d.studies.amber import motif_hits, peaks_of
-from ssn3d.studies.pedestrians import augment, baselines, features, pck_report, peak_points
+from ssn3d.metrics import pck_report
+from ssn3d.studies.amber import motif_hits
+from ssn3d.studies.pedestrians import augment, baselines, features
 
 
 def run_study(*args: str) -> subprocess.CompletedProcess:
@@ -57,15 +59,38 @@ def test_peaks_are_cell_centres_and_baselines_are_sane() -> None:
     maps = torch.zeros(2, NUM_PARTS, 15, 8)
     maps[0, :, 4, 2] = 1.0  # every part peaks at cell (col 2, row 4)
     maps[1, :, 14, 7] = 1.0
-    pts = peak_points(maps, (120, 60))
+    pts = peak_points(maps.numpy(), (60, 120))
     np.testing.assert_allclose(pts[0, 0], [(2 + 0.5) * 7.5, (4 + 0.5) * 8.0])
     np.testing.assert_allclose(pts[1, 5], [60 - 3.75, 120 - 4.0])
-    np.testing.assert_array_equal(peaks_of(maps)[0, 0], [2, 4])
+    np.testing.assert_array_equal(peak_cells(maps.numpy())[0, 0], [2, 4])
     kps = np.zeros((3, NUM_PARTS, 3), dtype=np.float32)
     kps[..., 0], kps[..., 1], kps[..., 2] = 30, np.linspace(10, 110, NUM_PARTS), 2
     base = baselines(kps, kps, (120, 60), (15, 8), tol=12)
     assert base["mean_position"]["overall"] == 1.0  # every crop alike: the mean position is exact
     assert 0.03 < base["chance"] < 0.15  # a disc of 12 px in a 60 x 120 crop holds a few of 120 cells
+
+
+def test_the_shared_pck_gives_the_study_the_numbers_its_own_copy_gave() -> None:
+    # recorded from the study's own peak_points / pck_report / baselines before they moved to
+    # ssn3d.attention and ssn3d.metrics: the same inputs must give the same record
+    rng = np.random.default_rng(7)
+    maps = rng.random((6, NUM_PARTS, 15, 8)).astype(np.float32)
+    kps = np.zeros((6, NUM_PARTS, 3), np.float32)
+    kps[..., 0], kps[..., 1] = rng.uniform(0, 60, (6, NUM_PARTS)), rng.uniform(0, 120, (6, NUM_PARTS))
+    kps[..., 2] = rng.choice([1, 2, 2, 2], (6, NUM_PARTS))
+    pts = peak_points(maps, (60, 120))
+    plain = pck_report(pts, kps, 12.0, match=False)
+    assert plain["overall"] == 0.087 and plain["assignment"] == list(range(NUM_PARTS))
+    assert list(plain["per_part"].values()) == [0.1667, 0.0, 0.0, 0.1667, 0.2, 0.0, 0.25, 0.0, 0.0]
+    matched = pck_report(pts, kps, 24.0, match=True)
+    assert matched["overall"] == 0.4348 and matched["assignment"] == [0, 7, 3, 2, 1, 4, 8, 6, 5]
+    assert list(matched["per_part"].values()) == [0.6667, 0.2, 0.5, 0.4, 0.4, 0.2, 0.4, 0.75, 0.4]
+    base = baselines(kps, kps[:3], (120, 60), (15, 8), 12.0)
+    assert base["chance"] == 0.0569 and base["mean_position"]["overall"] == 0.0435
+    assert [PARTS[k] for k, v in enumerate(base["mean_position"]["per_part"].values()) if v] == [
+        "body",
+        "left_knee",
+    ]
 
 
 def test_motif_hits_count_peaks_inside_boxes() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 from pathlib import Path
@@ -230,3 +231,40 @@ def test_cuda_run_with_bf16_autocast_and_channels_last(
     assert [r["step"] for r in train_lines(run)] == [1, 2, 3, 4, 5]
     model, _, _ = load_checkpoint(RunPaths(run).last)  # CUDA tensors saved, loaded on the CPU
     assert next(model.parameters()).device.type == "cpu"
+
+
+# ----------------------------------------------------------------------------- collapse guard
+
+COLLAPSE = "SSN has not separated the parts"
+
+
+def _unsupervised_run(root: Path, tmp_path: Path, caplog, *overrides: str) -> dict:
+    cfg = tiny_cfg(
+        root, "model.strategy=unsupervised", f"data.annotations={tmp_path / 'none.json'}", *overrides
+    )
+    with caplog.at_level(logging.WARNING, logger="ssn3d"):
+        assert main(cfg, tmp_path / "run") == "done"
+    return read_status(tmp_path / "run")
+
+
+def test_a_run_whose_ssn_cannot_separate_warns_once_in_the_log_and_the_status(
+    tiny_walkers: Path, tmp_path: Path, isolated_home: Path, caplog
+) -> None:
+    # lambda 0: nothing teaches SSN to tell parts apart (its L_SSN climbs above log N on the walkers)
+    status = _unsupervised_run(
+        tiny_walkers, tmp_path, caplog, "loss.ssn_lambda=0", "train.lr=0.01", "train.epochs=4"
+    )
+    assert len(status["warnings"]) == 1 and status["warnings"][0].startswith(COLLAPSE)
+    assert "L_SSN" in status["warnings"][0] and "chance level 2.197" in status["warnings"][0]
+    assert caplog.text.count(COLLAPSE) == 1
+
+
+def test_a_run_whose_ssn_separates_gets_no_warning(
+    tiny_walkers: Path, tmp_path: Path, isolated_home: Path, caplog
+) -> None:
+    status = _unsupervised_run(
+        tiny_walkers, tmp_path, caplog, "loss.ssn_lambda=5", "train.lr=0.005", "train.epochs=6"
+    )
+    ssn = [r["ssn"] for r in train_lines(tmp_path / "run")]
+    assert min(ssn[-3:]) < 0.9 * math.log(9)  # it did separate
+    assert "warnings" not in status and COLLAPSE not in caplog.text

@@ -4,8 +4,9 @@ Paper, "Self-Separated Network", eq. (1)-(2): SSN makes N attention maps per fra
 spatial features across the frames belonging to the same label express homogeneous information,
 which, in fact, is the alignment operation". Pick a checkpoint and a tracklet: a grid of T frames x
 N parts with each part's map over its frame, all parts at once (per-pixel argmax colours), each
-part's peak as a track across frames, a stability score per part and, where keypoints are known,
-the distance from each peak to its keypoint. Pictures and numbers: ``ssn3d.attention``.
+part's peak as a track across frames, a stability score per part and, where keypoints are known
+(ground truth of generated data, else the label store), the distance from each peak to its keypoint
+and part PCK beside its two baselines. Pictures and numbers: ``ssn3d.attention``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from app.common import (
     workspace,
 )
 from ssn3d import attention as at
-from ssn3d.keypoints import PARTS, empty_keypoints, resize_keypoints
+from ssn3d.keypoints import PARTS
 
 S = st.session_state
 ws = workspace()
@@ -43,14 +44,18 @@ if not choices:
 
 
 @st.cache_data(show_spinner="Computing attention maps...", max_entries=64)
-def attention_maps(ckpt: str, stamp: float, paths: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(frames (T, H, W, 3) uint8 at the model's input size, maps (T, N, h, w)) of the chosen frames."""
+def attention_maps(
+    ckpt: str, stamp: float, paths: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], str]:
+    """Frames (T, H, W, 3) uint8 at the model's input size, maps (T, N, h, w), the frames' own
+    (width, height) and the model's strategy, for the chosen frames."""
     from pathlib import Path
 
     extractor = load_extractor(Path(ckpt))
     images = [read_frame(p) for p in paths]
     maps = np.asarray(extractor.attention(images), dtype=np.float32)
-    return at.frames_to_array(images, extractor.image_size), maps
+    sizes = [im.size for im in images]
+    return at.frames_to_array(images, extractor.image_size), maps, sizes, extractor.cfg.model.strategy
 
 
 c = st.columns([2, 1, 2])
@@ -75,7 +80,7 @@ view = c[2].segmented_control(
 picks = sorted({int(round(i)) for i in np.linspace(0, len(t.paths) - 1, count)})
 paths = tuple(t.paths[i] for i in picks)
 with shown_errors(stop=True):
-    frames, maps = attention_maps(str(ckpt), ckpt.stat().st_mtime, paths)
+    frames, maps, sizes, strategy = attention_maps(str(ckpt), ckpt.stat().st_mtime, paths)
 n = maps.shape[1]
 names = list(PARTS) if n == len(PARTS) else [f"part {i}" for i in range(n)]
 h, w = frames.shape[1:3]
@@ -95,40 +100,44 @@ else:
     st.caption("Each part's peak, frame by frame: a part that stays on its body part draws a flat line.")
     st.image(at.draw_tracks(frames, maps, scale=max(1.0, 2 * ROW_PX / h)))
 
-# numbers: stability, and the peak-keypoint distance where keypoints exist (labels, else ground truth)
+# numbers: stability, and where keypoints exist (ground truth, else labels) distance and part PCK
 keys = [frame_keys(spec)[split][idx][i] for i in picks]
-known = {}
+truth, labels = {}, {}
 with shown_errors():
-    known = labels_of(label_store(ws, dataset))
+    labels = labels_of(label_store(ws, dataset))
     if dataset.ground_truth_path is not None:
         from ssn3d.annotations import AnnotationStore
 
-        known = {**AnnotationStore(dataset.ground_truth_path).frames(), **known}
-kps = (
-    np.stack(
-        [
-            resize_keypoints(known[k], read_frame(p).size, (w, h)) if k in known else empty_keypoints(n)
-            for k, p in zip(keys, paths)
-        ]
-    )
-    if n == len(PARTS)
-    else None
+        truth = AnnotationStore(dataset.ground_truth_path).frames()
+summary = at.alignment_summary(
+    maps, keys, sizes, (w, h), ground_truth=truth, labels=labels, match=strategy == "unsupervised"
 )
-score = at.stability(maps)
-rows = [{"part": names[i], "stability": round(float(score[i]), 3)} for i in range(n)]
-if kps is not None and (kps[..., 2] >= 2).any():
-    dist = at.peak_keypoint_distance(at.peak_points(maps, (w, h)), kps)
-    for i, r in enumerate(rows):
-        col = dist[:, i]
-        r["peak to keypoint (px)"] = None if np.isnan(col).all() else round(float(np.nanmean(col)), 1)
-        r["frames with keypoint"] = int((~np.isnan(col)).sum())
 st.dataframe(
-    rows,
+    summary["rows"],
     hide_index=True,
     key="att_scores",
     column_config={"stability": st.column_config.ProgressColumn("stability", min_value=0, max_value=1)},
 )
+pck = summary["pck"]
+if pck is not None:
+    m = pck["methods"]
+    line = ", ".join(
+        f"{label} {100 * m[key]['pck@0.1']['overall']:.0f}% / {100 * m[key]['pck@0.2']['overall']:.0f}%"
+        for key, label in (
+            ("argmax", "peak"),
+            ("soft_argmax", "soft-argmax"),
+            ("mean_position", "mean position"),
+            ("random", "random peak"),
+        )
+    )
+    st.markdown(
+        f"**Part PCK** over these {pck['frames']} frames, at 0.1 / 0.2 x crop height: {line}; "
+        f"mean stability {summary['stability']:.2f}."
+        + (" Parts are matched to keypoints (unsupervised)." if pck["matched"] else "")
+    )
 st.caption(
     "Stability = 1 / (1 + mean distance, in feature cells, of the part's peak from its median peak across these "
-    f"frames). Distances are in pixels of the {w} x {h} model input."
+    f"frames). Distances are in pixels of the {w} x {h} model input. PCK: share of frames whose peak lies within "
+    "0.1 (0.2) x the crop height of the visible keypoint; the mean position of these frames' keypoints and a "
+    "peak in a random cell are the baselines."
 )

@@ -3,7 +3,9 @@
 A run is ``python -m ssn3d train`` in its own process (``ssn3d.engine.runs``); this page only reads
 its folder (status, metrics, log), so reloading the page, closing the tab or opening a second one
 loses nothing, and the run's lock refuses a second launch of the same run. Loss: eq. (6),
-L = L_tri + lambda * L_SSN (paper, "Loss Function").
+L = L_tri + lambda * L_SSN (paper, "Loss Function"). Each evaluation also measures part PCK when the
+test frames have keypoints (``ssn3d.engine.evaluate``), and a run whose SSN has not separated the
+parts carries a warning in its status, shown here.
 """
 
 from __future__ import annotations
@@ -217,6 +219,8 @@ def live_runs() -> None:
     for r in runs:
         s = r.status
         best = s.get("best_map")
+        last = s.get("last_eval") or {}
+        warnings = s.get("warnings") or []
         rows.append(
             {
                 "run": r.name,
@@ -224,7 +228,12 @@ def live_runs() -> None:
                 "progress": float(s.get("progress") or 0.0),
                 "ETA": _fmt_eta(s.get("eta_s")) if s.get("state") == "running" else "",
                 "best mAP": None if best is None or best < 0 else round(100 * best, 1),
+                **{
+                    f"PCK@{a}": round(100 * last[f"pck@{a}"], 1) if f"pck@{a}" in last else None
+                    for a in PCK_ALPHAS
+                },
                 "strategy": r.config.get("model", {}).get("strategy", ""),
+                "warning": str(warnings[-1]).split(":")[0] if warnings else "",
             }
         )
     st.dataframe(
@@ -253,6 +262,10 @@ def _metrics(path: Path) -> list[dict]:
     return records
 
 
+PCK_ALPHAS = ("0.1", "0.2")  # the part PCK thresholds evaluation reports (ssn3d.metrics.PCK_ALPHAS)
+SHOWN_CURVES = ("loss", "triplet", "ssn", "mAP", "top1", "pck@0.1", "pck@0.2")  # others start hidden
+
+
 def _figure(records: list[dict], kind: str, x: str) -> go.Figure:
     fig = go.Figure()
     rows = [r for r in records if r.get("kind") == kind]
@@ -266,7 +279,7 @@ def _figure(records: list[dict], kind: str, x: str) -> go.Figure:
             y=[p[1] for p in pts],
             mode="lines+markers",
             name=key,
-            visible=True if key in ("loss", "triplet", "ssn", "mAP", "rank1") else "legendonly",
+            visible=True if key in SHOWN_CURVES else "legendonly",
         )
     fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=x)
     return fig
@@ -301,13 +314,15 @@ def show_run(run, paths) -> None:
             st.toast(f"Resumed {run.name}.")
     if state in ("failed", "cancelled") and s.get("error"):
         st.error(f"{run.name} {state}: {s['error']}")
+    for warning in s.get("warnings") or []:
+        st.warning(f"{run.name}: {warning}")
     records = _metrics(paths.root)
     left, right = st.columns(2)
     with left:
         st.caption("Training losses (eq. 6: loss = triplet + lambda * ssn)")
         st.plotly_chart(_figure(records, "train", "step"), key=f"train_curve_{run.name}")
     with right:
-        st.caption("Evaluation (query vs gallery)")
+        st.caption("Evaluation (query vs gallery; part PCK where test frames have keypoints)")
         if any(r.get("kind") == "eval" for r in records):
             st.plotly_chart(_figure(records, "eval", "epoch"), key=f"eval_curve_{run.name}")
         else:
@@ -325,7 +340,9 @@ with st.expander("Compare runs"):
 
     names = [r.name for r in list_runs(ws.runs)]
     picked = st.multiselect("Runs", names, default=names[:2], key="cmp_runs")
-    metric = st.selectbox("Curve", ["loss", "triplet", "ssn", "mAP", "rank1"], key="cmp_metric")
+    metric = st.selectbox(
+        "Curve", ["loss", "triplet", "ssn", "mAP", "top1", "pck@0.1", "pck@0.2"], key="cmp_metric"
+    )
     if picked:
         fig = go.Figure()
         for name in picked:

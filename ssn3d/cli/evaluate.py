@@ -1,7 +1,8 @@
 """``python -m ssn3d evaluate RUN_OR_CHECKPOINT [--dataset NAME --root ROOT --option k=v ...]``.
 
 The paper's test protocol (all frames, 32-frame chunks, mean feature; mAP, CMC, and mINP), written
-to the run's ``eval.json`` with the ranked gallery of every query for the app's retrieval viewer.
+to the run's ``eval.json`` with the ranked gallery of every query for the app's retrieval viewer; and
+when the test frames have keypoints, part PCK with its two baselines, printed as one table.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from ssn3d.config import ConfigError
 
@@ -37,6 +39,46 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(
             f"--out {args.out} is a folder; pass the JSON file to write, e.g. {Path(args.out) / 'eval.json'}."
         )
+
+PCK_COLUMNS = (
+    ("argmax", "argmax"),
+    ("soft_argmax", "soft-argmax"),
+    ("mean_position", "mean position"),
+    ("random", "random peak"),
+)
+
+
+def pck_table(pck: dict[str, Any]) -> str:
+    """The ``pck`` section of an eval report as a compact text table: parts x (method, alpha), then overall."""
+    methods = pck["methods"]
+    alphas = [f"pck@{a:g}" for a in pck["alphas"]]
+    parts = list(methods["mean_position"][alphas[0]]["per_part"])
+    width = max(len(p) for p in [*parts, "overall"]) + 2
+    cell = 6
+
+    def row(name: str, values: list[str]) -> str:  # values: one per (method, alpha), grouped by method
+        k = len(alphas)
+        groups = ("".join(v.rjust(cell) for v in values[i : i + k]) for i in range(0, len(values), k))
+        return name.ljust(width) + "  ".join(groups)
+
+    def value(method: str, alpha: str, part: str | None) -> str:
+        rep = methods[method][alpha]
+        v = rep["overall"] if part is None else rep["per_part"].get(part)
+        return "-" if v is None else f"{v:.2f}"
+
+    tols = " / ".join(f"{t:g}" for t in pck["tolerance_px"])
+    lines = [
+        f"part PCK on {pck['frames']} test frames ({pck['visible_keypoints']} visible keypoints), "
+        f"within {' / '.join(f'{a:g}' for a in pck['alphas'])} x crop height ({tols} px)"
+        + ("; parts matched to keypoints (Hungarian)" if pck["matched"] else ""),
+        "".ljust(width) + "  ".join(label.rjust(len(alphas) * cell) for _, label in PCK_COLUMNS),
+        row("", [a.removeprefix("pck") for _ in PCK_COLUMNS for a in alphas]),
+    ]
+    for part in parts:
+        lines.append(row(part, [value(m, a, part) for m, _ in PCK_COLUMNS for a in alphas]))
+    lines.append(row("overall", [value(m, a, None) for m, _ in PCK_COLUMNS for a in alphas]))
+    lines.append(f"mean position from {pck['mean_position_source']}; random peak: its exact expectation")
+    return "\n".join(lines)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -72,7 +114,9 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"{report['dataset']['id']}: {len(report['query'])} queries, {len(report['gallery'])} gallery tracklets"
     )
-    print("  ".join(f"{k} {100 * v:.2f}" for k, v in m.items()))
+    print("  ".join(f"{k} {100 * v:.2f}" for k, v in m.items() if not k.startswith("pck@")))
+    if report.get("pck"):
+        print(pck_table(report["pck"]))
     print(f"wrote {path}")
     return 0
 

@@ -9,6 +9,8 @@ process's memory but the training process's own.
 
     RUN/config.yaml          the resolved Config
     RUN/status.json          {"state", "pid", "pgid", "started", "heartbeat", "progress", "eta_s", "step", ...}
+                             plus "last_eval" (the latest evaluation's metrics, part PCK included) and
+                             "warnings" (sentences, e.g. the collapse guard's) when there are any
     RUN/metrics.jsonl        one JSON object per line: {"kind": "train" | "eval", "step", "epoch", ...}
     RUN/train.log            the log (and, for launched runs, the process's stdout/stderr)
     RUN/traceback.txt        the traceback of a failed run

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ssn3d.attention import peak_cells
 from ssn3d.models.ssn import SSN
 from ssn3d.studies import recorded_path
 from ssn3d.studies.random_data import train_ssn_alone
@@ -146,13 +147,6 @@ def attention_maps(ssn: SSN, x: torch.Tensor, device: str, chunk: int = 8) -> to
     return torch.cat([ssn.attention(x[i : i + chunk].to(device)).cpu() for i in range(0, len(x), chunk)])
 
 
-def peaks_of(maps: torch.Tensor) -> np.ndarray:
-    """(P, N, h, w) -> (P, N, 2) integer (col, row) of each map's maximum."""
-    p, n, h, w = maps.shape
-    flat = maps.flatten(2).argmax(-1).numpy()
-    return np.stack([flat % w, flat // w], -1)
-
-
 def run_amber_study(
     cfg: AmberStudyConfig,
     out_dir: str | Path,
@@ -186,7 +180,7 @@ def run_amber_study(
     x = (raw - mean) / std
     ssn = train_ssn(cfg, x, progress, callback)
     maps = attention_maps(ssn, x, cfg.device)
-    peaks = peaks_of(maps)
+    peaks = peak_cells(maps.numpy())  # (P, N, 2) (col, row) of each maximum
     hits = motif_hits(peaks, names, meta, (cfg.height, cfg.width))
     tail = cfg.loss[-max(1, len(cfg.loss) // 10) :]
     record = asdict(cfg)

@@ -9,6 +9,8 @@ same SSN with no anchors. The paper shows attention maps; our crops (``ssn3d.dat
 part i is correct on a crop when its attention peak (the centre of the arg-max cell) lies within
 0.1 x crop height of the visible keypoint i. Unsupervised parts have no names, so each is matched
 to one keypoint by the assignment that maximises the total PCK (Hungarian, on all unlabeled crops).
+The PCK, its matching and its baselines are ``ssn3d.metrics``'s, the peaks ``ssn3d.attention``'s, the
+same code that measures the video models.
 
 Choices the paper leaves open: the backbone is trained with SSN when it has no ImageNet weights (a
 random backbone is no feature extractor); phase 1 uses labeled crops only, phase 2 mixes labeled
@@ -30,9 +32,11 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from ssn3d import attention
 from ssn3d.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ssn3d.engine.optim import adam
-from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS, PARTS, VISIBLE
+from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS
+from ssn3d.metrics import mean_positions, pck_report, random_peak_pck
 from ssn3d.models.backbone import Backbone, find_imagenet_file
 from ssn3d.models.ssn import SSN, ssn_loss
 from ssn3d.models.ssn3d import keypoints_to_cells
@@ -315,56 +319,6 @@ def attention_of(backbone: Backbone, ssn: SSN, images: torch.Tensor, device: str
 # ---------------------------------------------------------------------------- PCK
 
 
-def peak_points(maps: torch.Tensor, image_size: tuple[int, int]) -> np.ndarray:
-    """(P, N, h, w) maps -> (P, N, 2) image points (x, y): centres of the arg-max cells."""
-    from ssn3d.keypoints import feature_cell_to_image
-
-    p, n, fh, fw = maps.shape
-    flat = maps.flatten(2).argmax(-1).numpy()
-    cells = np.stack([flat % fw, flat // fw], -1)
-    return feature_cell_to_image(cells, (image_size[1], image_size[0]), (fw, fh))
-
-
-def hit_matrix(points: np.ndarray, kps: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """Hits of every predicted part on every keypoint.
-
-    Args:
-        points: (P, N, 2) predicted part positions.
-        kps: (P, K, 3) true keypoints.
-        tol: pixels.
-
-    Returns:
-        hits (P, N, K) bool, and visible (P, K) bool (only visible keypoints count).
-    """
-    d = np.linalg.norm(points[:, :, None, :] - kps[:, None, :, :2], axis=-1)
-    visible = kps[..., 2] >= VISIBLE
-    return (d <= tol) & visible[:, None, :], visible
-
-
-def pck_report(points: np.ndarray, kps: np.ndarray, tol: float, match: bool) -> dict:
-    """PCK per part and overall; with ``match``, parts are first assigned to keypoints (Hungarian).
-
-    Returns:
-        {"per_part": {part name: pck}, "overall": pck over all visible keypoints,
-         "assignment": [keypoint of part i]}.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    hits, visible = hit_matrix(points, kps, tol)
-    n = points.shape[1]
-    if match:
-        rows, cols = linear_sum_assignment(-hits.sum(0))  # maximise total hits
-        assign = dict(zip(rows.tolist(), cols.tolist()))
-    else:
-        assign = {i: i for i in range(n)}
-    per_part, total_hits = {}, 0
-    for i, k in assign.items():
-        per_part[PARTS[k]] = round(float(hits[:, i, k].sum() / max(1, visible[:, k].sum())), 4)
-        total_hits += int(hits[:, i, k].sum())
-    overall = total_hits / max(1, int(visible.sum()))
-    return {"per_part": per_part, "overall": round(overall, 4), "assignment": [assign[i] for i in range(n)]}
-
-
 def baselines(
     kps: np.ndarray,
     labeled_kps: np.ndarray,
@@ -372,22 +326,20 @@ def baselines(
     feature_size: tuple[int, int],
     tol: float,
 ) -> dict:
-    """Reference PCKs: a peak in a uniformly random cell, and every part at its mean labeled position."""
-    from ssn3d.keypoints import feature_cell_to_image
+    """Reference PCKs: a peak in a uniformly random cell, and every part at its mean labeled position.
 
-    h, w = image_size
-    fh, fw = feature_size
-    grid = np.stack(np.meshgrid(np.arange(fw), np.arange(fh)), -1).reshape(-1, 2)
-    centres = feature_cell_to_image(grid, (w, h), (fw, fh))  # (h*w, 2)
-    visible = kps[..., 2] >= VISIBLE
-    d = np.linalg.norm(kps[:, :, None, :2] - centres[None, None], axis=-1)  # (P, K, cells)
-    chance = float(((d <= tol).mean(-1) * visible).sum() / visible.sum())
-    lab_vis = labeled_kps[..., 2] >= VISIBLE
-    mean = (labeled_kps[..., :2] * lab_vis[..., None]).sum(0) / np.maximum(lab_vis.sum(0), 1)[
-        :, None
-    ]  # (K, 2)
-    prior = pck_report(np.broadcast_to(mean, (len(kps), *mean.shape)), kps, tol, match=False)
-    return {"chance": round(chance, 4), "mean_position": prior}
+    Args:
+        kps: (P, 9, 3) true keypoints of the measured crops.
+        labeled_kps: (L, 9, 3) the labeled crops' keypoints (their mean is the position baseline).
+        image_size: (height, width) of a crop.
+        feature_size: (h, w) of its feature map.
+        tol: pixels.
+    """
+    (h, w), (fh, fw) = image_size, feature_size
+    chance = random_peak_pck(kps, attention.cell_centres((fw, fh), (w, h)), tol)["overall"]
+    mean = mean_positions(labeled_kps)  # (9, 2)
+    prior = pck_report(np.broadcast_to(mean, (len(kps), *mean.shape)), kps, tol)
+    return {"chance": chance, "mean_position": prior}
 
 
 # ---------------------------------------------------------------------------- the study
@@ -444,8 +396,8 @@ def run_pedestrian_study(
     for strategy in cfg.strategies:
 
         def measure(bb: Backbone, net: SSN, strategy: str = strategy) -> float:
-            pts = peak_points(
-                attention_of(bb, net, raw[unl], cfg.device, cfg.context_pad), (cfg.height, cfg.width)
+            pts = attention.peak_points(
+                attention_of(bb, net, raw[unl], cfg.device, cfg.context_pad).numpy(), (cfg.width, cfg.height)
             )
             return pck_report(pts, kps[unl], tol, match=strategy == "unsupervised")["overall"]
 
@@ -455,7 +407,7 @@ def run_pedestrian_study(
         cfg.loss[strategy] = losses
         maps = attention_of(backbone, ssn, raw, cfg.device, cfg.context_pad)
         maps_of[strategy] = maps
-        pts = peak_points(maps[unl], (cfg.height, cfg.width))
+        pts = attention.peak_points(maps[unl].numpy(), (cfg.width, cfg.height))
         rep = pck_report(pts, kps[unl], tol, match=strategy == "unsupervised")
         rep["pck_curve"] = [*curve, [cfg.iters, rep["overall"]]]
         tail = losses[-max(1, len(losses) // 10) :]
@@ -473,7 +425,7 @@ def run_pedestrian_study(
     figures.pedestrian_pck(record, out / "pedestrians_pck.png")
     show = np.concatenate([lab[:1], unl[:5]])
     for strategy, maps in maps_of.items():
-        peaks = peak_points(maps[show], (cfg.height, cfg.width))
+        peaks = attention.peak_points(maps[show].numpy(), (cfg.width, cfg.height))
         assignment = record["results"][strategy]["assignment"]
         path = out / f"pedestrians_attention_{strategy}.png"
         figures.pedestrian_attention(raw[show], maps[show], peaks, kps[show], assignment, strategy, path)
