@@ -14,7 +14,8 @@ numbers for that check:
 * ``peak_keypoint_distance``: how far each peak is from the labeled (or ground-truth) keypoint.
 
 Frames are (T, H, W, 3) uint8 arrays; maps are upsampled bilinearly from the feature grid to the
-frame with the cell-centre rule of ``ssn3d.keypoints``.
+frame between uniform cell centres (a picture); peaks go back to pixels by the
+measured receptive-field geometry of ``ssn3d.keypoints.CellGeometry``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ssn3d.keypoints import PART_COLORS, VISIBLE, feature_cell_to_image
+from ssn3d.keypoints import PART_COLORS, VISIBLE, CellGeometry, feature_cell_to_image
 
 _logger = logging.getLogger(__name__)
 
@@ -171,10 +172,16 @@ def peak_cells(maps: np.ndarray) -> np.ndarray:
     return np.stack([flat % maps.shape[-1], flat // maps.shape[-1]], axis=-1).astype(np.int64)
 
 
-def peak_points(maps: np.ndarray, image_size: Sequence[int]) -> np.ndarray:
-    """Each map's peak as a point in frame pixels (the centre of its cell): (..., h, w) -> (..., 2)."""
+def peak_points(
+    maps: np.ndarray, image_size: Sequence[int], geometry: CellGeometry | None = None
+) -> np.ndarray:
+    """Each map's peak in frame pixels: the receptive-field centre of its cell, (..., h, w) -> (..., 2).
+
+    ``geometry`` defaults to the one registered for these sizes by the model's extractor
+    (``ssn3d.keypoints.geometry_for``), so peaks and training anchors use one cell rule.
+    """
     maps = np.asarray(maps)
-    return feature_cell_to_image(peak_cells(maps), image_size, (maps.shape[-1], maps.shape[-2]))
+    return feature_cell_to_image(peak_cells(maps), image_size, (maps.shape[-1], maps.shape[-2]), geometry)
 
 
 def stability(maps: np.ndarray) -> np.ndarray:
@@ -218,6 +225,7 @@ def draw_tracks(
     gap: int = 4,
     radius: float = 3.0,
     colors: Sequence[tuple[int, int, int]] = PART_COLORS,
+    geometry: CellGeometry | None = None,
 ) -> np.ndarray:
     """Frames side by side with each part's peak drawn and joined frame to frame, in the part's colour.
 
@@ -230,6 +238,7 @@ def draw_tracks(
         gap: pixels between frames.
         radius: point radius.
         colors: RGB per part.
+        geometry: the cells' receptive-field geometry (``peak_points``).
 
     Returns:
         (round(H * scale), T * (round(W * scale) + gap) - gap, 3) uint8.
@@ -242,7 +251,7 @@ def draw_tracks(
         strip.paste(
             Image.fromarray(frames[i]).resize((sw, sh), Image.Resampling.BILINEAR), (i * (sw + gap), 0)
         )
-    pts = peak_points(maps, (w, h)) * (sw / w, sh / h)  # (T, N, 2) in the scaled frame
+    pts = peak_points(maps, (w, h), geometry) * (sw / w, sh / h)  # (T, N, 2) in the scaled frame
     offsets = (np.arange(t) * (sw + gap))[:, None]
     draw = ImageDraw.Draw(strip)
     tracks = [

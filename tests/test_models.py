@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tiny import tiny_overrides
 
+from ssn3d.attention import peak_points
 from ssn3d.config import load_config
+from ssn3d.keypoints import CellGeometry, image_to_feature_cell
 from ssn3d.models import SSN, AttentionClassifier, build_model
 from ssn3d.models.ssn import pad_edges, unfold_windows, window_at
 from ssn3d.models.ssn3d import SSN3D, keypoints_to_cells
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = tiny_overrides({"model": {"attn_channels": 16, "part_channels": 8}})
 
 
@@ -142,9 +147,46 @@ def test_anchor_replaces_labeled_parts_only() -> None:
 
 def test_keypoints_to_feature_cells() -> None:
     kp = torch.tensor([[[0.0, 0.0, 2.0], [31.9, 63.9, 2.0], [16.0, 8.0, 1.0]]])
-    cells, mask = keypoints_to_cells(kp, image_size=(32, 64), feature_size=(8, 16))
+    grid = CellGeometry.uniform((32, 64), (8, 16))  # centres at 4j + 2: nearest centre = floor(x / 4)
+    cells, mask = keypoints_to_cells(kp, image_size=(32, 64), feature_size=(8, 16), geometry=grid)
     assert cells.tolist() == [[[0, 0], [7, 15], [4, 2]]]
     assert mask.tolist() == [[True, True, False]]
+
+
+def walkers_tiny_model() -> SSN3D:
+    torch.manual_seed(0)
+    return build_model(load_config(CONFIGS / "walkers-tiny.yaml").model)
+
+
+def test_measured_cell_centre_of_the_walkers_tiny_backbone() -> None:
+    # a ResNet stem pads its strided convs symmetrically, so cell j of stride 4 looks at pixel 4j (centre 4j + 0.5),
+    # half a cell left of the 4j + 2 that floor(x / 4) assumes
+    geometry = walkers_tiny_model().cell_geometry()
+    assert geometry.stride == (4.0, 4.0)
+    x, y = geometry.centre_of(np.array([3, 5]))  # (col 3, row 5)
+    assert x == pytest.approx(12.5, abs=0.35) and y == pytest.approx(20.5, abs=0.35)
+
+
+def test_a_keypoint_maps_to_the_cell_whose_measured_centre_is_nearest() -> None:
+    model = walkers_tiny_model().eval()
+    geometry = model.cell_geometry()
+    cx, cy = geometry.centre_of(np.array([3, 5]))
+    # at the centre, and 1.5 px above-left of it (floor(x / 4) would say col 2, row 4 there)
+    kp = torch.tensor([[[cx, cy, 2.0], [cx - 1.5, cy - 1.5, 2.0]]])
+    cells, _ = keypoints_to_cells(kp, (32, 64), (8, 16), geometry)
+    assert cells.tolist() == [[[3, 5], [3, 5]]]
+    assert image_to_feature_cell(kp[0, :, :2].numpy(), (32, 64), (8, 16), geometry).tolist() == [[3, 5]] * 2
+    # the model's anchors use that cell: part 0 anchored 1.5 px above-left of cell (3, 5)'s centre
+    x = clips(b=1, t=1)
+    kps = torch.zeros(1, 1, 9, 3)
+    kps[0, 0, 0] = torch.tensor([cx - 1.5, cy - 1.5, 2.0])
+    parts, _, _ = model.forward_features(x, kps)
+    feats = model.backbone(x[:, 0])
+    torch.testing.assert_close(parts[0, 0, 0], window_at(feats, torch.tensor([[[3, 5]]]), 3)[0, 0])
+    # and a peak on cell (3, 5) goes back to its measured centre
+    maps = np.zeros((1, 1, 16, 8), np.float32)
+    maps[0, 0, 5, 3] = 1.0
+    np.testing.assert_allclose(peak_points(maps, (32, 64), geometry)[0, 0], (cx, cy), atol=1e-4)
 
 
 def test_semi_anchors_change_parts_of_labeled_frames() -> None:

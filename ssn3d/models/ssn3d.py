@@ -12,7 +12,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ssn3d.keypoints import CellGeometry, geometry_for
 from ssn3d.models.aggregator import Fusion, PartConv3dBlocks
+from ssn3d.models.cells import measure_geometry
 from ssn3d.models.ssn import SSN, SSNOutput, ssn_loss
 
 
@@ -23,15 +25,18 @@ class SSN3DOutput(NamedTuple):
 
 
 def keypoints_to_cells(
-    keypoints: torch.Tensor, image_size: tuple[int, int], feature_size: tuple[int, int]
+    keypoints: torch.Tensor,
+    image_size: tuple[int, int],
+    feature_size: tuple[int, int],
+    geometry: CellGeometry | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(..., N, 3) pixel keypoints -> (..., N, 2) long cells (col, row) and (..., N) anchor mask.
 
-    Cell = floor(x * w / W), the rule of ``ssn3d.keypoints.image_to_feature_cell``.
+    The cell is the one whose receptive-field centre is nearest (``CellGeometry.cell_of``, the rule of
+    ``ssn3d.keypoints.image_to_feature_cell``); ``geometry`` defaults to ``geometry_for`` the sizes.
     """
-    (iw, ih), (fw, fh) = image_size, feature_size
-    col = (keypoints[..., 0] * fw / iw).floor().clamp(0, fw - 1)
-    row = (keypoints[..., 1] * fh / ih).floor().clamp(0, fh - 1)
+    geometry = geometry or geometry_for(image_size, feature_size)
+    col, row = geometry.cell_of(keypoints[..., :2].float(), feature_size)
     return torch.stack([col, row], -1).long(), keypoints[..., 2] >= 2
 
 
@@ -92,7 +97,7 @@ class SSN3D(nn.Module):
         cells = mask = None
         if keypoints is not None and self.strategy != "unsupervised":
             cells, mask = keypoints_to_cells(
-                keypoints, (clips.shape[-1], clips.shape[-2]), (fw, fh)
+                keypoints, (clips.shape[-1], clips.shape[-2]), (fw, fh), self.cell_geometry()
             )  # (B, T, N, 2)
         feats = feats.unflatten(0, (b, t))  # (B, T, C, h, w)
         outs: list[tuple[list[int], SSNOutput]] = []
@@ -130,6 +135,10 @@ class SSN3D(nn.Module):
                     o.logits, self.ssn_reduction
                 )  # non-shared: T independent SSN losses, summed
         return parts, loss, attn
+
+    def cell_geometry(self) -> CellGeometry:
+        """Where the backbone's cells look in the image (measured once per backbone kind)."""
+        return measure_geometry(self.backbone)
 
     def forward_head(self, parts: torch.Tensor) -> torch.Tensor:
         """(B, T, N, C, k, k) -> (B, D)."""
