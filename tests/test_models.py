@@ -13,6 +13,7 @@ from tiny import tiny_overrides
 from ssn3d.attention import peak_points
 from ssn3d.config import load_config
 from ssn3d.keypoints import CellGeometry, image_to_feature_cell
+from ssn3d.losses import ssn_loss
 from ssn3d.models import SSN, AttentionClassifier, build_model
 from ssn3d.models.ssn import pad_edges, unfold_windows, window_at
 from ssn3d.models.ssn3d import SSN3D, keypoints_to_cells
@@ -43,7 +44,7 @@ def test_shapes_train_and_eval(arch: str) -> None:
     model = tiny_model(f"model.arch={arch}")
     out = model(clips())
     assert out.embedding.shape == (4, 32)
-    assert torch.isfinite(out.embedding).all() and torch.isfinite(out.ssn_loss)
+    assert torch.isfinite(out.embedding).all() and torch.isfinite(ssn_loss(out.ssn_logits))
     if arch == "ssn3d":
         assert out.attention.shape == (4, 4, 9, 16, 8)  # stride 4 for one resnet stage
     model.eval()
@@ -62,7 +63,7 @@ def test_shapes_train_and_eval(arch: str) -> None:
 def test_every_parameter_gets_a_gradient(overrides: tuple[str, ...]) -> None:
     model = tiny_model(*overrides)
     out = model(clips(), labeled_keypoints(frames=(0,)))
-    (out.embedding.pow(2).mean() + out.ssn_loss).backward()
+    (out.embedding.pow(2).mean() + ssn_loss(out.ssn_logits)).backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not dead, f"parameters without gradient: {dead}"
 
@@ -70,9 +71,14 @@ def test_every_parameter_gets_a_gradient(overrides: tuple[str, ...]) -> None:
 def test_supervised_strategy_has_no_attention_and_grads_reach_head() -> None:
     model = tiny_model("model.strategy=supervised")
     out = model(clips(), labeled_keypoints(frames=(0, 1, 2, 3)))
-    assert out.attention is None and float(out.ssn_loss) == 0.0
+    assert out.attention is None and out.ssn_logits is None and float(ssn_loss(out.ssn_logits)) == 0.0
     out.embedding.pow(2).mean().backward()
-    assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("ssn."))
+    dead = [
+        n
+        for n, p in model.named_parameters()
+        if not n.startswith("ssn.") and (p.grad is None or not p.grad.abs().sum() > 0)
+    ]
+    assert not dead, f"head parameters without gradient: {dead}"
 
 
 def test_attention_maps_sum_to_one_per_part() -> None:
@@ -116,8 +122,6 @@ def test_constant_input_cannot_beat_log_n_and_reaches_it() -> None:
     n = 5
     ssn = SSN(in_channels=4, num_parts=n, window=3, hidden=8).train()
     x = torch.ones(8, 4, 6, 6)
-    from ssn3d.losses import ssn_loss
-
     assert ssn_loss(ssn(x).logits).item() >= math.log(n) - 1e-6
     opt = torch.optim.Adam(ssn.parameters(), lr=1e-2)
     for _ in range(150):
@@ -210,7 +214,22 @@ def test_non_shared_uses_one_classifier_per_frame_and_t_losses() -> None:
     shared = tiny_model()
     assert len(shared.ssn) == 1
     # T independent SSN losses are summed: about T times the shared loss at init (each near log N)
-    assert out.ssn_loss.item() == pytest.approx(4 * shared(clips()).ssn_loss.item(), rel=0.2)
+    loss = ssn_loss(out.ssn_logits, per_frame_classifiers=True)
+    assert loss.item() == pytest.approx(4 * ssn_loss(shared(clips()).ssn_logits).item(), rel=0.2)
+    # and frame g is judged by classifier g: changing classifier 2 changes frame 2's maps, and only those
+    x = clips()
+    model.eval()
+    _, _, attn = model.forward_features(x)
+    with torch.no_grad():
+        model.ssn[2].classifier.conv.weight.mul_(3.0)
+    _, _, attn2 = model.forward_features(x)
+    assert [not torch.allclose(attn[:, t], attn2[:, t]) for t in range(4)] == [False, False, True, False]
+    with torch.no_grad():
+        model.ssn[2].classifier.fc.weight.zero_()
+        model.ssn[2].classifier.fc.bias.zero_()  # classifier 2 now says log N for every part
+    logits = model.train()(x).ssn_logits
+    assert ssn_loss(logits[:, 2]).item() == pytest.approx(math.log(9), abs=1e-5)
+    assert abs(ssn_loss(logits[:, 0]).item() - math.log(9)) > 1e-3
 
 
 @pytest.mark.parametrize(
@@ -224,9 +243,34 @@ def test_one_training_step_reduces_nothing_to_nan(overrides: tuple[str, ...]) ->
     pids = torch.tensor([0, 0, 1, 1])
     before = [p.detach().clone() for p in model.parameters()]
     out = model(clips(), labeled_keypoints(frames=(0,)))
-    loss = total_loss(BatchHardTriplet(0.3)(out.embedding, pids), out.ssn_loss, 0.1)
+    ssn = ssn_loss(out.ssn_logits, per_frame_classifiers="model.shared_classifier=false" in overrides)
+    loss = total_loss(BatchHardTriplet(0.3)(out.embedding, pids), ssn, 0.1)
     opt.zero_grad()
     loss.backward()
     opt.step()
     assert torch.isfinite(loss)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_labeled_frames_beside_the_clip_anchor_l_ssn() -> None:
+    """Anchor frames go through backbone + SSN with Y^i := window at keypoint i; their logits join L_SSN."""
+    model = tiny_model("model.strategy=semi")
+    x = clips(b=2)
+    frames = clips(b=3, t=1)[:, 0]  # (M, 3, H, W)
+    kps = labeled_keypoints(b=3, t=1, frames=(0,))[:, 0]  # (M, 9, 3)
+    out = model(x, None, frames, kps)
+    assert out.anchor_logits.shape == (3, 1, 9, 9)
+    # the anchored parts are the windows at the keypoints' cells, so their logits are f(window at the cell)
+    feats = model.backbone(frames)
+    cells, mask = keypoints_to_cells(kps, (32, 64), (8, 16), model.cell_geometry())
+    assert mask.all()
+    want = model.ssn[0].classifier(window_at(feats, cells, 3))
+    torch.testing.assert_close(out.anchor_logits[:, 0], want, rtol=1e-4, atol=1e-4)
+    with_anchors = ssn_loss(out.ssn_logits, anchor_logits=out.anchor_logits)
+    frames_total = 2 * 4 + 3  # clip frames and anchor frames count alike
+    clip_part = ssn_loss(out.ssn_logits) * 8 / frames_total
+    anchor_part = ssn_loss(out.anchor_logits) * 3 / frames_total
+    torch.testing.assert_close(with_anchors, clip_part + anchor_part)
+    with_anchors.backward()
+    assert model.ssn[0].classifier.conv.weight.grad.abs().sum() > 0
+    assert model.eval()(x, None, frames, kps).shape == (2, 32)  # eval ignores them

@@ -33,8 +33,9 @@ from tqdm import tqdm
 from ssn3d.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ssn3d.engine.optim import adam
 from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS, PARTS, VISIBLE
+from ssn3d.losses import ssn_loss
 from ssn3d.models.backbone import Backbone, find_imagenet_file
-from ssn3d.models.ssn import SSN, ssn_loss
+from ssn3d.models.ssn import SSN
 from ssn3d.models.ssn3d import keypoints_to_cells
 from ssn3d.studies import recorded_path
 
