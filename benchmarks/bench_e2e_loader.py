@@ -38,7 +38,7 @@ from ssn3d.engine._data import TrainData, load_dataset  # noqa: E402
 from ssn3d.engine.distributed import DistInfo  # noqa: E402
 from ssn3d.engine.optim import adam  # noqa: E402
 from ssn3d.engine.train import channels_last_2d  # noqa: E402
-from ssn3d.losses import BatchHardTriplet, total_loss  # noqa: E402
+from ssn3d.losses import BatchHardTriplet, ssn_loss, total_loss  # noqa: E402
 from ssn3d.models import build_model  # noqa: E402
 
 PAPER = [
@@ -63,7 +63,9 @@ def make_step(model, opt, crit, cfg, device):
         kps = batch["keypoints"].to(device, non_blocking=True)  # (B, T, 9, 3)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.train.amp):
             out = model(clips, kps)
-            loss = total_loss(crit(out.embedding.float(), pids), out.ssn_loss.float(), cfg.loss.ssn_lambda)
+            loss = total_loss(
+                crit(out.embedding.float(), pids), ssn_loss(out.ssn_logits), cfg.loss.ssn_lambda
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -25,7 +25,7 @@ from torch import nn
 from ssn3d.config import load_config
 from ssn3d.engine.optim import adam
 from ssn3d.engine.train import channels_last_2d
-from ssn3d.losses import BatchHardTriplet, total_loss
+from ssn3d.losses import BatchHardTriplet, ssn_loss, total_loss
 from ssn3d.models import build_model
 from ssn3d.models.ssn3d import SSN3DOutput
 
@@ -40,7 +40,7 @@ class BackboneOnly(nn.Module):
     def forward(self, clips: torch.Tensor, keypoints: torch.Tensor | None = None) -> SSN3DOutput:
         b, t = clips.shape[:2]
         emb = self.backbone(clips.flatten(0, 1)).mean(dim=(2, 3)).unflatten(0, (b, t)).mean(1)
-        return SSN3DOutput(emb, emb.new_zeros((), dtype=torch.float32), None)
+        return SSN3DOutput(emb, None, None)
 
 
 def make_model(kind: str, args: argparse.Namespace) -> nn.Module:
@@ -74,7 +74,7 @@ def time_model(kind: str, args: argparse.Namespace, device: torch.device) -> dic
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and args.amp):
             out = model(clips, kps)
-            loss = total_loss(crit(out.embedding, pids), out.ssn_loss, 0.1)
+            loss = total_loss(crit(out.embedding, pids), ssn_loss(out.ssn_logits), 0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

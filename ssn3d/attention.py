@@ -16,7 +16,8 @@ numbers for that check:
   (``ssn3d.metrics.part_pck``), every peak turned into pixels by ``peak_points``.
 
 Frames are (T, H, W, 3) uint8 arrays; maps are upsampled bilinearly from the feature grid to the
-frame with the cell-centre rule of ``ssn3d.keypoints``.
+frame between uniform cell centres (a picture); peaks go back to pixels by the
+measured receptive-field geometry of ``ssn3d.keypoints.CellGeometry``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ssn3d.keypoints import PART_COLORS, PARTS, VISIBLE, feature_cell_to_image, resize_keypoints
+from ssn3d.keypoints import PART_COLORS, PARTS, VISIBLE, CellGeometry, feature_cell_to_image, resize_keypoints
 from ssn3d.metrics import part_pck
 
 _logger = logging.getLogger(__name__)
@@ -175,10 +176,16 @@ def peak_cells(maps: np.ndarray) -> np.ndarray:
     return np.stack([flat % maps.shape[-1], flat // maps.shape[-1]], axis=-1).astype(np.int64)
 
 
-def peak_points(maps: np.ndarray, image_size: Sequence[int]) -> np.ndarray:
-    """Each map's peak as a point in frame pixels (the centre of its cell): (..., h, w) -> (..., 2)."""
+def peak_points(
+    maps: np.ndarray, image_size: Sequence[int], geometry: CellGeometry | None = None
+) -> np.ndarray:
+    """Each map's peak in frame pixels: the receptive-field centre of its cell, (..., h, w) -> (..., 2).
+
+    ``geometry`` defaults to the one registered for these sizes by the model's extractor
+    (``ssn3d.keypoints.geometry_for``), so peaks and training anchors use one cell rule.
+    """
     maps = np.asarray(maps)
-    return feature_cell_to_image(peak_cells(maps), image_size, (maps.shape[-1], maps.shape[-2]))
+    return feature_cell_to_image(peak_cells(maps), image_size, (maps.shape[-1], maps.shape[-2]), geometry)
 
 
 def stability(maps: np.ndarray) -> np.ndarray:
@@ -222,6 +229,7 @@ def draw_tracks(
     gap: int = 4,
     radius: float = 3.0,
     colors: Sequence[tuple[int, int, int]] = PART_COLORS,
+    geometry: CellGeometry | None = None,
 ) -> np.ndarray:
     """Frames side by side with each part's peak drawn and joined frame to frame, in the part's colour.
 
@@ -234,6 +242,7 @@ def draw_tracks(
         gap: pixels between frames.
         radius: point radius.
         colors: RGB per part.
+        geometry: the cells' receptive-field geometry (``peak_points``).
 
     Returns:
         (round(H * scale), T * (round(W * scale) + gap) - gap, 3) uint8.
@@ -246,7 +255,7 @@ def draw_tracks(
         strip.paste(
             Image.fromarray(frames[i]).resize((sw, sh), Image.Resampling.BILINEAR), (i * (sw + gap), 0)
         )
-    pts = peak_points(maps, (w, h)) * (sw / w, sh / h)  # (T, N, 2) in the scaled frame
+    pts = peak_points(maps, (w, h), geometry) * (sw / w, sh / h)  # (T, N, 2) in the scaled frame
     offsets = (np.arange(t) * (sw + gap))[:, None]
     draw = ImageDraw.Draw(strip)
     tracks = [
@@ -290,16 +299,20 @@ def frames_to_array(images: Sequence[Image.Image], size: Sequence[int] | None = 
 # overlays, the tracks and the PCK.
 
 
-def cell_centres(feature_size: Sequence[int], image_size: Sequence[int]) -> np.ndarray:
+def cell_centres(
+    feature_size: Sequence[int], image_size: Sequence[int], geometry: CellGeometry | None = None
+) -> np.ndarray:
     """The image point of every cell of a (w, h) feature map, row-major: (h * w, 2).
 
     Found as the peaks of one-hot maps, so it is exactly where ``peak_points`` puts a peak there.
     """
     fw, fh = int(feature_size[0]), int(feature_size[1])
-    return peak_points(np.eye(fh * fw, dtype=np.float32).reshape(fh * fw, fh, fw), image_size)
+    return peak_points(np.eye(fh * fw, dtype=np.float32).reshape(fh * fw, fh, fw), image_size, geometry)
 
 
-def soft_peak_points(maps: np.ndarray, image_size: Sequence[int]) -> np.ndarray:
+def soft_peak_points(
+    maps: np.ndarray, image_size: Sequence[int], geometry: CellGeometry | None = None
+) -> np.ndarray:
     """Each map's soft-argmax in frame pixels: its mean cell point, weighted by the map (..., h, w) -> (..., 2).
 
     Maps are normalised to sum 1 first (SSN's already do, eq. 2); an all-zero map gives its grid's centre.
@@ -308,7 +321,7 @@ def soft_peak_points(maps: np.ndarray, image_size: Sequence[int]) -> np.ndarray:
     flat = maps.reshape(*maps.shape[:-2], -1)  # (..., h*w)
     total = flat.sum(-1, keepdims=True)
     weights = np.divide(flat, total, out=np.full_like(flat, 1.0 / flat.shape[-1]), where=total > 0)
-    return weights @ cell_centres((maps.shape[-1], maps.shape[-2]), image_size).astype(np.float64)
+    return weights @ cell_centres((maps.shape[-1], maps.shape[-2]), image_size, geometry).astype(np.float64)
 
 
 def maps_pck(
@@ -319,6 +332,7 @@ def maps_pck(
     prior: np.ndarray | None = None,
     prior_source: str = "",
     match: bool = False,
+    geometry: CellGeometry | None = None,
 ) -> dict[str, Any]:
     """Part PCK of attention maps against keypoints, argmax and soft-argmax peaks, with both baselines.
 
@@ -329,17 +343,21 @@ def maps_pck(
         prior: labels (F', K, 3) in the same pixels for the mean-position baseline (default: ``keypoints``).
         prior_source: what ``prior`` is, for the record.
         match: unsupervised parts: match each to a keypoint first (``ssn3d.metrics.match_parts``).
+        geometry: the model's cell geometry (``SSN3D.cell_geometry``); default as ``peak_points``.
 
     Returns:
         ``ssn3d.metrics.part_pck``'s report.
     """
     maps = np.asarray(maps, dtype=np.float32)
-    peaks = {"argmax": peak_points(maps, image_size), "soft_argmax": soft_peak_points(maps, image_size)}
+    peaks = {
+        "argmax": peak_points(maps, image_size, geometry),
+        "soft_argmax": soft_peak_points(maps, image_size, geometry),
+    }
     return part_pck(
         peaks,
         keypoints,
         height=float(image_size[1]),
-        cell_centres=cell_centres((maps.shape[-1], maps.shape[-2]), image_size),
+        cell_centres=cell_centres((maps.shape[-1], maps.shape[-2]), image_size, geometry),
         prior=prior,
         prior_source=prior_source,
         match=match,

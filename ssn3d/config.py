@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import yaml
 
+from ssn3d.keypoints import NUM_PARTS, PARTS
+
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the bad key and what is allowed."""
@@ -54,7 +56,10 @@ class LossConfig:
     )
     ssn_lambda: float = 0.1  # eq. (6); paper: 0.1 iLIDS/MARS, 0.05 DukeMTMC
     ssn_reduction: Literal["mean", "sum"] = (
-        "mean"  # mean over parts: chance level is log N for any N; "sum" is eq. (4) verbatim
+        "mean"  # mean over parts: chance level is log N for any N; "sum" is eq. (4) verbatim (the recipes)
+    )
+    triplet_reduction: Literal["mean", "sum"] = (
+        "mean"  # mean over anchors: scale independent of the batch; "sum" is eq. (5) verbatim (the recipes)
     )
 
 
@@ -73,6 +78,9 @@ class DataConfig:
     num_instances: int = 4  # K, paper: 4 snippets per individual
     test_chunk: int = 32  # paper: 32-frame test clips, features averaged per tracklet
     flip_prob: float = 0.5  # the field's usual horizontal flip
+    anchor_frames: int = (
+        2  # labeled frames of a tracklet fed beside each of its clips (paper: 2 labeled per tracklet)
+    )
     annotations: str = ""  # label store for semi/supervised anchors; "" = annotations/<dataset id>.json
     workers: int = 4  # DataLoader worker processes
     skip_corrupt: bool = True  # skip unreadable frames with a warning instead of dying mid-epoch
@@ -83,7 +91,7 @@ class TrainConfig:
     epochs: int = 150  # paper: 150
     lr: float = 3e-4  # paper: Adam 3e-4
     weight_decay: float = 5e-4  # paper: 5e-4
-    lr_step: int = 50  # paper: x0.1 after 50 epochs
+    lr_step: int = 50  # paper: x0.1 after 50 epochs, once (MultiStepLR at this one epoch, not every lr_step)
     lr_gamma: float = 0.1
     iters_per_epoch: int = 0  # 0 = one pass over the training identities
     max_steps: int = 0  # 0 = no cap; small values make tiny test runs
@@ -287,6 +295,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.window={m.window} must be odd so that a window has a centre cell.")
     if m.backbone != "none" and not 0 <= m.backbone_stages <= 4:
         raise ConfigError(f"model.backbone_stages={m.backbone_stages} must be 0 (paper) or 1..4.")
+    if m.arch == "ssn3d" and m.strategy != "unsupervised" and m.num_parts != NUM_PARTS:
+        raise ConfigError(
+            f"model.num_parts={m.num_parts} does not fit model.strategy={m.strategy}: its keypoint anchors name "
+            f"{NUM_PARTS} parts ({', '.join(PARTS)}), so set model.num_parts={NUM_PARTS} or strategy=unsupervised."
+        )
     if m.strategy == "supervised" and not m.shared_classifier:
         raise ConfigError("model.shared_classifier=false needs attention; the supervised strategy has none.")
     if m.arch != "ssn3d" and m.backbone == "none":
@@ -304,6 +317,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.num_ids={d.num_ids}: a triplet needs at least 2 identities per batch.")
     if not 0.0 <= d.flip_prob <= 1.0:
         raise ConfigError(f"data.flip_prob={d.flip_prob} must lie in [0, 1].")
+    if d.anchor_frames < 0:
+        raise ConfigError(
+            f"data.anchor_frames={d.anchor_frames} must be >= 0 (0: labeled frames only inside clips)."
+        )
     if d.workers < 0:
         raise ConfigError(f"data.workers={d.workers} must be >= 0.")
     for key in ("epochs", "lr", "lr_step"):

@@ -12,6 +12,8 @@ centres at ``+0.5``), with COCO's visibility flag ``v``: 0 not labeled, 1 labele
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -96,26 +98,88 @@ def flip_keypoints(kps: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def image_to_feature_cell(
-    xy: np.ndarray, image_size: Sequence[int], feature_size: Sequence[int]
-) -> np.ndarray:
-    """The feature-map cell (col, row) that holds an image point, for a map of (w, h) cells.
+@dataclass(frozen=True)
+class CellGeometry:
+    """Where the receptive fields of a feature map's cells sit in the image.
 
-    A backbone of stride s sees pixel x in cell floor(x * w / W): the same rule the model uses
-    (``SSN.anchor_windows``) so the app's overlays and the training anchors agree.
+    Cell (col, row) looks at an image region centred at ``offset + stride * (col, row)`` pixels
+    (continuous coordinates: pixel i spans [i, i + 1)). For a ResNet stem the centre of a stride-s
+    cell j sits near pixel s * j, not at s * j + s / 2, so the cell that "holds" a point is not
+    floor(x / s): it is the cell whose centre is nearest. ``ssn3d.models.cells.measure_geometry``
+    measures stride and offset from a backbone; ``uniform`` is a grid with nothing behind it.
+
+    Attributes:
+        stride: (sx, sy) pixels between neighbouring cell centres.
+        offset: (ox, oy) the centre of cell (0, 0) in pixels.
     """
-    xy = np.asarray(xy, dtype=np.float32)
-    fw, fh = feature_size
-    col = np.clip(np.floor(xy[..., 0] * fw / float(image_size[0])), 0, fw - 1)
-    row = np.clip(np.floor(xy[..., 1] * fh / float(image_size[1])), 0, fh - 1)
+
+    stride: tuple[float, float]
+    offset: tuple[float, float]
+
+    @classmethod
+    def uniform(cls, image_size: Sequence[int], feature_size: Sequence[int]) -> CellGeometry:
+        """Cells tiling the (W, H) image evenly, each centred in its tile (a map with no network behind it)."""
+        sx = image_size[0] / float(feature_size[0])
+        sy = image_size[1] / float(feature_size[1])
+        return cls((sx, sy), (sx / 2, sy / 2))
+
+    def cell_of(self, xy: Any, feature_size: Sequence[int]) -> Any:
+        """Points (..., 2) -> the (col, row) whose centre is nearest, clamped to the (w, h) map.
+
+        Works on numpy arrays and torch tensors alike (only ``//``, ``/`` and ``.clip``), so the
+        training anchors and the app's overlays share this one rule. Returns floats; cast to int.
+        """
+        col = ((xy[..., 0] - self.offset[0]) / self.stride[0] + 0.5) // 1
+        row = ((xy[..., 1] - self.offset[1]) / self.stride[1] + 0.5) // 1
+        return col.clip(0, feature_size[0] - 1), row.clip(0, feature_size[1] - 1)
+
+    def centre_of(self, cells: np.ndarray) -> np.ndarray:
+        """Cells (..., 2) (col, row) -> their receptive-field centres (..., 2) in image pixels."""
+        cells = np.asarray(cells, dtype=np.float32)
+        x = self.offset[0] + self.stride[0] * cells[..., 0]
+        y = self.offset[1] + self.stride[1] * cells[..., 1]
+        return np.stack([x, y], axis=-1).astype(np.float32)
+
+
+# Geometries measured in this process for maps of a given (image size, feature size): what turns an
+# attention peak back into pixels when the caller only holds the maps (the app's overlays). A model's
+# extractor registers its backbone's geometry before it hands out maps.
+_GEOMETRIES: dict[tuple[tuple[int, int], tuple[int, int]], CellGeometry] = {}
+
+
+def register_geometry(image_size: Sequence[int], feature_size: Sequence[int], geometry: CellGeometry) -> None:
+    """Remember ``geometry`` for maps of ``feature_size`` (w, h) over frames of ``image_size`` (W, H)."""
+    key = ((int(image_size[0]), int(image_size[1])), (int(feature_size[0]), int(feature_size[1])))
+    _GEOMETRIES[key] = geometry
+
+
+def geometry_for(image_size: Sequence[int], feature_size: Sequence[int]) -> CellGeometry:
+    """The geometry registered for these sizes, else ``CellGeometry.uniform``."""
+    key = ((int(image_size[0]), int(image_size[1])), (int(feature_size[0]), int(feature_size[1])))
+    return _GEOMETRIES.get(key) or CellGeometry.uniform(image_size, feature_size)
+
+
+def image_to_feature_cell(
+    xy: np.ndarray,
+    image_size: Sequence[int],
+    feature_size: Sequence[int],
+    geometry: CellGeometry | None = None,
+) -> np.ndarray:
+    """The feature-map cell (col, row) whose receptive-field centre is nearest an image point.
+
+    The model's anchors use the same rule (``ssn3d.models.ssn3d.keypoints_to_cells``), so the app's
+    overlays and the training anchors agree. ``geometry`` defaults to ``geometry_for`` the sizes.
+    """
+    geometry = geometry or geometry_for(image_size, feature_size)
+    col, row = geometry.cell_of(np.asarray(xy, dtype=np.float64), feature_size)
     return np.stack([col, row], axis=-1).astype(np.int64)
 
 
 def feature_cell_to_image(
-    cell: np.ndarray, image_size: Sequence[int], feature_size: Sequence[int]
+    cell: np.ndarray,
+    image_size: Sequence[int],
+    feature_size: Sequence[int],
+    geometry: CellGeometry | None = None,
 ) -> np.ndarray:
-    """Centre of a feature-map cell (col, row) in image pixels (the inverse of the rule above)."""
-    cell = np.asarray(cell, dtype=np.float32)
-    x = (cell[..., 0] + 0.5) * image_size[0] / float(feature_size[0])
-    y = (cell[..., 1] + 0.5) * image_size[1] / float(feature_size[1])
-    return np.stack([x, y], axis=-1)
+    """The receptive-field centre of a feature-map cell (col, row) in image pixels (inverse of the rule above)."""
+    return (geometry or geometry_for(image_size, feature_size)).centre_of(cell)

@@ -24,7 +24,7 @@ from ssn3d.models import build_model
 from ssn3d.security import BadImageError, load_image
 from ssn3d.workspace import Workspace
 
-SMALL = dict(arch="ssn3d", backbone="none", in_channels=3, num_parts=3, window=3, attn_channels=8,
+SMALL = dict(arch="ssn3d", strategy="unsupervised", backbone="none", in_channels=3, num_parts=3, window=3, attn_channels=8,
              part_channels=8, embed_dim=16, weights="none")  # fmt: skip
 
 
@@ -56,8 +56,8 @@ def bad(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (d / "wrong_type.yaml").write_text("model:\n  num_parts: nine\n")
     a = config_from_dict({"model": SMALL})
     b = config_from_dict({"model": {**SMALL, "num_parts": 4}})
-    model_a = build_model(a.model, ssn_reduction="mean", load_weights=False)
-    model_b = build_model(b.model, ssn_reduction="mean", load_weights=False)
+    model_a = build_model(a.model, load_weights=False)
+    model_b = build_model(b.model, load_weights=False)
     meta = {"format": FORMAT, "version": VERSION, "epoch": 1}
     save_checkpoint(d / "ok.pt", {**meta, "model": model_a.state_dict(), "config": a.to_dict()})
     save_checkpoint(d / "other_arch.pt", {**meta, "model": model_b.state_dict(), "config": a.to_dict()})

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from ssn3d.config import ConfigError, load_config, save_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_defaults_are_the_papers_recipe() -> None:
@@ -30,7 +33,7 @@ def test_defaults_are_the_papers_recipe() -> None:
 
 def test_yaml_then_overrides(tmp_path) -> None:
     p = tmp_path / "c.yaml"
-    p.write_text("model:\n  num_parts: 6\ntrain:\n  epochs: 3\n")
+    p.write_text("model:\n  num_parts: 6\n  strategy: unsupervised\ntrain:\n  epochs: 3\n")
     cfg = load_config(p, ["train.epochs=5", "model.shared_classifier=false", "data.options={gallery: rest}"])
     assert cfg.model.num_parts == 6 and cfg.train.epochs == 5 and cfg.model.shared_classifier is False
     assert cfg.data.options == {"gallery": "rest"}
@@ -89,3 +92,23 @@ def test_seed_and_lr_gamma_out_of_range_are_refused(override: str, words: str) -
     with pytest.raises(ConfigError, match=re.escape(words)):
         load_config(None, [override])
     assert load_config(None, ["train.lr_gamma=1", "train.seed=0"]).train.lr_gamma == 1.0  # constant lr
+
+
+@pytest.mark.parametrize("strategy", ["semi", "supervised"])
+def test_keypoint_strategies_refuse_n_other_than_the_keypoint_parts(strategy: str) -> None:
+    with pytest.raises(ConfigError, match="model.num_parts=4 does not fit model.strategy") as e:
+        load_config(None, ["model.num_parts=4", f"model.strategy={strategy}"])
+    assert "\n" not in str(e.value) and str(e.value).count(". ") == 0  # one sentence
+    assert load_config(None, ["model.num_parts=9", f"model.strategy={strategy}"]).model.num_parts == 9
+
+
+def test_unsupervised_and_baselines_keep_any_n() -> None:
+    assert load_config(None, ["model.num_parts=4", "model.strategy=unsupervised"]).model.num_parts == 4
+    assert load_config(None, ["model.num_parts=4", "model.arch=conv3d"]).model.num_parts == 4
+
+
+def test_recipes_use_the_papers_loss_balance_and_one_decay() -> None:
+    for name in ("mars", "ilidsvid", "dukev", "prid2011"):
+        cfg = load_config(CONFIGS / f"{name}.yaml")
+        assert (cfg.loss.ssn_reduction, cfg.loss.triplet_reduction) == ("sum", "sum"), name
+        assert (cfg.train.lr_step, cfg.train.lr_gamma, cfg.train.epochs) == (50, 0.1, 150), name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from ssn3d.losses import BatchHardTriplet, pairwise_distance, ssn_loss, total_loss
@@ -48,15 +49,52 @@ def test_pairwise_distance_matches_cdist() -> None:
     torch.testing.assert_close(pairwise_distance(x, y), torch.cdist(x, y), atol=1e-4, rtol=1e-4)
 
 
-def test_ssn_loss_is_cross_entropy_with_target_i() -> None:
-    logits = torch.tensor([[[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0]]])
-    low = float(ssn_loss(logits))
-    assert low < 0.02
-    shuffled = logits[:, [1, 2, 0]]
-    assert float(ssn_loss(shuffled)) > 4.0
+def test_ssn_loss_is_cross_entropy_of_row_i_against_label_i() -> None:
+    # row i holds part i's logits over the N labels; this matrix is not symmetric, so a CE over the
+    # columns (a transposed loss) gives another value
+    logits = torch.tensor([[[5.0, 5.0, 5.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0]]])
+    rows = logits[0]
+    want = float((rows.logsumexp(1) - rows.diagonal()).mean())
+    assert float(ssn_loss(logits)) == pytest.approx(want, abs=1e-6)
+    transposed = float((rows.logsumexp(0) - rows.diagonal()).mean())
+    assert abs(transposed - want) > 0.05
+    assert float(ssn_loss(logits, "sum")) == pytest.approx(3 * want, abs=1e-5)  # eq. (4) verbatim
     uniform = torch.zeros(2, 4, 4)
     assert abs(float(ssn_loss(uniform)) - math.log(4)) < 1e-6
-    assert abs(float(ssn_loss(uniform, "sum")) - 4 * math.log(4)) < 1e-5  # eq. (4) verbatim
+
+
+def test_ssn_loss_of_per_frame_classifiers_and_anchor_frames() -> None:
+    torch.manual_seed(0)
+    clip = torch.randn(2, 3, 4, 4)  # (B, T, N, N): 3 classifiers
+    anchors = torch.randn(5, 3, 4, 4)  # (M, G, N, N)
+    per_t = [ssn_loss(torch.cat([clip[:, t], anchors[:, t]])) for t in range(3)]
+    got = ssn_loss(clip, per_frame_classifiers=True, anchor_logits=anchors)
+    torch.testing.assert_close(got, sum(per_t))
+    shared = ssn_loss(clip, anchor_logits=anchors[:, :1])  # one classifier: every frame in one mean
+    torch.testing.assert_close(shared, ssn_loss(torch.cat([clip.flatten(0, 1), anchors[:, 0]])))
+    assert float(ssn_loss(None)) == 0.0
+
+
+def test_triplet_under_cpu_bf16_autocast_equals_fp32() -> None:
+    g = torch.Generator().manual_seed(0)
+    # large norms, small differences (embeddings share an offset): a bf16 x @ y.T loses the positive distances
+    common = 3 * torch.randn(1, 1024, generator=g)
+    centres = 0.5 * torch.randn(8, 1024, generator=g)
+    emb = common + centres.repeat_interleave(4, 0) + 0.5 * torch.randn(32, 1024, generator=g)
+    pids = torch.arange(8).repeat_interleave(4)
+    fp32 = BatchHardTriplet(0.3)(emb, pids)
+    assert float(fp32) > 0.01  # the margin is violated, so distance errors show
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = BatchHardTriplet(0.3)(emb, pids)
+    assert got.dtype == torch.float32
+    assert float(got) == pytest.approx(float(fp32), abs=1e-4)
+
+
+def test_triplet_sum_is_eq5_verbatim() -> None:
+    emb = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    pids = torch.tensor([0, 0, 1, 1])
+    mean, total = BatchHardTriplet(0.5)(emb, pids), BatchHardTriplet(0.5, "sum")(emb, pids)
+    assert float(total) == pytest.approx(4 * float(mean), rel=1e-6)
 
 
 def test_total_loss_weights_ssn_by_lambda() -> None:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tiny import tiny_overrides
 
+from ssn3d.attention import peak_points
 from ssn3d.config import load_config
+from ssn3d.keypoints import CellGeometry, image_to_feature_cell
+from ssn3d.losses import ssn_loss
 from ssn3d.models import SSN, AttentionClassifier, build_model
 from ssn3d.models.ssn import pad_edges, unfold_windows, window_at
 from ssn3d.models.ssn3d import SSN3D, keypoints_to_cells
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = tiny_overrides({"model": {"attn_channels": 16, "part_channels": 8}})
 
 
@@ -38,7 +44,7 @@ def test_shapes_train_and_eval(arch: str) -> None:
     model = tiny_model(f"model.arch={arch}")
     out = model(clips())
     assert out.embedding.shape == (4, 32)
-    assert torch.isfinite(out.embedding).all() and torch.isfinite(out.ssn_loss)
+    assert torch.isfinite(out.embedding).all() and torch.isfinite(ssn_loss(out.ssn_logits))
     if arch == "ssn3d":
         assert out.attention.shape == (4, 4, 9, 16, 8)  # stride 4 for one resnet stage
     model.eval()
@@ -57,7 +63,7 @@ def test_shapes_train_and_eval(arch: str) -> None:
 def test_every_parameter_gets_a_gradient(overrides: tuple[str, ...]) -> None:
     model = tiny_model(*overrides)
     out = model(clips(), labeled_keypoints(frames=(0,)))
-    (out.embedding.pow(2).mean() + out.ssn_loss).backward()
+    (out.embedding.pow(2).mean() + ssn_loss(out.ssn_logits)).backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not dead, f"parameters without gradient: {dead}"
 
@@ -65,9 +71,14 @@ def test_every_parameter_gets_a_gradient(overrides: tuple[str, ...]) -> None:
 def test_supervised_strategy_has_no_attention_and_grads_reach_head() -> None:
     model = tiny_model("model.strategy=supervised")
     out = model(clips(), labeled_keypoints(frames=(0, 1, 2, 3)))
-    assert out.attention is None and float(out.ssn_loss) == 0.0
+    assert out.attention is None and out.ssn_logits is None and float(ssn_loss(out.ssn_logits)) == 0.0
     out.embedding.pow(2).mean().backward()
-    assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("ssn."))
+    dead = [
+        n
+        for n, p in model.named_parameters()
+        if not n.startswith("ssn.") and (p.grad is None or not p.grad.abs().sum() > 0)
+    ]
+    assert not dead, f"head parameters without gradient: {dead}"
 
 
 def test_attention_maps_sum_to_one_per_part() -> None:
@@ -111,8 +122,6 @@ def test_constant_input_cannot_beat_log_n_and_reaches_it() -> None:
     n = 5
     ssn = SSN(in_channels=4, num_parts=n, window=3, hidden=8).train()
     x = torch.ones(8, 4, 6, 6)
-    from ssn3d.losses import ssn_loss
-
     assert ssn_loss(ssn(x).logits).item() >= math.log(n) - 1e-6
     opt = torch.optim.Adam(ssn.parameters(), lr=1e-2)
     for _ in range(150):
@@ -142,9 +151,46 @@ def test_anchor_replaces_labeled_parts_only() -> None:
 
 def test_keypoints_to_feature_cells() -> None:
     kp = torch.tensor([[[0.0, 0.0, 2.0], [31.9, 63.9, 2.0], [16.0, 8.0, 1.0]]])
-    cells, mask = keypoints_to_cells(kp, image_size=(32, 64), feature_size=(8, 16))
+    grid = CellGeometry.uniform((32, 64), (8, 16))  # centres at 4j + 2: nearest centre = floor(x / 4)
+    cells, mask = keypoints_to_cells(kp, image_size=(32, 64), feature_size=(8, 16), geometry=grid)
     assert cells.tolist() == [[[0, 0], [7, 15], [4, 2]]]
     assert mask.tolist() == [[True, True, False]]
+
+
+def walkers_tiny_model() -> SSN3D:
+    torch.manual_seed(0)
+    return build_model(load_config(CONFIGS / "walkers-tiny.yaml").model)
+
+
+def test_measured_cell_centre_of_the_walkers_tiny_backbone() -> None:
+    # a ResNet stem pads its strided convs symmetrically, so cell j of stride 4 looks at pixel 4j (centre 4j + 0.5),
+    # half a cell left of the 4j + 2 that floor(x / 4) assumes
+    geometry = walkers_tiny_model().cell_geometry()
+    assert geometry.stride == (4.0, 4.0)
+    x, y = geometry.centre_of(np.array([3, 5]))  # (col 3, row 5)
+    assert x == pytest.approx(12.5, abs=0.35) and y == pytest.approx(20.5, abs=0.35)
+
+
+def test_a_keypoint_maps_to_the_cell_whose_measured_centre_is_nearest() -> None:
+    model = walkers_tiny_model().eval()
+    geometry = model.cell_geometry()
+    cx, cy = geometry.centre_of(np.array([3, 5]))
+    # at the centre, and 1.5 px above-left of it (floor(x / 4) would say col 2, row 4 there)
+    kp = torch.tensor([[[cx, cy, 2.0], [cx - 1.5, cy - 1.5, 2.0]]])
+    cells, _ = keypoints_to_cells(kp, (32, 64), (8, 16), geometry)
+    assert cells.tolist() == [[[3, 5], [3, 5]]]
+    assert image_to_feature_cell(kp[0, :, :2].numpy(), (32, 64), (8, 16), geometry).tolist() == [[3, 5]] * 2
+    # the model's anchors use that cell: part 0 anchored 1.5 px above-left of cell (3, 5)'s centre
+    x = clips(b=1, t=1)
+    kps = torch.zeros(1, 1, 9, 3)
+    kps[0, 0, 0] = torch.tensor([cx - 1.5, cy - 1.5, 2.0])
+    parts, _, _ = model.forward_features(x, kps)
+    feats = model.backbone(x[:, 0])
+    torch.testing.assert_close(parts[0, 0, 0], window_at(feats, torch.tensor([[[3, 5]]]), 3)[0, 0])
+    # and a peak on cell (3, 5) goes back to its measured centre
+    maps = np.zeros((1, 1, 16, 8), np.float32)
+    maps[0, 0, 5, 3] = 1.0
+    np.testing.assert_allclose(peak_points(maps, (32, 64), geometry)[0, 0], (cx, cy), atol=1e-4)
 
 
 def test_semi_anchors_change_parts_of_labeled_frames() -> None:
@@ -168,7 +214,22 @@ def test_non_shared_uses_one_classifier_per_frame_and_t_losses() -> None:
     shared = tiny_model()
     assert len(shared.ssn) == 1
     # T independent SSN losses are summed: about T times the shared loss at init (each near log N)
-    assert out.ssn_loss.item() == pytest.approx(4 * shared(clips()).ssn_loss.item(), rel=0.2)
+    loss = ssn_loss(out.ssn_logits, per_frame_classifiers=True)
+    assert loss.item() == pytest.approx(4 * ssn_loss(shared(clips()).ssn_logits).item(), rel=0.2)
+    # and frame g is judged by classifier g: changing classifier 2 changes frame 2's maps, and only those
+    x = clips()
+    model.eval()
+    _, _, attn = model.forward_features(x)
+    with torch.no_grad():
+        model.ssn[2].classifier.conv.weight.mul_(3.0)
+    _, _, attn2 = model.forward_features(x)
+    assert [not torch.allclose(attn[:, t], attn2[:, t]) for t in range(4)] == [False, False, True, False]
+    with torch.no_grad():
+        model.ssn[2].classifier.fc.weight.zero_()
+        model.ssn[2].classifier.fc.bias.zero_()  # classifier 2 now says log N for every part
+    logits = model.train()(x).ssn_logits
+    assert ssn_loss(logits[:, 2]).item() == pytest.approx(math.log(9), abs=1e-5)
+    assert abs(ssn_loss(logits[:, 0]).item() - math.log(9)) > 1e-3
 
 
 @pytest.mark.parametrize(
@@ -182,9 +243,34 @@ def test_one_training_step_reduces_nothing_to_nan(overrides: tuple[str, ...]) ->
     pids = torch.tensor([0, 0, 1, 1])
     before = [p.detach().clone() for p in model.parameters()]
     out = model(clips(), labeled_keypoints(frames=(0,)))
-    loss = total_loss(BatchHardTriplet(0.3)(out.embedding, pids), out.ssn_loss, 0.1)
+    ssn = ssn_loss(out.ssn_logits, per_frame_classifiers="model.shared_classifier=false" in overrides)
+    loss = total_loss(BatchHardTriplet(0.3)(out.embedding, pids), ssn, 0.1)
     opt.zero_grad()
     loss.backward()
     opt.step()
     assert torch.isfinite(loss)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_labeled_frames_beside_the_clip_anchor_l_ssn() -> None:
+    """Anchor frames go through backbone + SSN with Y^i := window at keypoint i; their logits join L_SSN."""
+    model = tiny_model("model.strategy=semi")
+    x = clips(b=2)
+    frames = clips(b=3, t=1)[:, 0]  # (M, 3, H, W)
+    kps = labeled_keypoints(b=3, t=1, frames=(0,))[:, 0]  # (M, 9, 3)
+    out = model(x, None, frames, kps)
+    assert out.anchor_logits.shape == (3, 1, 9, 9)
+    # the anchored parts are the windows at the keypoints' cells, so their logits are f(window at the cell)
+    feats = model.backbone(frames)
+    cells, mask = keypoints_to_cells(kps, (32, 64), (8, 16), model.cell_geometry())
+    assert mask.all()
+    want = model.ssn[0].classifier(window_at(feats, cells, 3))
+    torch.testing.assert_close(out.anchor_logits[:, 0], want, rtol=1e-4, atol=1e-4)
+    with_anchors = ssn_loss(out.ssn_logits, anchor_logits=out.anchor_logits)
+    frames_total = 2 * 4 + 3  # clip frames and anchor frames count alike
+    clip_part = ssn_loss(out.ssn_logits) * 8 / frames_total
+    anchor_part = ssn_loss(out.anchor_logits) * 3 / frames_total
+    torch.testing.assert_close(with_anchors, clip_part + anchor_part)
+    with_anchors.backward()
+    assert model.ssn[0].classifier.conv.weight.grad.abs().sum() > 0
+    assert model.eval()(x, None, frames, kps).shape == (2, 32)  # eval ignores them

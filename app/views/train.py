@@ -21,6 +21,7 @@ from app.auth import current_role, may_control, owner_tag
 from app.common import REPO, current_spec, label_store, load_dataset, shown_errors, workspace
 from ssn3d.annotations import atomic_write_text
 from ssn3d.config import Config, config_from_dict, load_config
+from ssn3d.keypoints import NUM_PARTS
 from ssn3d.security import resolve_inside
 
 S = st.session_state
@@ -155,7 +156,18 @@ with st.expander("New run", expanded=True):
             c[3].checkbox("Shared attention classifier", key="tr_shared")
             c = st.columns(4)
             c[0].number_input("lambda (L_SSN weight)", 0.0, 10.0, step=0.01, key="tr_lambda")
-            c[1].number_input("N parts", 2, 32, key="tr_parts")
+            # the keypoint anchors of semi/supervised name NUM_PARTS parts; only unsupervised SSN takes any N
+            parts_locked = S.get("tr_strategy", "semi") in ("semi", "supervised")
+            if parts_locked:
+                S["tr_parts"] = NUM_PARTS
+            c[1].number_input(
+                "N parts",
+                2,
+                32,
+                key="tr_parts",
+                disabled=parts_locked,
+                help=f"{NUM_PARTS} (the labeled keypoints) for the semi and supervised strategies",
+            )
             c[2].number_input("T frames per clip", 1, 32, key="tr_frames")
             c[3].number_input("Epochs", 1, 1000, key="tr_epochs")
             c = st.columns(4)

@@ -40,6 +40,7 @@ def check_args(args: argparse.Namespace) -> None:
             f"--out {args.out} is a folder; pass the JSON file to write, e.g. {Path(args.out) / 'eval.json'}."
         )
 
+
 PCK_COLUMNS = (
     ("argmax", "argmax"),
     ("soft_argmax", "soft-argmax"),

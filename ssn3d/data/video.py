@@ -6,10 +6,12 @@ Paper, "Implementation Details / Training and testing protocols":
   (``sample_indices``: a random start on the stride grid; a tracklet shorter than the grid's span
   gives sorted random frames, and one shorter than T repeats frames, still in temporal order);
 * semi-supervised labels: "if a snippet is selected, their corresponding labeled images, along
-  with their labels, will also be selected". Here that means: when a tracklet has labeled frames,
-  its clip always contains one. The start is drawn among the stride-grid starts that land on a
-  labeled frame; when none does (a short tracklet), the grid frame nearest a labeled frame is
-  replaced by it (order is kept). The clip's keypoints are the labels of its frames (zeros elsewhere);
+  with their labels, will also be selected". The clip is sampled as for any tracklet, and the
+  tracklet's labeled frames (up to ``anchor_frames`` of them) come *alongside* it as
+  ``anchor_frames``/``anchor_keypoints``: they go through the backbone and SSN with their labels as
+  anchors, for L_SSN, not through the 3D blocks. The clip's own frames keep their labels as
+  keypoints when they happen to be labeled (zeros elsewhere). Forcing a labeled frame into every
+  clip instead would leave two-label tracklets a handful of clip starts;
 * testing: "each video tracklet is split into multiple 32-frame video clips ... use their average":
   ``iter_tracklet_chunks``/``TestFrames`` give consecutive chunks of up to 32 frames (no padding) and
   ``pool_tracklet_features`` averages chunk features weighted by chunk length, i.e. the mean over frames.
@@ -138,32 +140,15 @@ def read_frames(
 # --------------------------------------------------------------------------- training clips
 
 
-def sample_indices(
-    num_frames: int, seq_len: int, stride: int, rng: np.random.Generator, labeled: Sequence[int] = ()
-) -> np.ndarray:
+def sample_indices(num_frames: int, seq_len: int, stride: int, rng: np.random.Generator) -> np.ndarray:
     """Frame indices of one training clip (see the module docstring); (seq_len,) sorted int64."""
     if num_frames < 1:
         raise ValueError("a tracklet needs at least one frame.")
     steps = stride * np.arange(seq_len)
     span = int(steps[-1]) + 1
-    lab = np.unique(np.asarray(labeled, dtype=np.int64))
     if num_frames >= span:
-        max_start = num_frames - span
-        if lab.size:
-            starts = (lab[:, None] - steps[None]).ravel()
-            starts = np.unique(starts[(starts >= 0) & (starts <= max_start)])
-            if starts.size:
-                return int(rng.choice(starts)) + steps
-        idx = int(rng.integers(0, max_start + 1)) + steps
-        if lab.size:  # no grid start hits a label: move the nearest grid frame onto one
-            target = int(rng.choice(lab))
-            idx[np.argmin(np.abs(idx - target))] = target
-        return idx
+        return int(rng.integers(0, num_frames - span + 1)) + steps
     if num_frames >= seq_len:
-        if lab.size:
-            keep = int(rng.choice(lab))
-            others = rng.choice(np.delete(np.arange(num_frames), keep), seq_len - 1, replace=False)
-            return np.sort(np.append(others, keep))
         return np.sort(rng.choice(num_frames, seq_len, replace=False))
     extra = rng.choice(num_frames, seq_len - num_frames, replace=True)
     return np.sort(np.concatenate([np.arange(num_frames), extra]))
@@ -173,7 +158,8 @@ class TrainClips(Dataset):
     """Training clips of T frames at a stride, with the keypoints of their labeled frames.
 
     ``__getitem__(index)`` returns ``dict(clip (T, 3, H, W) float, keypoints (T, 9, 3) float (zeros
-    where unlabeled), pid int, camid int, index int)``.
+    where unlabeled), anchor_frames (L, 3, H, W), anchor_keypoints (L, 9, 3), pid int, camid int,
+    index int)``, L <= ``anchor_frames`` the tracklet's labeled frames (0 without labels).
 
     Args:
         dataset_tracklets: the training tracklets.
@@ -183,6 +169,8 @@ class TrainClips(Dataset):
         transform: a ``ClipTransform`` (train mode).
         labels: {relative frame path: (9, 3) keypoints in the frame's pixels} from the label store.
         seed: base seed of the clip sampling and augmentation.
+        anchor_frames: labeled frames of the tracklet that come with each clip (a random subset when it
+            has more; paper: two labeled frames per tracklet).
         skip_corrupt: replace unreadable frames (with a warning) instead of raising ``DatasetError``.
     """
 
@@ -196,6 +184,7 @@ class TrainClips(Dataset):
         transform: Callable,
         labels: dict[str, np.ndarray] | None = None,
         seed: int = 0,
+        anchor_frames: int = 2,
         skip_corrupt: bool = True,
     ) -> None:
         if seq_len < 1 or stride < 1:
@@ -203,7 +192,7 @@ class TrainClips(Dataset):
         self.tracklets = list(dataset_tracklets)
         self.root = os.path.abspath(os.fspath(root))
         self.seq_len, self.stride, self.transform = seq_len, stride, transform
-        self.seed, self.skip_corrupt = seed, skip_corrupt
+        self.seed, self.skip_corrupt, self.anchor_frames = seed, skip_corrupt, anchor_frames
         self.size = (transform.width, transform.height) if hasattr(transform, "width") else None
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.labeled: list[dict[int, np.ndarray]] = [{} for _ in self.tracklets]
@@ -231,20 +220,36 @@ class TrainClips(Dataset):
         tracklet = self.tracklets[index]
         rng = np.random.default_rng([self.seed, int(self._epoch), index, repeat])
         labeled = self.labeled[index]
-        idx = sample_indices(len(tracklet.paths), self.seq_len, self.stride, rng, sorted(labeled))
-        images, originals, used = read_frames(tracklet.paths, idx.tolist(), self.size, self.skip_corrupt)
-        kps = np.zeros((len(used), NUM_PARTS, 3), np.float32)
-        for k, (j, original, img) in enumerate(zip(used, originals, images)):
-            if j in labeled:  # labels are in original pixels; a drafted JPEG decoded smaller
-                kps[k] = resize_keypoints(labeled[j], original, img.size)
-        clip, kps = self.transform(images, kps, rng)
+        idx = sample_indices(len(tracklet.paths), self.seq_len, self.stride, rng)
+        clip, kps = self._frames(tracklet, idx.tolist(), labeled, rng)
+        chosen = sorted(labeled)
+        if len(chosen) > self.anchor_frames:
+            chosen = sorted(rng.choice(chosen, self.anchor_frames, replace=False).tolist())
+        if chosen:
+            anchors, anchor_kps = self._frames(tracklet, chosen, labeled, rng)
+        else:
+            anchors, anchor_kps = clip.new_zeros(0, *clip.shape[1:]), torch.zeros(0, NUM_PARTS, 3)
         return {
             "clip": clip,
-            "keypoints": torch.from_numpy(np.ascontiguousarray(kps, dtype=np.float32)),
+            "keypoints": kps,
+            "anchor_frames": anchors,
+            "anchor_keypoints": anchor_kps,
             "pid": int(tracklet.pid),
             "camid": int(tracklet.camid),
             "index": int(index),
         }
+
+    def _frames(
+        self, tracklet: Tracklet, indices: list[int], labeled: dict[int, np.ndarray], rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames ``indices`` -> transformed (L, 3, H, W) and their keypoints (L, 9, 3), zeros where unlabeled."""
+        images, originals, used = read_frames(tracklet.paths, indices, self.size, self.skip_corrupt)
+        kps = np.zeros((len(used), NUM_PARTS, 3), np.float32)
+        for k, (j, original, img) in enumerate(zip(used, originals, images)):
+            if j in labeled:  # labels are in original pixels; a drafted JPEG decoded smaller
+                kps[k] = resize_keypoints(labeled[j], original, img.size)
+        frames, kps = self.transform(images, kps, rng)
+        return frames, torch.from_numpy(np.ascontiguousarray(kps, dtype=np.float32))
 
     def __getitem__(self, index: int) -> dict:
         return self._item(int(index), 0)
@@ -261,10 +266,13 @@ class TrainClips(Dataset):
 
 
 def collate_clips(items: list[dict]) -> dict[str, torch.Tensor]:
-    """Stack items: clip (B, T, 3, H, W), keypoints (B, T, 9, 3), pids (B,), camids (B,), indices (B,)."""
+    """Stack items: clip (B, T, 3, H, W), keypoints (B, T, 9, 3), pids (B,), camids (B,), indices (B,),
+    and the batch's labeled frames concatenated: anchor_frames (M, 3, H, W), anchor_keypoints (M, 9, 3)."""
     return {
         "clip": torch.stack([it["clip"] for it in items]),
         "keypoints": torch.stack([it["keypoints"] for it in items]),
+        "anchor_frames": torch.cat([it["anchor_frames"] for it in items]),
+        "anchor_keypoints": torch.cat([it["anchor_keypoints"] for it in items]),
         "pids": torch.tensor([it["pid"] for it in items], dtype=torch.long),
         "camids": torch.tensor([it["camid"] for it in items], dtype=torch.long),
         "indices": torch.tensor([it["index"] for it in items], dtype=torch.long),

@@ -3,8 +3,8 @@
 Paper, "Semi-supervised Training" and "Different Learning Strategy": the semi-supervised strategy
 mixes a few labeled frames (two per tracklet in the paper) into the batches as anchors; the
 supervised strategy uses labels (OpenPose's in the paper) on every frame. Both read the label store
-of the dataset being trained (``ssn3d.annotations``); how a labeled frame enters a clip is
-``ssn3d.data.video.TrainClips``'s rule.
+of the dataset being trained (``ssn3d.annotations``); a batch carries its tracklets' labeled frames
+beside the clips (``ssn3d.data.video.TrainClips``).
 """
 
 from __future__ import annotations
@@ -159,6 +159,7 @@ class TrainData:
             transform=transform,
             labels=labels,
             seed=t.seed,
+            anchor_frames=d.anchor_frames,
             skip_corrupt=d.skip_corrupt,
         )
         self.loader = build_train_loader(self.clips, self.batches, d.workers, pin_memory)

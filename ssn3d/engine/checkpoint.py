@@ -403,7 +403,7 @@ def load_checkpoint(
                 f"checkpoint {path} is of another architecture ({'; '.join(diff[:3])}); drop the model overrides "
                 "or start a new run."
             )
-    model = build_model(cfg.model, ssn_reduction=cfg.loss.ssn_reduction, load_weights=False)
+    model = build_model(cfg.model, load_weights=False)
     load_model_state(model, ckpt["model"], path)
     model.to(device).eval()
     meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "rng")}

@@ -237,6 +237,7 @@ def evaluate_alignment(
             f"training labels ({len(prior)} frames)" if prior is not None else "the evaluated frames"
         ),
         match=not anchored,
+        geometry=model.cell_geometry() if hasattr(model, "cell_geometry") else None,
     )
     report["clips"] = len(clips)
     report["clip_length"] = length

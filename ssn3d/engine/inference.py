@@ -26,7 +26,8 @@ from ssn3d.config import Config
 from ssn3d.data.transforms import ClipTransform
 from ssn3d.data.video import chunk_bounds, load_image, pool_tracklet_features
 from ssn3d.engine.checkpoint import load_checkpoint
-from ssn3d.keypoints import NUM_PARTS, resize_keypoints
+from ssn3d.keypoints import NUM_PARTS, CellGeometry, register_geometry, resize_keypoints
+from ssn3d.models.cells import measure_geometry
 
 _logger = logging.getLogger(__name__)
 
@@ -99,6 +100,14 @@ class FeatureExtractor:
         return self._feature_size
 
     @property
+    def geometry(self) -> CellGeometry:
+        """Where the model's feature cells look in its frames (measured once per backbone kind)."""
+        backbone = getattr(self.model, "backbone", None)
+        if backbone is None:
+            return CellGeometry.uniform(self.image_size, self.feature_size)
+        return measure_geometry(backbone)
+
+    @property
     def embed_dim(self) -> int:
         return self.cfg.model.embed_dim
 
@@ -160,6 +169,8 @@ class FeatureExtractor:
                 "use an SSN3D checkpoint trained unsupervised or semi-supervised."
             )
         clip, _ = self._clip(frames)
+        # whoever draws these maps (the app's overlays) turns peaks into pixels by this model's geometry
+        register_geometry(self.image_size, self.feature_size, self.geometry)
         maps = []
         with self._lock, torch.inference_mode():
             for s, e in chunk_bounds(clip.shape[0], self.cfg.data.test_chunk):

@@ -1,7 +1,7 @@
 """The training loop: ``main(cfg, run_dir)`` and ``train_one_epoch``, plain functions (torchvision references style).
 
 Paper, "Implementation Details / Training and testing protocols": P x K = 8 x 4 batches of T = 4
-frame clips (stride 8, 256 x 128), Adam (lr 3e-4, weight decay 5e-4), lr x 0.1 after 50 epochs, 150
+frame clips (stride 8, 256 x 128), Adam (lr 3e-4, weight decay 5e-4), lr x 0.1 once after 50 epochs, 150
 epochs; loss eq. (6) = batch-hard triplet eq. (5) + lambda L_SSN eq. (4). All from the Config.
 
 Around it, what a run needs to survive (``ssn3d.engine.rundir`` for the folder):
@@ -59,7 +59,7 @@ from ssn3d.engine.rundir import (
 )
 from ssn3d.engine.runs import LAUNCHED_ENV, check_resume, process_start
 from ssn3d.engine.state import StopRequest, TrainState, capture_train_state, restore_train_state
-from ssn3d.losses import BatchHardTriplet, total_loss
+from ssn3d.losses import BatchHardTriplet, ssn_loss, total_loss
 from ssn3d.models import build_model
 from ssn3d.models.ssn import chance_loss
 
@@ -164,9 +164,16 @@ def warn_if_collapsed(guard: CollapseGuard, step: int, ssn_loss: float, status: 
 def build_optimizer(
     model: nn.Module, cfg: Config
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """Adam + StepLR per epoch (paper: 3e-4, weight decay 5e-4, x0.1 after 50 epochs)."""
+    """Adam + one decay, stepped per epoch (paper: 3e-4, weight decay 5e-4, x0.1 after 50 epochs).
+
+    The paper decays once; a StepLR(50) over its 150 epochs would decay again at 100, so the decay is
+    a MultiStepLR with the one milestone ``train.lr_step``. Its state dict loads the StepLR state of
+    older checkpoints (the epoch count is what matters) and is checkpointed like any other.
+    """
     opt = adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.train.lr_step, gamma=cfg.train.lr_gamma)
+    sched = torch.optim.lr_scheduler.MultiStepLR(
+        opt, milestones=[cfg.train.lr_step], gamma=cfg.train.lr_gamma
+    )
     return opt, sched
 
 
@@ -193,22 +200,33 @@ def train_one_epoch(
     cuda = device.type == "cuda"
     amp = cuda and cfg.train.amp
     keypoints_needed = cfg.model.arch == "ssn3d" and cfg.model.strategy != "unsupervised"
+    anchors_needed = cfg.model.arch == "ssn3d" and cfg.model.strategy == "semi"
     window = {"loss": 0.0, "triplet": 0.0, "ssn": 0.0}
     n_window, clips_window, t_window = 0, 0, time.perf_counter()
     for batch in data.loader:
         clips = batch["clip"].to(device, non_blocking=True)  # (B, T, 3, H, W)
         pids = batch["pids"].to(device, non_blocking=True)
         kps = batch["keypoints"].to(device, non_blocking=True) if keypoints_needed else None  # (B, T, 9, 3)
+        anchors = anchor_kps = None
+        if anchors_needed and batch["anchor_frames"].shape[0]:  # the batch's labeled frames, for L_SSN
+            anchors = batch["anchor_frames"].to(device, non_blocking=True)  # (M, 3, H, W)
+            anchor_kps = batch["anchor_keypoints"].to(device, non_blocking=True)  # (M, 9, 3)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(clips, kps)
+            out = model(clips, kps) if anchors is None else model(clips, kps, anchors, anchor_kps)
             triplet = criterion(*gather_batch(out.embedding.float(), pids, info))  # mining over all ranks
-            loss = total_loss(triplet, out.ssn_loss.float(), cfg.loss.ssn_lambda)
+            ssn = ssn_loss(
+                out.ssn_logits,
+                cfg.loss.ssn_reduction,
+                per_frame_classifiers=not cfg.model.shared_classifier,
+                anchor_logits=out.anchor_logits,
+            )
+            loss = total_loss(triplet, ssn, cfg.loss.ssn_lambda)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         state.step += 1
         state.batch_in_epoch += 1
-        values = {"loss": loss.item(), "triplet": triplet.item(), "ssn": out.ssn_loss.item()}
+        values = {"loss": loss.item(), "triplet": triplet.item(), "ssn": ssn.item()}
         for k, v in values.items():
             window[k] += v
         n_window += 1
@@ -320,7 +338,7 @@ def _train(
     dataset = load_dataset(cfg)
     labels = load_labels(cfg, dataset)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank (DDP also broadcasts them)
-    model = build_model(cfg.model, ssn_reduction=cfg.loss.ssn_reduction, load_weights=not resume).to(device)
+    model = build_model(cfg.model, load_weights=not resume).to(device)
     if cuda and cfg.train.channels_last:
         channels_last_2d(model)
     opt, sched = build_optimizer(model, cfg)
@@ -350,7 +368,7 @@ def _train(
         )
     if cuda and cfg.train.compile:
         net = torch.compile(net)
-    criterion = BatchHardTriplet(cfg.loss.margin)
+    criterion = BatchHardTriplet(cfg.loss.margin, cfg.loss.triplet_reduction)
     last_metrics: dict[str, float] = {}
     t_start, step_start = time.perf_counter(), state.step
     _logger.info(

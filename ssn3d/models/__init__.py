@@ -7,11 +7,11 @@ from torch import nn
 from ssn3d.config import ModelConfig, resolved_backbone_stages
 from ssn3d.models.backbone import Backbone
 from ssn3d.models.baselines import PlainConv3d, TemporalPooling
-from ssn3d.models.ssn import SSN, AttentionClassifier, ssn_loss
+from ssn3d.models.ssn import SSN, AttentionClassifier
 from ssn3d.models.ssn3d import SSN3D, SSN3DOutput
 
 
-def build_model(cfg: ModelConfig, *, ssn_reduction: str = "mean", load_weights: bool = True) -> nn.Module:
+def build_model(cfg: ModelConfig, *, load_weights: bool = True) -> nn.Module:
     """The model a ModelConfig describes (weights from local files only; see ``Backbone``)."""
     backbone = Backbone(
         name=cfg.backbone,
@@ -33,7 +33,6 @@ def build_model(cfg: ModelConfig, *, ssn_reduction: str = "mean", load_weights: 
         strategy=cfg.strategy,
         shared_classifier=cfg.shared_classifier,
         num_frames=cfg.num_frames,
-        ssn_reduction=ssn_reduction,
     )
 
 
@@ -46,5 +45,4 @@ __all__ = [
     "SSN3DOutput",
     "TemporalPooling",
     "build_model",
-    "ssn_loss",
 ]

@@ -6,7 +6,7 @@
   paper's introduction says suffers from misalignment), then global pooling and the same fusion.
 
 Both use the same truncated backbone as SSN3D so that an ablation changes the head alone, and
-return (B, D) in eval and ``SSN3DOutput`` with a zero SSN loss in training, so the engine treats
+return (B, D) in eval and ``SSN3DOutput`` with no SSN logits in training, so the engine treats
 every architecture alike.
 """
 
@@ -34,7 +34,7 @@ class TemporalPooling(nn.Module):
         b, t = clips.shape[:2]
         f = self.backbone(clips.flatten(0, 1)).mean(dim=(2, 3))  # (B*T, C)
         emb = self.bn(self.fc(f.unflatten(0, (b, t)).mean(1)))  # (B, D)
-        return SSN3DOutput(emb, emb.new_zeros((), dtype=torch.float32), None) if self.training else emb
+        return SSN3DOutput(emb, None, None) if self.training else emb
 
 
 class PlainConv3d(nn.Module):
@@ -63,4 +63,4 @@ class PlainConv3d(nn.Module):
         f = self.backbone(clips.flatten(0, 1)).unflatten(0, (b, t))  # (B, T, C, h, w)
         x = self.conv(f.transpose(1, 2))  # (B, C, T, h, w): Conv3d layout
         emb = self.bn(self.fc(x.mean(dim=(2, 3, 4))))
-        return SSN3DOutput(emb, emb.new_zeros((), dtype=torch.float32), None) if self.training else emb
+        return SSN3DOutput(emb, None, None) if self.training else emb

@@ -7,7 +7,8 @@ One attention classifier ``f`` (conv k x k, C -> K, ReLU, linear K -> N) is appl
   windows distinct from interior ones, so SSN could "separate" parts of an all-ones input by
   position alone, which the paper's random-data study rules out (all-ones stays at log N). Eq. (2): a softmax over the H x W cells of each map.
 * eq. (3): Y^i = sum_hw softmax(A^i)_hw * X_hw, a k x k x C window per part.
-* 2nd round, eq. (4): the *same* ``f`` on each Y^i -> N logits p_i; L_SSN = CE(p_i, i).
+* 2nd round, eq. (4): the *same* ``f`` on each Y^i -> N logits p_i (training only); L_SSN =
+  CE(p_i, i) is a loss and lives with the others (``ssn3d.losses.ssn_loss``).
 
 Because the 2nd round runs the same conv without padding on a k x k input, ``f`` on the window at
 (h, w) is exactly the 1st-round logit at (h, w): the two rounds judge windows by one rule.
@@ -82,19 +83,6 @@ class SSNOutput(NamedTuple):
     parts: torch.Tensor  # (B, N, C, k, k): Y^i, the aligned part features
     attention: torch.Tensor | None  # (B, N, H, W): softmax over H*W per part (None for supervised)
     logits: torch.Tensor | None  # (B, N, N): 2nd-round p_{i,j} (None for supervised)
-
-
-def ssn_loss(logits: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Eq. (4): CE of part i's 2nd-round logits against label i, averaged over frames.
-
-    Args:
-        logits: (B, N, N), p_{i,j} for frame b.
-        reduction: "mean" over parts (chance = log N), or "sum" over parts as eq. (4) is written.
-    """
-    b, n, _ = logits.shape
-    target = torch.arange(n, device=logits.device).expand(b, n)
-    ce = F.cross_entropy(logits.reshape(b * n, n).float(), target.reshape(-1), reduction="none").reshape(b, n)
-    return ce.sum(1).mean() if reduction == "sum" else ce.mean()
 
 
 class SSN(nn.Module):

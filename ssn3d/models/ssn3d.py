@@ -1,6 +1,7 @@
 """SSN3D: backbone -> SSN per frame -> per-part 3D conv across frames -> fusion (paper, Figure 1).
 
-Train mode returns ``SSN3DOutput(embedding, ssn_loss, attention)``; eval mode returns the
+Train mode returns ``SSN3DOutput(embedding, ssn_logits, attention)`` (L_SSN of the logits is
+``ssn3d.losses.ssn_loss``); eval mode returns the
 embedding (B, D). A batch of clips is (B, T, C, H, W) throughout; keypoints, when given, are
 (B, T, N, 3) rows of (x, y, v) in the clip's pixel coordinates (``ssn3d.keypoints``).
 """
@@ -12,26 +13,32 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ssn3d.keypoints import CellGeometry, geometry_for
 from ssn3d.models.aggregator import Fusion, PartConv3dBlocks
-from ssn3d.models.ssn import SSN, SSNOutput, ssn_loss
+from ssn3d.models.cells import measure_geometry
+from ssn3d.models.ssn import SSN, SSNOutput
 
 
 class SSN3DOutput(NamedTuple):
     embedding: torch.Tensor  # (B, D)
-    ssn_loss: torch.Tensor  # scalar L_SSN (0 for the supervised strategy)
+    ssn_logits: torch.Tensor | None  # (B, T, N, N) 2nd-round p_{i,j} per frame; None for supervised
     attention: torch.Tensor | None  # (B, T, N, h, w), None for the supervised strategy
+    anchor_logits: torch.Tensor | None = None  # (M, G, N, N) of labeled frames fed beside the clips
 
 
 def keypoints_to_cells(
-    keypoints: torch.Tensor, image_size: tuple[int, int], feature_size: tuple[int, int]
+    keypoints: torch.Tensor,
+    image_size: tuple[int, int],
+    feature_size: tuple[int, int],
+    geometry: CellGeometry | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(..., N, 3) pixel keypoints -> (..., N, 2) long cells (col, row) and (..., N) anchor mask.
 
-    Cell = floor(x * w / W), the rule of ``ssn3d.keypoints.image_to_feature_cell``.
+    The cell is the one whose receptive-field centre is nearest (``CellGeometry.cell_of``, the rule of
+    ``ssn3d.keypoints.image_to_feature_cell``); ``geometry`` defaults to ``geometry_for`` the sizes.
     """
-    (iw, ih), (fw, fh) = image_size, feature_size
-    col = (keypoints[..., 0] * fw / iw).floor().clamp(0, fw - 1)
-    row = (keypoints[..., 1] * fh / ih).floor().clamp(0, fh - 1)
+    geometry = geometry or geometry_for(image_size, feature_size)
+    col, row = geometry.cell_of(keypoints[..., :2].float(), feature_size)
     return torch.stack([col, row], -1).long(), keypoints[..., 2] >= 2
 
 
@@ -48,7 +55,6 @@ class SSN3D(nn.Module):
         strategy: unsupervised | semi | supervised.
         shared_classifier: one attention classifier for all frames (paper) or one per frame index.
         num_frames: T, the number of classifiers when not shared.
-        ssn_reduction: "mean" or "sum" over parts in L_SSN.
     """
 
     def __init__(
@@ -63,14 +69,12 @@ class SSN3D(nn.Module):
         strategy: str = "semi",
         shared_classifier: bool = True,
         num_frames: int = 4,
-        ssn_reduction: str = "mean",
     ) -> None:
         super().__init__()
         if strategy not in ("unsupervised", "semi", "supervised"):
             raise ValueError(f"strategy must be unsupervised, semi or supervised, not {strategy!r}")
         self.backbone = backbone
         self.strategy, self.shared, self.num_parts = strategy, shared_classifier, num_parts
-        self.ssn_reduction = ssn_reduction
         c = backbone.out_channels
         n_ssn = 1 if shared_classifier else num_frames
         self.ssn = nn.ModuleList(
@@ -85,14 +89,15 @@ class SSN3D(nn.Module):
     def forward_features(
         self, clips: torch.Tensor, keypoints: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """clips (B, T, 3, H, W) -> part windows (B, T, N, C, k, k), L_SSN, attention (B, T, N, h, w)."""
+        """clips (B, T, 3, H, W) -> part windows (B, T, N, C, k, k), 2nd-round logits (B, T, N, N) in
+        training (else None), attention (B, T, N, h, w)."""
         b, t = clips.shape[:2]
         feats = self.backbone(clips.flatten(0, 1))  # (B*T, C, h, w)
         fh, fw = feats.shape[-2:]
         cells = mask = None
         if keypoints is not None and self.strategy != "unsupervised":
             cells, mask = keypoints_to_cells(
-                keypoints, (clips.shape[-1], clips.shape[-2]), (fw, fh)
+                keypoints, (clips.shape[-1], clips.shape[-2]), (fw, fh), self.cell_geometry()
             )  # (B, T, N, 2)
         feats = feats.unflatten(0, (b, t))  # (B, T, C, h, w)
         outs: list[tuple[list[int], SSNOutput]] = []
@@ -114,33 +119,62 @@ class SSN3D(nn.Module):
 
     def _assemble(
         self, outs: list[tuple[list[int], SSNOutput]], b: int, t: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Put each classifier's frames back in clip order: parts, logits and attention (B, T, ...)."""
         first = outs[0][1]
-        parts = first.parts.new_empty(b, t, *first.parts.shape[1:])
-        attn = (
-            None if first.attention is None else first.attention.new_empty(b, t, *first.attention.shape[1:])
-        )
-        loss = parts.new_zeros((), dtype=torch.float32)
+
+        def empty(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.new_empty(b, t, *x.shape[1:])
+
+        parts, logits, attn = empty(first.parts), empty(first.logits), empty(first.attention)
         for idx, o in outs:
             parts[:, idx] = o.parts.unflatten(0, (b, len(idx)))
+            if logits is not None:
+                logits[:, idx] = o.logits.unflatten(0, (b, len(idx)))
             if attn is not None:
                 attn[:, idx] = o.attention.unflatten(0, (b, len(idx)))
-            if o.logits is not None:
-                loss = loss + ssn_loss(
-                    o.logits, self.ssn_reduction
-                )  # non-shared: T independent SSN losses, summed
-        return parts, loss, attn
+        return parts, logits, attn
+
+    def cell_geometry(self) -> CellGeometry:
+        """Where the backbone's cells look in the image (measured once per backbone kind)."""
+        return measure_geometry(self.backbone)
 
     def forward_head(self, parts: torch.Tensor) -> torch.Tensor:
         """(B, T, N, C, k, k) -> (B, D)."""
         return self.fusion(self.parts3d(parts))
 
+    def forward_anchors(self, frames: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor | None:
+        """Labeled frames (M, 3, H, W) + keypoints (M, N, 3) -> 2nd-round logits (M, G, N, N) through
+        each of the G classifiers, labeled parts anchored (paper, "Semi-supervised Training"): the
+        labeled images that come with a selected snippet, for L_SSN only."""
+        if self.strategy != "semi" or not self.training:
+            return None
+        feats = self.backbone(frames)  # (M, C, h, w)
+        cells, mask = keypoints_to_cells(
+            keypoints,
+            (frames.shape[-1], frames.shape[-2]),
+            (feats.shape[-1], feats.shape[-2]),
+            self.cell_geometry(),
+        )
+        return torch.stack([ssn(feats, cells, mask).logits for ssn in self.ssn], 1)
+
     def forward(
-        self, clips: torch.Tensor, keypoints: torch.Tensor | None = None
+        self,
+        clips: torch.Tensor,
+        keypoints: torch.Tensor | None = None,
+        anchor_frames: torch.Tensor | None = None,
+        anchor_keypoints: torch.Tensor | None = None,
     ) -> SSN3DOutput | torch.Tensor:
-        parts, loss, attn = self.forward_features(clips, keypoints)
+        """clips (B, T, 3, H, W), keypoints (B, T, N, 3); in training also the batch's labeled frames
+        (M, 3, H, W) with keypoints (M, N, 3). Train: ``SSN3DOutput``; eval: the embedding (B, D)."""
+        parts, logits, attn = self.forward_features(clips, keypoints)
         emb = self.forward_head(parts)
-        return SSN3DOutput(emb, loss, attn) if self.training else emb
+        if not self.training:
+            return emb
+        anchors = None
+        if anchor_frames is not None and anchor_keypoints is not None and anchor_frames.shape[0]:
+            anchors = self.forward_anchors(anchor_frames, anchor_keypoints)
+        return SSN3DOutput(emb, logits, attn, anchors)
 
     @torch.no_grad()
     def attention_maps(self, clips: torch.Tensor) -> torch.Tensor:

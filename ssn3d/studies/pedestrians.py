@@ -36,9 +36,10 @@ from ssn3d import attention
 from ssn3d.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ssn3d.engine.optim import adam
 from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS
+from ssn3d.losses import ssn_loss
 from ssn3d.metrics import mean_positions, pck_report, random_peak_pck
 from ssn3d.models.backbone import Backbone, find_imagenet_file
-from ssn3d.models.ssn import SSN, ssn_loss
+from ssn3d.models.ssn import SSN
 from ssn3d.models.ssn3d import keypoints_to_cells
 from ssn3d.studies import recorded_path
 

@@ -18,7 +18,8 @@ import torch
 from tqdm import tqdm
 
 from ssn3d.engine.optim import adam
-from ssn3d.models.ssn import SSN, ssn_loss
+from ssn3d.losses import ssn_loss
+from ssn3d.models.ssn import SSN
 
 _logger = logging.getLogger(__name__)
 
