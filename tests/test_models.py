@@ -171,6 +171,20 @@ def test_measured_cell_centre_of_the_walkers_tiny_backbone() -> None:
     assert x == pytest.approx(12.5, abs=0.35) and y == pytest.approx(20.5, abs=0.35)
 
 
+def test_cell_geometry_is_measured_inside_no_grad_and_inference_mode() -> None:
+    # evaluation and the app ask for the geometry under no_grad / inference_mode; the probe needs autograd
+    from ssn3d.models import cells
+
+    model = walkers_tiny_model()
+    cells._CACHE.clear()
+    with torch.inference_mode():
+        inside = model.cell_geometry()
+    cells._CACHE.clear()
+    with torch.no_grad():
+        assert model.cell_geometry() == inside
+    assert inside.stride == (4.0, 4.0)
+
+
 def test_a_keypoint_maps_to_the_cell_whose_measured_centre_is_nearest() -> None:
     model = walkers_tiny_model().eval()
     geometry = model.cell_geometry()
