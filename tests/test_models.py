@@ -188,3 +188,28 @@ def test_one_training_step_reduces_nothing_to_nan(overrides: tuple[str, ...]) ->
     opt.step()
     assert torch.isfinite(loss)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+# --------------------------------------------------------------------------- backbones
+
+
+@pytest.mark.parametrize("stages,channels,stride", [(1, 24, 4), (2, 32, 8), (3, 96, 16), (4, 320, 32)])
+def test_mobilenet_v2_backbone_channels_and_stride(stages: int, channels: int, stride: int) -> None:
+    from ssn3d.models.backbone import Backbone
+
+    b = Backbone(name="mobilenet_v2", stages=stages)
+    assert (b.out_channels, b.stride) == (channels, stride)
+    assert b(torch.randn(1, 3, 128, 64)).shape == (1, channels, 128 // stride, 64 // stride)
+
+
+def test_mobilenet_v2_in_ssn3d_defaults_to_stride_16_and_trains() -> None:
+    from ssn3d.models.backbone import Backbone
+
+    model = tiny_model("model.backbone=mobilenet_v2", "model.backbone_stages=0")
+    assert (model.backbone.out_channels, model.backbone.stride) == (96, 16)  # features[:14]
+    out = model(clips(), labeled_keypoints(frames=(0,)))
+    assert out.attention.shape == (4, 4, 9, 4, 2)
+    (out.embedding.pow(2).mean() + out.ssn_loss).backward()
+    assert model.backbone.body[0][0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="mobilenet_v2 keeps 1..4 stages"):
+        Backbone(name="mobilenet_v2", stages=5)
