@@ -29,7 +29,9 @@ class ModelConfig:
     arch: Literal["ssn3d", "temporal_pooling", "conv3d"] = (
         "ssn3d"  # the paper's model and the two ablation baselines
     )
-    backbone: Literal["resnet50", "resnet34", "resnet18", "none"] = "resnet50"  # paper: ResNet50
+    backbone: Literal["resnet50", "resnet34", "resnet18", "mobilenet_v2", "none"] = (
+        "resnet50"  # paper: ResNet50
+    )
     backbone_stages: int = (
         0  # ResNet stages kept after the stem; 0 = the paper's (r50: 3 -> 1024 ch, r34/r18: 2 -> 128 ch)
     )
@@ -264,7 +266,7 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 # --------------------------------------------------------------------------- validation
 
-_DEFAULT_STAGES = {"resnet50": 3, "resnet34": 2, "resnet18": 2, "none": 0}
+_DEFAULT_STAGES = {"resnet50": 3, "resnet34": 2, "resnet18": 2, "mobilenet_v2": 3, "none": 0}
 
 
 def resolved_backbone_stages(m: ModelConfig) -> int:

@@ -288,3 +288,28 @@ def test_labeled_frames_beside_the_clip_anchor_l_ssn() -> None:
     with_anchors.backward()
     assert model.ssn[0].classifier.conv.weight.grad.abs().sum() > 0
     assert model.eval()(x, None, frames, kps).shape == (2, 32)  # eval ignores them
+
+
+# --------------------------------------------------------------------------- backbones
+
+
+@pytest.mark.parametrize("stages,channels,stride", [(1, 24, 4), (2, 32, 8), (3, 96, 16), (4, 320, 32)])
+def test_mobilenet_v2_backbone_channels_and_stride(stages: int, channels: int, stride: int) -> None:
+    from ssn3d.models.backbone import Backbone
+
+    b = Backbone(name="mobilenet_v2", stages=stages)
+    assert (b.out_channels, b.stride) == (channels, stride)
+    assert b(torch.randn(1, 3, 128, 64)).shape == (1, channels, 128 // stride, 64 // stride)
+
+
+def test_mobilenet_v2_in_ssn3d_defaults_to_stride_16_and_trains() -> None:
+    from ssn3d.models.backbone import Backbone
+
+    model = tiny_model("model.backbone=mobilenet_v2", "model.backbone_stages=0")
+    assert (model.backbone.out_channels, model.backbone.stride) == (96, 16)  # features[:14]
+    out = model(clips(), labeled_keypoints(frames=(0,)))
+    assert out.attention.shape == (4, 4, 9, 4, 2)
+    (out.embedding.pow(2).mean() + ssn_loss(out.ssn_logits)).backward()
+    assert model.backbone.body[0][0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="mobilenet_v2 keeps 1..4 stages"):
+        Backbone(name="mobilenet_v2", stages=5)

@@ -96,5 +96,121 @@ def test_a_run_checkpoint_seeds_the_backbone_of_another_model(tmp_path) -> None:
         {"format": "ssn3d-checkpoint", "version": 1, "model": raw.state_dict(), "config": {}},
         tmp_path / "raw.pt",
     )
-    with pytest.raises(WeightsError, match="without a ResNet backbone"):
+    with pytest.raises(WeightsError, match="without a backbone"):
         Backbone(name="resnet18", stages=2, weights=str(tmp_path / "raw.pt"))
+
+
+# --------------------------------------------------------------------------- foreign files and matching
+
+
+def _foreign_mobilenet(seed: int, drop_classifier: bool = True) -> dict[str, torch.Tensor]:
+    """A mobilenet_v2 state dict under names that are not torchvision's: the same tensors, in order."""
+    torch.manual_seed(seed)
+    sd = torchvision.models.mobilenet_v2(weights=None).state_dict()
+    items = [(k, v) for k, v in sd.items() if not (drop_classifier and k.startswith("classifier."))]
+    names = [k for k, _ in items]
+    order = torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()
+    # every key name is another tensor's (shuffled), so only the position tells which tensor it is
+    return {f"net.{names[j]}": v for j, (_, v) in zip(order, items, strict=True)}
+
+
+def test_converter_maps_by_position_and_loaded_weights_change_the_features(tmp_path) -> None:
+    from ssn3d.models.backbone import convert_by_position
+
+    foreign = _foreign_mobilenet(seed=3)
+    converted = convert_by_position(foreign, "mobilenet_v2")
+    torch.manual_seed(3)
+    truth = torchvision.models.mobilenet_v2(weights=None)
+    assert list(converted) == [k for k in truth.state_dict() if k.startswith("features.")]
+    for k, v in truth.state_dict().items():
+        if k.startswith("features."):
+            torch.testing.assert_close(converted[k], v)
+    with_head = convert_by_position(_foreign_mobilenet(seed=3, drop_classifier=False), "mobilenet_v2")
+    torch.testing.assert_close(with_head["classifier.1.weight"], truth.classifier[1].weight)
+
+    path = tmp_path / "mobilenet_v2.pth"
+    torch.save(converted, path)
+    x = torch.randn(2, 3, 64, 32, generator=torch.Generator().manual_seed(0))
+    loaded = Backbone(name="mobilenet_v2", stages=3, weights=str(path)).eval()
+    random = Backbone(name="mobilenet_v2", stages=3).eval()
+    with torch.no_grad():
+        ours, theirs, rand = loaded(x), truth.eval().features[:14](x), random(x)
+    torch.testing.assert_close(ours, theirs)
+    assert (ours - rand).abs().mean() > 0.1 * rand.abs().mean()
+
+
+def test_converter_refuses_a_shape_or_count_that_does_not_fit() -> None:
+    from ssn3d.models.backbone import convert_by_position
+
+    foreign = _foreign_mobilenet(seed=0)
+    key = list(foreign)[7]
+    wrong = dict(foreign)
+    wrong[key] = torch.zeros(5, 5)
+    with pytest.raises(WeightsError, match=r"tensor 7 .* does not fit torchvision's features\.1\."):
+        convert_by_position(wrong, "mobilenet_v2")
+    with pytest.raises(WeightsError, match="cannot be matched by position"):
+        convert_by_position(dict(list(foreign.items())[:-1]), "mobilenet_v2")
+    with pytest.raises(WeightsError, match="cannot be matched by position"):
+        convert_by_position(foreign, "resnet18")
+
+
+def test_convert_command_writes_a_loadable_file_and_refuses_in_one_line(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    src, dst = tmp_path / "foreign.pt", tmp_path / "out" / "mnv2.pth"
+    torch.save(_foreign_mobilenet(seed=1), src)
+    bad = tmp_path / "bad.pt"
+    broken = _foreign_mobilenet(seed=1)
+    broken[list(broken)[0]] = torch.zeros(1)
+    torch.save(broken, bad)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "ssn3d", "weights", "convert"]
+    ok = subprocess.run(
+        [*cmd, str(src), str(dst), "--arch", "mobilenet_v2"], capture_output=True, text=True, env=env
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "312 tensors" in ok.stdout
+    state = torch.load(dst, weights_only=True)
+    assert next(iter(state)) == "features.0.0.weight"
+    Backbone(name="mobilenet_v2", stages=2, weights=str(dst))  # loads without refusal
+    no = subprocess.run(
+        [*cmd, str(bad), str(tmp_path / "b.pth"), "--arch", "mobilenet_v2"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert no.returncode == 2
+    assert "Traceback" not in no.stderr and no.stderr.count("\n") == 1
+    assert "does not fit torchvision's features.0.0.weight" in no.stderr
+    assert not (tmp_path / "b.pth").exists()
+
+
+def test_a_file_that_fits_no_tensor_is_refused_not_loaded(tmp_path, caplog) -> None:
+    foreign = tmp_path / "foreign.pt"
+    torch.save(_foreign_mobilenet(seed=0), foreign)
+    with pytest.raises(WeightsError, match=r"fits 0 of the \d+ tensors of resnet18 .*keys look like net\."):
+        Backbone(name="resnet18", stages=2, weights=str(foreign))
+    renamed = tmp_path / "renamed.pth"
+    torch.save({f"encoder.{k}": v for k, v in torchvision.models.resnet18().state_dict().items()}, renamed)
+    with caplog.at_level(logging.INFO), pytest.raises(WeightsError, match="fits 0 of the"):
+        Backbone(name="resnet18", stages=2, weights=str(renamed))
+    assert "Loaded" not in caplog.text
+
+
+def test_partial_match_loads_with_a_warning_naming_the_missing_layers(tmp_path, caplog) -> None:
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "r18_to_layer2.pth"
+    keep = ("conv1.", "bn1.", "layer1.", "layer2.")
+    torch.save({k: v for k, v in net.state_dict().items() if k.startswith(keep)}, path)
+    with caplog.at_level(logging.WARNING):
+        b = Backbone(name="resnet18", stages=3, weights=str(path))
+    torch.testing.assert_close(b.body[5][0].conv1.weight, net.layer2[0].conv1.weight)
+    assert "layers keep their random init: layer3" in caplog.text
+    # the stem and layer1 alone are under half of the tensors up to layer3: refused
+    few = tmp_path / "stem.pth"
+    torch.save({k: v for k, v in net.state_dict().items() if k.startswith(keep[:3])}, few)
+    with pytest.raises(WeightsError, match=r"fits \d+ of the \d+ tensors of resnet18 with 3 stages"):
+        Backbone(name="resnet18", stages=3, weights=str(few))

@@ -95,6 +95,8 @@ def _pedestrians(args: argparse.Namespace) -> int:
 
     given = dict(
         iters=args.iters,
+        backbone=args.backbone,
+        stages=args.stages,
         weights=args.weights,
         count=args.count,
         warmup=args.warmup,
@@ -159,6 +161,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--weights",
         help="backbone weights: imagenet (local torch cache only), none, a .pth, or a run's checkpoint",
+    )
+    p.add_argument(
+        "--backbone",
+        choices=["resnet34", "resnet18", "resnet50", "mobilenet_v2"],
+        help="default resnet34 (the paper's); mobilenet_v2 is NOT in the paper",
+    )
+    p.add_argument(
+        "--stages",
+        type=int,
+        choices=[1, 2, 3, 4],
+        help="stride halvings kept after the stem (default 2: stride 8, 15 x 8 maps for 120 x 60 crops)",
     )
     p.add_argument("--frozen-backbone", action="store_true", help="train SSN only, on fixed features")
     p.add_argument("--warmup", type=float, help="share of iterations on labeled crops only")
