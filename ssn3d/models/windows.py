@@ -19,8 +19,8 @@ strided-view backward (which materialises a full-size gradient per view). For a 
 
 The anchors' windows are eq. (3) with a one-hot attention map at the keypoint's cell
 (``anchor_attention``), so semi-supervised parts come out of the same matmul, and the supervised
-strategy's mean window (the mean over all H*W windows) is an average pool of the padded map with
-an H x W kernel: k*k shifted means, no unfold.
+strategy's mean window (the mean over all H*W windows: k*k shifted means) is the same matmul with a
+uniform map, so a supervised frame's N parts are one matmul too.
 """
 
 from __future__ import annotations
@@ -116,16 +116,17 @@ def windows_at(x: torch.Tensor, cells: torch.Tensor, window: int) -> torch.Tenso
 def mean_window(x: torch.Tensor, window: int) -> torch.Tensor:
     """The mean of all H*W edge-padded k x k windows: (B, C, H, W) -> (B, 1, C, k, k).
 
-    Offset (dy, dx) of the mean window is the mean of the padded map's H x W block at (dy, dx): an
-    average pool with an H x W kernel and stride 1 gives all k*k of them at once.
+    Eq. (3) with a uniform map (k*k shifted means). Through the matmul rather than an H x W average
+    pool: the pool's backward keeps the padded map (B, C, Hp, Wp), the matmul only its constant map.
     """
-    _check_window(window)
-    h, w = x.shape[-2:]
-    return F.avg_pool2d(pad_edges(x, window), (h, w), stride=1)[:, None]  # (B, 1, C, k, k)
+    b, _, h, w = x.shape
+    return weighted_windows(x, x.new_full((b, 1, h, w), 1.0 / (h * w)), window)
 
 
 def supervised_parts(x: torch.Tensor, cells: torch.Tensor, mask: torch.Tensor, window: int) -> torch.Tensor:
     """The supervised strategy's parts: the window at keypoint i where ``mask``, else the mean window.
+
+    One matmul: one-hot maps at the keypoints, uniform maps for the parts without one.
 
     Args:
         x: (B, C, H, W).
@@ -136,4 +137,6 @@ def supervised_parts(x: torch.Tensor, cells: torch.Tensor, mask: torch.Tensor, w
     Returns:
         (B, N, C, k, k).
     """
-    return torch.where(mask[..., None, None, None], windows_at(x, cells, window), mean_window(x, window))
+    h, w = x.shape[-2:]
+    uniform = x.new_full((*mask.shape, h, w), 1.0 / (h * w))  # (B, N, H, W)
+    return weighted_windows(x, anchor_attention(uniform, cells, mask), window)
