@@ -12,6 +12,12 @@ legs run the same model, optimizer and batch shape, one after the other in one p
     python benchmarks/bench_e2e_loader.py --cpu-scale            # what a 2-core CPU can time
     python benchmarks/bench_e2e_loader.py --root data/walkers    # an existing dataset instead
     python benchmarks/bench_e2e_loader.py --cpu-scale --epoch-ids 8,16,32   # one epoch's time vs dataset size
+    python benchmarks/bench_e2e_loader.py --loader-only --workers 2 --batches 8   # float32 vs uint8 batches
+
+``--loader-only`` times the loader alone at the paper's batch (8 x 4 clips, T = 4, 256 x 128), once
+with today's float32 items and once with uint8 items (``ClipTransform.to_uint8``: frames and the
+flip decision) that ``normalize_and_flip`` finishes on the device: bytes per batch, clips/s, clips/s
+per worker, and the device-side normalisation time.
 
 Without ``--root`` a walkers dataset is generated once into ``--data`` (JPEG frames at the training
 size, so the loader decodes the same bytes a real dataset of that size would give it).
@@ -29,11 +35,19 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_windows import install_windows_path  # noqa: E402
 
 from ssn3d.config import load_config  # noqa: E402
+from ssn3d.data.datasets import build_dataset  # noqa: E402
+from ssn3d.data.sampling import IdentitySampler  # noqa: E402
+from ssn3d.data.transforms import ClipTransform, normalize_and_flip  # noqa: E402
+from ssn3d.data.video import TrainClips, collate_clips  # noqa: E402
 from ssn3d.engine._data import TrainData, load_dataset  # noqa: E402
 from ssn3d.engine.distributed import DistInfo  # noqa: E402
 from ssn3d.engine.optim import adam  # noqa: E402
@@ -101,8 +115,11 @@ def walkers(data: str, ids: int, size: tuple[int, int]) -> Path:
     return root
 
 
-def setup(overrides: list[str], device: torch.device):
-    """(cfg, TrainData, step function) for a config, with a fresh model and optimizer."""
+def setup(overrides: list[str], device: torch.device, windows: str = "unfold"):
+    """(cfg, TrainData, step function) for a config, with a fresh model and optimizer.
+
+    ``windows="bmm"`` routes the model's SSN through ``ssn3d.models.windows`` (``bench_windows``).
+    """
     cfg = load_config(None, overrides)
     dataset = load_dataset(cfg)
     # Every training clip carries its (zero) keypoints; the semi strategy's two labels per tracklet do not
@@ -110,10 +127,95 @@ def setup(overrides: list[str], device: torch.device):
     data = TrainData(cfg, dataset, {}, DistInfo(), pin_memory=device.type == "cuda")
     torch.manual_seed(0)
     model = build_model(cfg.model).to(device).train()
+    if windows == "bmm":
+        install_windows_path(model)
     if device.type == "cuda" and cfg.train.channels_last:
         channels_last_2d(model)
     opt = adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     return cfg, data, make_step(model, opt, BatchHardTriplet(cfg.loss.margin), cfg, device)
+
+
+class _Uint8Transform:
+    """A ClipTransform whose clip is (uint8 frames, flip): what ``Uint8TrainClips`` unpacks."""
+
+    def __init__(self, transform: ClipTransform) -> None:
+        self.transform, self.width, self.height = transform, transform.width, transform.height
+
+    def __call__(self, images, keypoints=None, rng=None):
+        item = self.transform.to_uint8(images, keypoints, rng)
+        return (item.clip, item.flip), item.keypoints
+
+
+class Uint8TrainClips(TrainClips):
+    """TrainClips whose items carry uint8 frames (T, 3, H, W) and the clip's flip decision."""
+
+    def _item(self, index: int, repeat: int) -> dict:
+        item = super()._item(index, repeat)
+        item["clip"], item["flip"] = item["clip"]
+        return item
+
+
+def collate_uint8(items: list[dict]) -> dict[str, torch.Tensor]:
+    """``collate_clips`` plus flips (B,) bool; the clip is (B, T, 3, H, W) uint8."""
+    return {**collate_clips(items), "flips": torch.tensor([it["flip"] for it in items])}
+
+
+def loader_rate(
+    root: Path,
+    *,
+    uint8: bool,
+    workers: int,
+    batches: int,
+    device: torch.device,
+    ids: int = 8,
+    instances: int = 4,
+    size: tuple[int, int] = (256, 128),
+) -> dict:
+    """Loader alone (paper's batch by default): bytes per batch and clips/s, the first batch's start-up excluded.
+
+    Args:
+        size: (height, width) of the clips.
+    """
+    ds = build_dataset("folder", root)
+    tf = ClipTransform(*size, train=True, flip_prob=0.5)
+    cls, transform = (Uint8TrainClips, _Uint8Transform(tf)) if uint8 else (TrainClips, tf)
+    clips = cls(ds.train, root=ds.root, seq_len=4, stride=4, transform=transform)
+    sampler = IdentitySampler(ds.train, ids, instances, iters_per_epoch=batches + 1)
+    loader = DataLoader(clips, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
+                        collate_fn=collate_uint8 if uint8 else collate_clips,
+                        prefetch_factor=4 if workers else None)  # fmt: skip
+    it = iter(loader)
+    first = next(it)
+    t0 = time.perf_counter()
+    n = sum(1 for _ in it)
+    per_s = n * ids * instances / (time.perf_counter() - t0)
+    row = {"items": "uint8" if uint8 else "float32", "workers": workers, "batches": n,
+           "batch": f"{ids}x{instances} clips x T=4, {size[0]}x{size[1]}",
+           "mb_per_batch": round(sum(v.nbytes for v in first.values()) / 2**20, 2),
+           "clip_mb_per_batch": round(first["clip"].nbytes / 2**20, 2),
+           "clips_per_s": round(per_s, 1), "clips_per_s_per_worker": round(per_s / max(workers, 1), 1)}  # fmt: skip
+    if uint8:
+        batch, flips = first["clip"].to(device), first["flips"].to(device)
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        normalize_and_flip(batch, flips)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(5):
+            normalize_and_flip(batch, flips, dtype=torch.bfloat16 if device.type == "cuda" else torch.float32)
+        sync()
+        row["normalize_ms_per_batch"] = round(1000 * (time.perf_counter() - t0) / 5, 2)
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def loader_only(args, device: torch.device) -> dict:
+    """float32 against uint8 loader items on the same walkers, one after the other."""
+    root = Path(args.root) if args.root else walkers(args.data, 32, (256, 128))
+    rows = [loader_rate(root, uint8=u, workers=args.workers, batches=args.batches, device=device)
+            for u in (False, True)]  # fmt: skip
+    return {"machine": _machine(device), "cpu_cores": os.cpu_count(), "load_avg": round(os.getloadavg()[0], 2),
+            "rows": rows,
+            "uint8_vs_float32_clips_per_s": round(rows[1]["clips_per_s"] / rows[0]["clips_per_s"], 3)}  # fmt: skip
 
 
 def epoch_scaling(train_ids: list[int], overrides: list[str], args, size, device) -> list[dict]:
@@ -150,9 +252,17 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--cache", type=int, default=4, help="batches kept in memory for the memory leg")
     p.add_argument("--epoch-ids", default="", help="time one epoch at these training-identity counts instead")
+    p.add_argument("--windows", default="unfold", choices=["unfold", "bmm"], help="SSN's eq. (3) path")
+    p.add_argument("--loader-only", action="store_true", help="time the loader alone, float32 vs uint8 items")
+    p.add_argument("--batches", type=int, default=8, help="timed batches per leg with --loader-only")
     p.add_argument("--json", help="also write the result here")
     args = p.parse_args(argv)
     device = torch.device(args.device)
+    if args.loader_only:
+        res = loader_only(args, device)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
+        return res
     overrides = [*(CPU_SCALE if args.cpu_scale else PAPER), "model.weights=none", "model.strategy=semi"]
     overrides += [f"data.workers={args.workers}", f"train.device={args.device}", "data.stride=4"]
     size = (128, 64) if args.cpu_scale else (256, 128)
@@ -164,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
             Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
         return res
     root = args.root or walkers(args.data, 32, size)
-    cfg, data, step = setup([*overrides, f"data.root={root}"], device)
+    cfg, data, step = setup([*overrides, f"data.root={root}"], device, args.windows)
 
     def loader_batches():
         for epoch in itertools.count():

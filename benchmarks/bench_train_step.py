@@ -7,6 +7,7 @@ time ratio, and peak GPU memory.
 
     python benchmarks/bench_train_step.py                       # CUDA if present, paper sizes
     python benchmarks/bench_train_step.py --device cpu --ids 2 --instances 2 --height 128 --width 64
+    python benchmarks/bench_train_step.py --windows bmm         # eq. (3) through ssn3d.models.windows
 
 Targets on one H100 (issue 2 / 7): SSN3D >= 1000 clips/s, >= 0.9x the baseline's throughput,
 <= 1.3x the backbone-alone step time, peak memory <= 10 GB.
@@ -17,10 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_windows import install_windows_path  # noqa: E402
 
 from ssn3d.config import load_config
 from ssn3d.engine.optim import adam
@@ -51,14 +58,20 @@ def make_model(kind: str, args: argparse.Namespace) -> nn.Module:
     return build_model(load_config(None, [*overrides, f"model.arch={arch}", "model.strategy=semi"]).model)
 
 
-def time_model(kind: str, args: argparse.Namespace, device: torch.device) -> dict:
+def build_step(
+    kind: str, args: argparse.Namespace, device: torch.device
+) -> tuple[Callable[[], None], nn.Module, int]:
+    """(one training step, the model as built, clips per batch) for ``kind`` with the args' sizes."""
     torch.manual_seed(0)
     model = make_model(kind, args).to(device).train()
+    if args.windows == "bmm":
+        install_windows_path(model)
     cuda = device.type == "cuda"
     if cuda and args.channels_last:
         channels_last_2d(model)  # the 2-D convs only: the per-part Conv3d weights are 5-D
-    if args.compile and cuda:
-        model = torch.compile(model)
+    net = model
+    if args.compile and (cuda or args.compile_backend != "inductor"):  # inductor on a CPU: minutes of C++
+        net = torch.compile(model, backend=args.compile_backend)
     opt = adam(model.parameters(), lr=3e-4, weight_decay=5e-4)
     crit = BatchHardTriplet(0.3)
     b = args.ids * args.instances
@@ -73,12 +86,19 @@ def time_model(kind: str, args: argparse.Namespace, device: torch.device) -> dic
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and args.amp):
-            out = model(clips, kps)
+            out = net(clips, kps)
             loss = total_loss(crit(out.embedding, pids), ssn_loss(out.ssn_logits), 0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
+    return step, model, b
+
+
+def time_model(kind: str, args: argparse.Namespace, device: torch.device) -> dict:
+    """Median step time, clips/s and (CUDA) peak memory of ``kind`` after ``args.warmup`` steps."""
+    step, model, b = build_step(kind, args, device)
+    cuda = device.type == "cuda"
     for _ in range(args.warmup):
         step()
     if cuda:
@@ -102,7 +122,7 @@ def time_model(kind: str, args: argparse.Namespace, device: torch.device) -> dic
     }
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--backbone", default="resnet50")
@@ -116,9 +136,15 @@ def main() -> None:
     p.add_argument("--no-amp", dest="amp", action="store_false")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager: dynamo only)")
+    p.add_argument("--windows", default="unfold", choices=["unfold", "bmm"], help="SSN's eq. (3) path")
     p.add_argument("--models", default="ssn3d,baseline,backbone")
     p.add_argument("--json", help="also write the results here")
-    args = p.parse_args()
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
     device = torch.device(args.device)
     rows = [time_model(kind, args, device) for kind in args.models.split(",")]
     by = {r["model"]: r for r in rows}

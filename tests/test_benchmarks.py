@@ -125,3 +125,42 @@ def test_bench_position_ce_quick_writes_both_arms(tmp_path: Path) -> None:
     for arm in rec["arms"].values():
         assert 0.0 <= arm["overall"] <= 1.0 and len(arm["per_part"]) == 9
     assert 0.0 < rec["baselines"]["chance"] < rec["baselines"]["mean_position"]["overall"]
+
+
+@pytest.mark.slow
+def test_gpu_speed_tiny_writes_every_section(tmp_path: Path) -> None:
+    """benchmarks/gpu_speed.py --tiny on the CPU: every section of the one JSON, both windows paths."""
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "gpu_speed.py"),
+        "--tiny",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    proc = subprocess.run([*cmd, "--data", str(tmp_path / "data")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rep = json.loads((tmp_path / "out" / "gpu_speed.json").read_text())
+    assert rep["tiny"] and rep["skipped"] == []
+    eager = {(r["model"], r["windows"]): r for r in rep["step_eager"]["rows"]}
+    assert set(eager) == {("ssn3d", "unfold"), ("ssn3d", "bmm"), ("baseline", None), ("backbone", None)}
+    assert all(r["step_ms"] > 0 and r["clips_per_s"] > 0 for r in eager.values())
+    assert set(rep["step_eager"]["ratios"]) == {"unfold", "bmm"}
+    assert {r["path"] for r in rep["windows_ops"]} == {
+        "semi/unfold",
+        "semi/bmm",
+        "supervised/unfold",
+        "supervised/bmm",
+    }
+    ops = {r["path"]: r for r in rep["windows_ops"]}
+    assert ops["semi/bmm"]["saved_mb"] < ops["semi/unfold"]["saved_mb"]  # no unfolded windows kept
+    for path in ("unfold", "bmm"):
+        prof = rep["profile"][path]
+        assert prof["steps"] == 2 and prof["top"] and prof["top"][0]["ms_per_step"] > 0
+    assert rep["e2e_loader"]["loader_clips_per_s"] > 0 and rep["e2e_loader"]["memory_clips_per_s"] > 0
+    f32, u8 = rep["loader_items"]["rows"]
+    assert (f32["items"], u8["items"]) == ("float32", "uint8")
+    assert u8["clip_mb_per_batch"] * 4 == pytest.approx(f32["clip_mb_per_batch"], rel=0.01)
+    compiled = {r["windows"]: r for r in rep["step_compiled"]["rows"]}
+    assert compiled["bmm"]["graph_breaks"] == 0  # no host sync left in the step's forward
+    assert compiled["unfold"]["graph_breaks"] >= 0

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ssn3d.data.transforms import IMAGENET_MEAN, ClipTransform, denormalize
+from ssn3d.data.transforms import IMAGENET_MEAN, ClipTransform, denormalize, normalize_and_flip
 from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS, PARTS
 
 H, W = 32, 16
@@ -109,3 +109,41 @@ def test_erasing_hides_keypoints_inside_the_box() -> None:
             assert v == (1 if erased[int(y), int(x)] else 2)
             hidden += v == 1
     assert hidden > 0
+
+
+def test_uint8_clips_normalized_on_the_device_equal_the_float_worker_path(tiny_walkers) -> None:
+    """Real generated JPEG frames, resized; the same rng gives the same flips, keypoints and pixels."""
+    from ssn3d.data.video import load_image
+
+    paths = sorted(tiny_walkers.rglob("*.jpg"))[:4]
+    frames = [load_image(str(p))[0] for p in paths]
+    kps = np.stack([marker_keypoints((5 + t, 9), PARTS.index("left_knee")) for t in range(4)])
+    tf = ClipTransform(48, 20, train=True, flip_prob=0.5)
+    floats, items = [], []
+    for seed in range(8):
+        floats.append(tf(frames, kps, np.random.default_rng(seed)))
+        items.append(tf.to_uint8(frames, kps, np.random.default_rng(seed)))
+    assert {it.flip for it in items} == {True, False}
+    for (_, out), it in zip(floats, items):
+        assert it.clip.dtype == torch.uint8 and it.clip.shape == (4, 3, 48, 20) and it.clip.is_contiguous()
+        np.testing.assert_array_equal(it.keypoints, out)  # mirrored in the worker when the pixels will be
+    batch = torch.stack([it.clip for it in items])  # (B, T, 3, H, W) uint8: a quarter of the float bytes
+    flips = torch.tensor([it.flip for it in items])
+    assert batch.nbytes * 4 == torch.stack([c for c, _ in floats]).nbytes
+    expected = torch.stack([c for c, _ in floats])
+    torch.testing.assert_close(normalize_and_flip(batch, flips), expected, atol=1e-6, rtol=0)
+    half = normalize_and_flip(batch, flips, dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half, expected.to(torch.bfloat16), atol=0, rtol=0)
+
+
+def test_uint8_path_refuses_what_it_cannot_do() -> None:
+    frame = marker_frame((W, H), (2, 5))
+    with pytest.raises(ValueError, match="pad and erase_prob"):
+        ClipTransform(H, W, train=True, pad=2).to_uint8([frame])
+    with pytest.raises(ValueError, match="uint8"):
+        normalize_and_flip(torch.zeros(1, 1, 3, H, W), torch.zeros(1, dtype=torch.bool))
+    with pytest.raises(ValueError, match="one decision per clip"):
+        normalize_and_flip(torch.zeros(2, 1, 3, H, W, dtype=torch.uint8), torch.zeros(1, dtype=torch.bool))
+    test = ClipTransform(H, W, train=False).to_uint8([frame])
+    assert not test.flip and test.clip.shape == (1, 3, H, W)

@@ -12,6 +12,7 @@ a keypoint that leaves the picture or falls inside the erased box becomes "label
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,6 +26,14 @@ _MEAN255 = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
 _STD255 = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
 _INV_STD255 = 1.0 / _STD255  # normalized = pixel * _INV_STD255 + _SHIFT
 _SHIFT = -_MEAN255 / _STD255
+
+
+class Uint8Clip(NamedTuple):
+    """One training clip as a worker would send it (a quarter of the bytes of a float32 clip)."""
+
+    clip: torch.Tensor  # (T, 3, H, W) uint8, resized, not mirrored
+    keypoints: np.ndarray  # (T, 9, 3) float32 in output pixels, already mirrored when ``flip``
+    flip: bool  # mirror the pixels on the device (``normalize_and_flip``)
 
 
 class ClipTransform:
@@ -62,8 +71,8 @@ class ClipTransform:
             f"pad={self.pad}, erase_prob={self.erase_prob})"
         )
 
-    def to_tensor(self, images: list[Image.Image], flip: bool = False) -> torch.Tensor:
-        """Resize, optionally mirror, and normalize: list of T images -> (T, 3, H, W) float."""
+    def _pixels(self, images: list[Image.Image], flip: bool) -> torch.Tensor:
+        """Resize and optionally mirror: list of T images -> (T, 3, H, W) uint8, a view of (T, H, W, 3)."""
         size = (self.width, self.height)
         arrays = []
         for img in images:
@@ -74,9 +83,59 @@ class ClipTransform:
             if flip:  # on uint8 pixels: a quarter of the bytes of flipping the float tensor
                 img = img.transpose(Image.FLIP_LEFT_RIGHT)
             arrays.append(np.asarray(img))
-        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8 view
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8 view
+
+    def to_tensor(self, images: list[Image.Image], flip: bool = False) -> torch.Tensor:
+        """Resize, optionally mirror, and normalize: list of T images -> (T, 3, H, W) float."""
+        x = self._pixels(images, flip)
         # one contiguous uint8 -> float copy, then in-place scale and shift (fastest measured order)
         return x.to(torch.float32, memory_format=torch.contiguous_format).mul_(_INV_STD255).add_(_SHIFT)
+
+    def to_uint8(
+        self,
+        images: list[Image.Image],
+        keypoints: np.ndarray | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Uint8Clip:
+        """What a worker sends for the device to normalize: resized uint8 frames and the flip decision.
+
+        The same random decision as ``__call__`` with the same ``rng`` (the flip is its first draw), and
+        the same keypoints (already mirrored when ``flip``); the pixels are mirrored by
+        ``normalize_and_flip`` on the device. Translation and erasing work in normalized space, so this
+        path takes transforms without them.
+
+        Args:
+            images: T frames (any sizes and modes).
+            keypoints: (T, 9, 3) in each frame's own pixels, or None.
+            rng: the clip's random decisions (train mode; a fresh one if None).
+
+        Returns:
+            Uint8Clip(clip (T, 3, H, W) uint8 contiguous and not mirrored, keypoints (T, 9, 3), flip).
+        """
+        if self.pad > 0 or self.erase_prob > 0:
+            raise ValueError(
+                "uint8 clips are resized and flipped only; pad and erase_prob need the float path (to_tensor)."
+            )
+        if not images:
+            raise ValueError("a clip needs at least one frame.")
+        t = len(images)
+        kps = (
+            np.zeros((t, NUM_PARTS, 3), np.float32)
+            if keypoints is None
+            else np.asarray(keypoints, np.float32)
+        )
+        if kps.shape[0] != t:
+            raise ValueError(f"keypoints cover {kps.shape[0]} frames but the clip has {t}.")
+        out_size = (self.width, self.height)
+        kps = np.stack([resize_keypoints(k, img.size, out_size) for k, img in zip(kps, images)])
+        flip = False
+        if self.train:
+            rng = rng if rng is not None else np.random.default_rng()
+            flip = bool(rng.random() < self.flip_prob)  # the draw ``__call__`` makes
+            if flip:
+                kps = flip_keypoints(kps, self.width)
+        clip = self._pixels(images, False).contiguous()  # (T, 3, H, W) uint8
+        return Uint8Clip(clip, kps.astype(np.float32), flip)
 
     def __call__(
         self,
@@ -158,3 +217,42 @@ def denormalize(tensor: torch.Tensor) -> np.ndarray:
         raise ValueError(f"denormalize expects (3, H, W) or (T, 3, H, W), got {tuple(tensor.shape)}.")
     x = (x * _STD255 + _MEAN255).clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return x[0] if single else x
+
+
+def normalize_and_flip(
+    batch: torch.Tensor,
+    flips: torch.Tensor,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The device half of the uint8 path: mirror the flipped clips, then ImageNet-normalize.
+
+    The same numbers as ``ClipTransform.__call__`` in a worker: the constants are computed as that
+    path's are, and the scale and shift run in float32 in the same order, whatever ``dtype`` is asked
+    for at the end. No host sync: the flips select on the device.
+
+    Args:
+        batch: (B, T, 3, H, W) uint8 clips (``Uint8Clip.clip`` stacked).
+        flips: (B,) bool, True where a clip's pixels are to be mirrored.
+        mean: per-channel mean in [0, 1].
+        std: per-channel std in [0, 1].
+        dtype: the output dtype (bfloat16 saves the autocast's cast of the first convolution).
+
+    Returns:
+        (B, T, 3, H, W) normalized clips of ``dtype``.
+    """
+    if batch.dim() != 5 or batch.shape[2] != 3 or batch.dtype != torch.uint8:
+        raise ValueError(
+            f"normalize_and_flip expects (B, T, 3, H, W) uint8 clips, got {tuple(batch.shape)} {batch.dtype}."
+        )
+    if flips.shape != batch.shape[:1]:
+        raise ValueError(
+            f"flips must hold one decision per clip, {batch.shape[0]}, not {tuple(flips.shape)}."
+        )
+    mean255 = torch.tensor(mean).view(1, 1, 3, 1, 1) * 255.0
+    std255 = torch.tensor(std).view(1, 1, 3, 1, 1) * 255.0
+    inv_std, shift = (1.0 / std255).to(batch.device), (-mean255 / std255).to(batch.device)
+    pixels = torch.where(flips.to(batch.device, torch.bool).view(-1, 1, 1, 1, 1), batch.flip(-1), batch)
+    x = pixels.to(torch.float32).mul_(inv_std).add_(shift)  # (B, T, 3, H, W)
+    return x if dtype == torch.float32 else x.to(dtype)
