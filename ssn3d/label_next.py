@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ssn3d.annotate import GOAL_PER_TRACKLET, is_complete, is_labeled
+from ssn3d.annotations import AnnotationStore
 from ssn3d.attention import peak_cells
 
 _logger = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ def subsample(n: int, max_frames: int = MAX_FRAMES) -> list[int]:
 def suggest_labels(
     extractor: Any,
     dataset: Any,
-    labels: Mapping[str, np.ndarray],
+    labels: AnnotationStore | Mapping[str, np.ndarray],
     *,
     split: str = "train",
     max_frames: int = MAX_FRAMES,
@@ -249,7 +250,7 @@ def suggest_labels(
         extractor: an ``ssn3d.engine.inference.FeatureExtractor`` of an SSN3D model with attention
             (unsupervised or semi-supervised strategy).
         dataset: a ``VideoReIDDataset``.
-        labels: {frame key: keypoints}, e.g. ``AnnotationStore(path).frames()``.
+        labels: the dataset's label store, or its ``frames()`` ({frame key: keypoints}).
         split: train, query or gallery (only train labels anchor training).
         max_frames: frames scored per tracklet (evenly spaced over a longer one).
         goal: labeled frames wanted per tracklet.
@@ -261,6 +262,8 @@ def suggest_labels(
     Raises:
         ValueError: an unknown split, or a model without attention maps (``InferenceError``).
     """
+    if isinstance(labels, AnnotationStore):
+        labels = labels.frames()
     splits = dataset.splits()
     if split not in splits:
         raise ValueError(f"split {split!r} is not one of {', '.join(splits)}.")

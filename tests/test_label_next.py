@@ -97,17 +97,19 @@ def test_subsample_keeps_ends_and_bounds() -> None:
         subsample(10, 0)
 
 
-def test_suggest_labels_runs_the_model_on_subsampled_frames(tiny_walkers) -> None:
+def test_suggest_labels_runs_the_model_on_subsampled_frames(tiny_walkers, tmp_path: Path) -> None:
     from ssn3d.data.datasets import build_dataset
     from ssn3d.engine.inference import FeatureExtractor
 
     dataset = build_dataset("folder", str(tiny_walkers))
     first = dataset.relpath(dataset.train[0].paths[0])
+    store = AnnotationStore(tmp_path / "labels.json")
+    store.set(first, full_label())
     calls: list[tuple[int, int]] = []
     s = suggest_labels(
         FeatureExtractor.from_checkpoint(DEMO),
         dataset,
-        {first: full_label()},
+        store,
         max_frames=3,
         progress=lambda done, total: calls.append((done, total)),
     )
