@@ -120,6 +120,46 @@ def train(root: Path, labels: dict, run_dir: Path, steps: int, seed: int) -> Fea
     return FeatureExtractor.from_checkpoint(run_dir / "checkpoints" / "last.pt")
 
 
+def mean_position_pck(labeled: np.ndarray, keypoints: np.ndarray, tol: float) -> float:
+    """PCK of a model-free guess: every part at its mean visible position over the labeled frames."""
+    vis = labeled[..., 2] >= VISIBLE  # (L, N)
+    mean = (labeled[..., :2] * vis[..., None]).sum(0) / np.maximum(vis.sum(0), 1)[:, None]  # (N, 2)
+    guess = np.broadcast_to(mean, (*keypoints.shape[:-1], 2))
+    return local_part_pck(guess, keypoints, np.full(len(keypoints), tol))["overall"]
+
+
+def chance_pck(
+    keypoints: np.ndarray, image_size: tuple[int, int], grid: tuple[int, int], tol: float
+) -> float:
+    """PCK of a peak in a uniformly random cell of the (w, h) ``grid`` over (W, H) frames."""
+    from ssn3d.keypoints import feature_cell_to_image
+
+    cells = np.stack(np.meshgrid(np.arange(grid[0]), np.arange(grid[1])), -1).reshape(-1, 2)
+    centres = feature_cell_to_image(cells, image_size, grid)  # (cells, 2)
+    d = np.linalg.norm(keypoints[..., None, :2] - centres, axis=-1)  # (F, N, cells)
+    vis = keypoints[..., 2] >= VISIBLE
+    return round(float(((d <= tol).mean(-1) * vis).sum() / vis.sum()), 4)
+
+
+def spread_random(rest: list[str], labeled: list[str], extra: int, rng: np.random.Generator) -> list[str]:
+    """``extra`` random frames, each from a tracklet with the fewest labels so far (the coverage of
+    ``Suggestions.pick`` without its scores): separates what the ranking adds from what coverage adds."""
+    count: dict[str, int] = {}
+    for k in rest + labeled:
+        count.setdefault(k.rsplit("/", 1)[0], 0)
+    for k in labeled:
+        count[k.rsplit("/", 1)[0]] += 1
+    left, chosen = list(rest), []
+    while left and len(chosen) < extra:
+        fewest = min(count[k.rsplit("/", 1)[0]] for k in left)
+        pool = [k for k in left if count[k.rsplit("/", 1)[0]] == fewest]
+        pick = pool[int(rng.integers(len(pool)))]
+        chosen.append(pick)
+        left.remove(pick)
+        count[pick.rsplit("/", 1)[0]] += 1
+    return sorted(chosen)
+
+
 def coverage(keys: list[str]) -> int:
     """Distinct tracklets among labeled frame keys."""
     return len({k.rsplit("/", 1)[0] for k in keys})
@@ -130,7 +170,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a smoke-test scale (about a minute)")
     ap.add_argument("--seed-labels", type=int, default=4, help="random labels of the seed model (s)")
     ap.add_argument("--alpha", type=float, default=0.1, help="PCK tolerance as a share of frame height")
-    ap.add_argument("--seed", type=int, default=0, help="data, random picks and training seed")
+    ap.add_argument(
+        "--seed", type=int, default=0, help="data seed; repeat r draws labels and trains with seed r"
+    )
+    ap.add_argument("--repeats", type=int, default=2, help="label draws and training seeds per budget")
     ap.add_argument("--work", help="scratch folder (default: a temporary one)")
     ap.add_argument("--out", help="result JSON (default: benchmarks/results/label_next[-quick].json)")
     args = ap.parse_args()
@@ -155,37 +198,61 @@ def main() -> None:
     dataset = build_dataset("folder", str(root))
     truth = AnnotationStore(root / "keypoints.json").frames()
     train_keys = sorted(dataset.relpath(p) for t in dataset.train for p in t.paths)
-    rng = np.random.default_rng(args.seed)
-    seed_keys = sorted(rng.choice(train_keys, args.seed_labels, replace=False).tolist())
-    rest = [k for k in train_keys if k not in set(seed_keys)]
+    eval_kps = np.stack(
+        [
+            truth[dataset.relpath(t.paths[j])]
+            for t in [*dataset.query, *dataset.gallery]
+            for j in subsample(len(t.paths), scale["eval_frames"])
+        ]
+    )
+    frame_h = 64  # the generated frames are 64 x 32, as walkers-tiny's input
 
-    def measure(name: str, keys: list[str]) -> tuple[dict, FeatureExtractor]:
+    def measure(name: str, keys: list[str], seed: int) -> tuple[dict, FeatureExtractor]:
         t = time.perf_counter()
-        fx = train(root, {k: truth[k] for k in keys}, work / "runs" / name, scale["steps"], args.seed)
+        fx = train(root, {k: truth[k] for k in keys}, work / "runs" / name, scale["steps"], seed)
         pck = held_out_pck(fx, dataset, truth, scale["eval_frames"], args.alpha)
+        prior = mean_position_pck(np.stack([truth[k] for k in keys]), eval_kps, args.alpha * frame_h)
         row = {
             "labels": len(keys),
             "tracklets": coverage(keys),
             **pck,
+            "mean_position_pck": prior,
             "seconds": round(time.perf_counter() - t, 1),
         }
         print(
-            f"{name:12s} k={len(keys):3d} ({row['tracklets']:2d} tracklets)  PCK {pck['overall']:.3f}  {row['seconds']:.0f} s"
+            f"{name:14s} k={len(keys):3d} ({row['tracklets']:2d} tracklets)  PCK {pck['overall']:.3f}"
+            f"  (mean position {prior:.3f})  {row['seconds']:.0f} s"
         )
         return row, fx
 
-    seed_row, seed_fx = measure("seed", seed_keys)
-    t = time.perf_counter()
-    suggestions = suggest_labels(seed_fx, dataset, {k: truth[k] for k in seed_keys})
-    rank_s = time.perf_counter() - t
-    rows = []
-    for k in scale["budgets"]:
-        extra = k - args.seed_labels
-        active = seed_keys + suggestions.pick(extra)
-        random_ = seed_keys + sorted(rng.choice(rest, extra, replace=False).tolist())
-        for arm, keys in (("active", active), ("random", random_)):
-            row, _ = measure(f"{arm}-{k}", keys)
-            rows.append({"arm": arm, "k": k, **row})
+    rows, seeds, rank_s = [], [], []
+    for rep in range(args.repeats):
+        rng = np.random.default_rng([args.seed, rep])
+        seed_keys = sorted(rng.choice(train_keys, args.seed_labels, replace=False).tolist())
+        rest = [k for k in train_keys if k not in set(seed_keys)]
+        seed_row, seed_fx = measure(f"seed-r{rep}", seed_keys, rep)
+        seeds.append({"repeat": rep, **seed_row})
+        grid = seed_fx.feature_size
+        t = time.perf_counter()
+        suggestions = suggest_labels(seed_fx, dataset, {k: truth[k] for k in seed_keys})
+        rank_s.append(round(time.perf_counter() - t, 2))
+        for k in scale["budgets"]:
+            extra = k - args.seed_labels
+            arms = {
+                "active": seed_keys + suggestions.pick(extra),
+                "random": seed_keys + sorted(rng.choice(rest, extra, replace=False).tolist()),
+                "spread": seed_keys + spread_random(rest, seed_keys, extra, rng),
+            }
+            for arm, keys in arms.items():
+                row, _ = measure(f"{arm}-{k}-r{rep}", keys, rep)
+                rows.append({"arm": arm, "k": k, "repeat": rep, **row})
+    summary = {
+        f"{arm}-{k}": round(
+            float(np.mean([r["overall"] for r in rows if r["arm"] == arm and r["k"] == k])), 4
+        )
+        for k in scale["budgets"]
+        for arm in ("active", "random", "spread")
+    }
     record = {
         "benchmark": "label_next",
         "command": f"OMP_NUM_THREADS={torch.get_num_threads()} python benchmarks/bench_label_next.py"
@@ -195,14 +262,17 @@ def main() -> None:
             "budgets": list(scale["budgets"]),
             "seed_labels": args.seed_labels,
             "seed": args.seed,
+            "repeats": args.repeats,
         },
         "alpha": args.alpha,
         "pck": "local_part_pck (bench-local stand-in for ssn3d.metrics part PCK)",
         "train_frames": len(train_keys),
         "train_tracklets": len(dataset.train),
         "eval_tracklets": len(dataset.query) + len(dataset.gallery),
-        "ranking_seconds": round(rank_s, 2),
-        "seed_model": seed_row,
+        "ranking_seconds": rank_s,
+        "chance_pck": chance_pck(eval_kps, (32, 64), grid, args.alpha * frame_h),
+        "mean_pck": summary,
+        "seed_models": seeds,
         "rows": rows,
         "load_average": list(os.getloadavg()),
         "torch_threads": torch.get_num_threads(),
@@ -210,7 +280,8 @@ def main() -> None:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    print(f"ranking {rank_s:.1f} s; total {record['total_seconds']:.0f} s; wrote {out}")
+    print("mean PCK: " + ", ".join(f"{k} {v:.3f}" for k, v in summary.items()))
+    print(f"ranking {max(rank_s):.1f} s; total {record['total_seconds']:.0f} s; wrote {out}")
 
 
 if __name__ == "__main__":
