@@ -13,7 +13,7 @@ ones, at the CPU scale of ``configs/walkers-tiny.yaml``:
    and part PCK is measured on the held-out query/gallery frames: part i's attention peak
    (``ssn3d.attention.peak_points``) within ``--alpha`` x frame height of keypoint i (visible ones).
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_label_next.py                 # k = 8, 16, 32: ~10 CPU min
+    OMP_NUM_THREADS=2 python benchmarks/bench_label_next.py --repeats 1     # k = 8, 16, 32: ~13 min on 2 busy cores
     OMP_NUM_THREADS=1 python benchmarks/bench_label_next.py --quick         # smoke test, about a minute
 
 Writes ``benchmarks/results/label_next[-quick].json`` (or ``--out``).
@@ -256,7 +256,8 @@ def main() -> None:
     record = {
         "benchmark": "label_next",
         "command": f"OMP_NUM_THREADS={torch.get_num_threads()} python benchmarks/bench_label_next.py"
-        + (" --quick" if args.quick else ""),
+        + (" --quick" if args.quick else "")
+        + f" --repeats {args.repeats} --seed-labels {args.seed_labels} --seed {args.seed}",
         "scale": {
             **scale,
             "budgets": list(scale["budgets"]),
