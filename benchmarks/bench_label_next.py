@@ -44,42 +44,15 @@ from ssn3d.data.datasets import build_dataset  # noqa: E402
 from ssn3d.data.synth.walkers import generate_walkers  # noqa: E402
 from ssn3d.engine.inference import FeatureExtractor  # noqa: E402
 from ssn3d.engine.train import main as train_main  # noqa: E402
-from ssn3d.keypoints import PARTS, VISIBLE  # noqa: E402
+from ssn3d.keypoints import VISIBLE  # noqa: E402
 from ssn3d.label_next import subsample, suggest_labels  # noqa: E402
+from ssn3d.metrics import mean_positions, pck_report  # noqa: E402
 
 SCALES = {
     # ids, tracklets per camera, frames per tracklet, training steps, eval frames per tracklet, budgets
     "full": dict(ids=16, tracklets=2, frames=16, steps=60, eval_frames=8, budgets=(8, 16, 32)),
     "quick": dict(ids=8, tracklets=1, frames=8, steps=4, eval_frames=4, budgets=(6, 8)),
 }
-
-
-# --------------------------------------------------------------------------------------------------
-# LOCAL PART PCK, a stand-in until ssn3d.metrics has its part PCK: switch to that function once it is
-# merged, so that this benchmark and the app report one and the same metric.
-# --------------------------------------------------------------------------------------------------
-def local_part_pck(points: np.ndarray, keypoints: np.ndarray, tol: np.ndarray) -> dict:
-    """Part i's point within ``tol`` pixels of keypoint i, over the visible keypoints.
-
-    Args:
-        points: (F, N, 2) predicted part positions in frame pixels.
-        keypoints: (F, N, 3) true keypoints (x, y, v) in the same pixels.
-        tol: (F,) tolerance per frame in pixels.
-
-    Returns:
-        {"per_part": {part: pck}, "overall": pck over every visible keypoint, "visible": count}.
-    """
-    d = np.linalg.norm(points - keypoints[..., :2], axis=-1)  # (F, N)
-    visible = keypoints[..., 2] >= VISIBLE
-    hits = (d <= tol[:, None]) & visible
-    per_part = {
-        name: round(float(hits[:, i].sum() / max(1, visible[:, i].sum())), 4) for i, name in enumerate(PARTS)
-    }
-    return {
-        "per_part": per_part,
-        "overall": round(float(hits.sum() / max(1, visible.sum())), 4),
-        "visible": int(visible.sum()),
-    }
 
 
 def held_out_pck(extractor: FeatureExtractor, dataset, truth: dict, eval_frames: int, alpha: float) -> dict:
@@ -95,7 +68,10 @@ def held_out_pck(extractor: FeatureExtractor, dataset, truth: dict, eval_frames:
             points.append(peak_points(m, size))
             kps.append(k)
             tol.append(alpha * size[1])
-    return local_part_pck(np.stack(points), np.stack(kps), np.asarray(tol))
+    if len(set(tol)) != 1:
+        raise ValueError("held-out frames of different heights: part PCK takes one tolerance")
+    report = pck_report(np.stack(points), np.stack(kps), tol[0])
+    return {**report, "visible": int((np.stack(kps)[..., 2] >= VISIBLE).sum())}
 
 
 def train(root: Path, labels: dict, run_dir: Path, steps: int, seed: int) -> FeatureExtractor:
@@ -122,10 +98,8 @@ def train(root: Path, labels: dict, run_dir: Path, steps: int, seed: int) -> Fea
 
 def mean_position_pck(labeled: np.ndarray, keypoints: np.ndarray, tol: float) -> float:
     """PCK of a model-free guess: every part at its mean visible position over the labeled frames."""
-    vis = labeled[..., 2] >= VISIBLE  # (L, N)
-    mean = (labeled[..., :2] * vis[..., None]).sum(0) / np.maximum(vis.sum(0), 1)[:, None]  # (N, 2)
-    guess = np.broadcast_to(mean, (*keypoints.shape[:-1], 2))
-    return local_part_pck(guess, keypoints, np.full(len(keypoints), tol))["overall"]
+    guess = np.broadcast_to(mean_positions(labeled), (*keypoints.shape[:-1], 2))
+    return pck_report(guess, keypoints, tol)["overall"]
 
 
 def chance_pck(
@@ -266,7 +240,7 @@ def main() -> None:
             "repeats": args.repeats,
         },
         "alpha": args.alpha,
-        "pck": "local_part_pck (bench-local stand-in for ssn3d.metrics part PCK)",
+        "pck": "ssn3d.metrics.pck_report (part i against keypoint i)",
         "train_frames": len(train_keys),
         "train_tracklets": len(dataset.train),
         "eval_tracklets": len(dataset.query) + len(dataset.gallery),
