@@ -187,6 +187,12 @@ def handle_click(
     raise ValueError(f"click mode {mode!r} is unknown; choose place, move or delete.")
 
 
+def part_state(kps: np.ndarray, part: int) -> str:
+    """How ``part`` stands on a frame, in words: "placed", "hidden" (labeled not visible) or "" (to do)."""
+    v = int(np.asarray(kps)[part, 2])
+    return "placed" if v == VISIBLE else "hidden" if v == NOT_VISIBLE else ""
+
+
 def is_new_click(value: Mapping[str, Any] | None, last_time: float | None) -> bool:
     """Whether an image-coordinates widget value is a fresh click (the widget repeats its last one)."""
     if not value or "x" not in value or "y" not in value:

@@ -270,6 +270,30 @@ def test_annotation_flow_saves_every_change_at_once(demo_home: Path):
     assert any("This tracklet: " in p.proto.text for p in at.get("progress"))
 
 
+def _widget_faces(at: AppTest) -> dict:
+    """What the browser keys a widget's value on: option labels, button labels, slider bounds."""
+    faces = {f"select {w.key}": list(w.options) for w in at.selectbox}
+    faces.update({f"button {w.key}": w.label for w in at.button})
+    faces.update({f"slider {w.key}": (w.min, w.max) for w in at.slider})
+    return faces
+
+
+def test_annotate_widgets_do_not_change_their_labels_while_a_frame_is_labeled(demo_home: Path):
+    """The browser sends back a selectbox's option label; one that carries a live count stops matching once
+    a frame is labeled, and the tracklet resets to #0 (labels then land on its frame 0)."""
+    at = _page(_app(), "annotate")
+    at.selectbox(key="ann_tracklet").set_value(2).run()
+    at.slider(key="ann_frame").set_value(3).run()
+    faces = _widget_faces(at)
+    frame = at.session_state["ann_ctx"]["frame"]
+    for x, y in ((10.0, 6.0), (12.0, 20.0)):
+        _place(at, x, y)
+    at.button(key="ann_hidden").click().run()
+    assert _widget_faces(at) == faces
+    assert at.session_state["ann_ctx"]["frame"] == frame and at.session_state["ann_tracklet"] == 2
+    assert "body (placed)" in _texts(at) and "crotch (hidden)" in _texts(at)  # the live state, beside
+
+
 def test_copy_previous_frame_and_clear_frame(demo_home: Path):
     store = _demo_store(demo_home)
     at = _page(_app(), "annotate")

@@ -1,6 +1,7 @@
 """End to end in a real browser: Playwright drives Debian's headless Chromium against `streamlit run`.
 
-* Annotate: a click on the frame draws the point and saves it in ``annotations/`` at once.
+* Annotate: a click on the frame draws the point and saves it in ``annotations/`` at once; labeling two
+  frames of one tracklet (clicks, Undo) writes exactly those points to exactly those frames.
 * Attention: the T x N grid appears for a trained checkpoint.
 * Train: a tiny run launched from the form runs as its own process, and its loss curve appears.
 * Screenshots of every page; into docs/screenshots/ with ``SSN3D_UPDATE_SCREENSHOTS=1``.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -253,6 +255,97 @@ def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str
         f"pixel {color} is not the head colour"
     )
     _shot(page, "annotate", tmp_path)
+
+
+def _store_frames(home: Path) -> dict:
+    from ssn3d.annotations import AnnotationStore
+
+    return AnnotationStore(home / "annotations" / "folder-demo-walkers.json").frames()
+
+
+def _wait_for_frame(home: Path, frame: str, visible: set[int], timeout: float = 30.0):
+    """Wait until ``frame`` holds visible points on exactly the parts ``visible``; its keypoints (or None)."""
+    deadline = time.monotonic() + timeout
+    kps = None
+    while time.monotonic() < deadline:
+        kps = _store_frames(home).get(frame)
+        have = set() if kps is None else {i for i in range(len(kps)) if kps[i, 2] == 2}
+        if have == visible:
+            return kps
+        time.sleep(0.2)
+    return kps
+
+
+def _click_frame(page: Page, x: float, y: float) -> None:
+    """One click on the shown frame at display pixel (x, y), once the page is idle."""
+    _settled(page)
+    for _ in range(3):  # the component's iframe can be replaced between finding it and clicking it
+        try:
+            _clickable_frame(page).click(position={"x": x, "y": y}, timeout=10_000)
+            return
+        except PlaywrightError:
+            page.wait_for_timeout(300)
+    raise AssertionError("the frame could not be clicked")
+
+
+def test_labels_of_two_frames_land_on_exactly_those_frames(page: Page, server: str, home: Path):
+    """Labels go to the frame on screen, also once the tracklet's progress text has changed."""
+    from ssn3d.data.datasets import build_dataset
+
+    dataset = build_dataset("folder", str(home / "data" / "demo-walkers"))
+    frames = [dataset.relpath(p) for p in dataset.splits()["train"][2].paths]
+    _open(page, server, "annotate")
+    before = _store_frames(home)
+    free = [j for j, f in enumerate(frames) if f not in before]  # the demo pre-labels two frames each
+    assert len(free) >= 2
+    first, second = free[0], free[-1]
+    page.get_by_label("Tracklet").click()
+    page.get_by_role("option", name=re.compile(r"^#2 ")).click()
+    _settled(page)
+    if first != 0:  # a tracklet opens on its frame 0
+        page.locator(f".st-key-ann_go_{first} button").click()
+        _settled(page)
+    box = _clickable_frame(page).bounding_box()
+    assert box is not None
+    scale = box["width"] / 64  # the demo frames are 64 pixels wide
+
+    def frame_px(x: float, y: float) -> tuple[float, float]:
+        return (x + 0.5) / scale, (y + 0.5) / scale
+
+    clicks = [(20, 30), (30, 90), (40, 150)]  # head, body, crotch: the next part is selected after each
+    for n, (x, y) in enumerate(clicks, start=1):
+        _click_frame(page, x, y)
+        got = _wait_for_frame(home, frames[first], set(range(n)))
+        assert got is not None and {i for i in range(9) if got[i, 2] == 2} == set(range(n)), (
+            f"click {n} did not land on frame {first} of tracklet #2"
+        )
+    _settled(page)
+    page.locator(".st-key-ann_undo_btn button").click()  # takes the crotch back
+    assert _wait_for_frame(home, frames[first], {0, 1}) is not None
+    _click_frame(page, 50, 200)  # the selected part after the crotch: the left elbow
+    _wait_for_frame(home, frames[first], {0, 1, 3})
+    _settled(page)
+    page.locator(f".st-key-ann_go_{second} button").click()
+    _settled(page)
+    _click_frame(page, 25, 35)
+    _wait_for_frame(home, frames[second], {0})
+    _click_frame(page, 35, 95)
+    _wait_for_frame(home, frames[second], {0, 1})
+    _settled(page)
+
+    after = _store_frames(home)
+    changed = {k for k in set(before) | set(after) if k not in before or k not in after}
+    changed |= {k for k in before if k in after and not (before[k] == after[k]).all()}
+    assert changed == {frames[first], frames[second]}, f"labels were written to {sorted(changed)}"
+    want = {
+        frames[first]: {0: frame_px(*clicks[0]), 1: frame_px(*clicks[1]), 3: frame_px(50, 200)},
+        frames[second]: {0: frame_px(25, 35), 1: frame_px(35, 95)},
+    }
+    for frame, points in want.items():
+        kps = after[frame]
+        assert {i for i in range(9) if kps[i, 2] > 0} == set(points), f"{frame}: {kps.tolist()}"
+        for i, (x, y) in points.items():
+            assert abs(kps[i, 0] - x) <= 1.0 and abs(kps[i, 1] - y) <= 1.0, f"{frame} part {i}: {kps[i]}"
 
 
 def test_attention_page_shows_the_grid(page: Page, server: str, tmp_path: Path):

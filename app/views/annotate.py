@@ -9,7 +9,6 @@ The click logic is ``ssn3d.annotate``; this page only wires widgets to it.
 from __future__ import annotations
 
 import json
-from collections import Counter
 
 import numpy as np
 import streamlit as st
@@ -27,7 +26,7 @@ from app.common import (
     workspace,
 )
 from ssn3d import annotate as an
-from ssn3d.keypoints import NOT_LABELED, PART_COLORS, PARTS
+from ssn3d.keypoints import PART_COLORS, PARTS
 
 S = st.session_state
 S.setdefault("ann_part", 0)
@@ -197,19 +196,14 @@ top = st.columns([1, 3, 2])
 split = top[0].selectbox("Split", splits, key="ann_split", help="the paper labels training tracklets")
 tracklets = dataset.splits()[split]
 split_keys = keys[split]
-owner = {k: i for i, ks in enumerate(split_keys) for k in ks}
-per = Counter(owner[k] for k, v in labels.items() if k in owner and an.is_labeled(v))
-goal = an.GOAL_PER_TRACKLET
+# A widget's identity and option labels never carry live data: the browser sends back the label of the
+# chosen option, so a label that changes when a frame gets labeled no longer matches, the selection resets
+# to tracklet #0 and later clicks land there. The live counts are captions beside the widgets.
 idx = top[1].selectbox(
     "Tracklet",
     range(len(tracklets)),
     key="ann_tracklet",
-    format_func=lambda i: tracklet_label(
-        tracklets[i],
-        i,
-        f"- {per.get(i, 0)}/{min(goal, len(split_keys[i]))} labeled"
-        + (" (done)" if per.get(i, 0) >= min(goal, len(split_keys[i])) else ""),
-    ),
+    format_func=lambda i: tracklet_label(tracklets[i], i),
     on_change=lambda: goto_frame(0),
 )
 total = an.dataset_progress(split_keys, labels)
@@ -222,8 +216,10 @@ frames = split_keys[idx]
 paths = tracklets[idx].paths
 S["ann_frame"] = min(S.get("ann_frame", 0), len(frames) - 1)
 prog = an.tracklet_progress(frames, labels)
+done = " (done)" if prog.tracklets_done else ""
 st.progress(
-    prog.fraction, text=f"This tracklet: {prog.labeled}/{prog.goal} labeled frames ({prog.complete} complete)"
+    prog.fraction,
+    text=f"This tracklet: {prog.labeled}/{prog.goal} labeled frames ({prog.complete} complete){done}",
 )
 
 # thumbnails around the current frame, labeled ones marked
@@ -245,6 +241,9 @@ with shown_errors(stop=True):
 scale = an.display_scale(image.size)
 frame = frames[cur]
 kps = labels.get(frame)
+if S.get("ann_part_frame") != frame:  # a frame opens on its first part still to place, however it was reached
+    first_open = an.next_unlabeled(an.new_keypoints() if kps is None else kps, -1)
+    S["ann_part"], S["ann_part_frame"], S["ann_grabbed"] = first_open or 0, frame, None
 S["ann_ctx"] = {
     "frame": frame,
     "size": image.size,
@@ -302,9 +301,8 @@ with tools:
     st.caption("Part (keys 1-9)")
     grid = st.columns(3)
     for i, name in enumerate(NAMES):
-        state = "" if kps is None or kps[i, 2] == NOT_LABELED else (" ok" if kps[i, 2] == 2 else " hidden")
-        grid[i % 3].button(
-            f"{name}{state}",
+        grid[i % 3].button(  # a fixed label: the part's state is in the legend below
+            name,
             key=f"ann_part_{i}",
             on_click=select_part,
             args=(i,),
@@ -312,9 +310,10 @@ with tools:
             type="primary" if i == S["ann_part"] else "secondary",
             width="stretch",
         )
+    states = ["" if kps is None else an.part_state(kps, i) for i in range(len(NAMES))]
     legend = " ".join(
-        f'<span style="color:rgb{c};font-size:1.3em">&#9679;</span>&nbsp;{n}'
-        for c, n in zip(PART_COLORS, NAMES)
+        f'<span style="color:rgb{c};font-size:1.3em">&#9679;</span>&nbsp;{n}{f" ({s})" if s else ""}'
+        for c, n, s in zip(PART_COLORS, NAMES, states)
     )
     st.markdown(legend, unsafe_allow_html=True)  # fixed part names and colours only, no user text
     row = st.columns(2)
