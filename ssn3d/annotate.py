@@ -9,7 +9,8 @@ so that it can be tested without a browser:
 * ``handle_click``: place / move / delete a point, then select the next unlabeled part;
 * ``UndoStack``: the last changes of one user, as plain JSON-able values;
 * ``copy_previous``: start a frame from the nearest labeled frame before it;
-* ``tracklet_progress`` / ``dataset_progress``: labeled frames against the goal;
+* ``tracklet_progress`` / ``dataset_progress``: labeled frames (every part done) against the goal;
+* ``next_unlabeled_frame`` / ``next_unlabeled_tracklet``: where the labeler goes next;
 * ``draw_keypoints``: the points and the skeleton in the fixed part colours of ``ssn3d.keypoints``.
 
 Keypoints are (N, 3) float arrays of (x, y, v) in frame pixels, v as in COCO (0 not labeled,
@@ -241,13 +242,17 @@ def copy_previous(frames: Sequence[str], index: int, labels: Mapping[str, np.nda
     return None
 
 
-def is_labeled(kps: np.ndarray | None) -> bool:
-    """A frame counts as labeled when at least one part is labeled (visible or not)."""
+def is_started(kps: np.ndarray | None) -> bool:
+    """At least one part of the frame is labeled (visible or not)."""
     return kps is not None and bool((np.asarray(kps)[:, 2] > NOT_LABELED).any())
 
 
-def is_complete(kps: np.ndarray | None) -> bool:
-    """Every part has a label (visible or marked not visible)."""
+def is_labeled(kps: np.ndarray | None) -> bool:
+    """A frame counts as labeled when its parts are done: every part placed or marked not visible.
+
+    A frame with a few points is only started: counting it would call a tracklet done ("7/2 labeled")
+    while its anchors are missing most parts.
+    """
     return kps is not None and bool((np.asarray(kps)[:, 2] > NOT_LABELED).all())
 
 
@@ -256,15 +261,15 @@ class Progress:
     """Labeled frames against the goal.
 
     Attributes:
-        labeled: labeled frames (at least one part labeled).
-        complete: frames with all parts labeled.
+        labeled: frames whose parts are done (``is_labeled``).
+        started: frames with some parts labeled, not all.
         goal: frames wanted (per tracklet: ``GOAL_PER_TRACKLET``; over a dataset: the sum).
         tracklets_done: tracklets that reached their goal (1 or 0 for one tracklet).
         tracklets: how many tracklets were counted.
     """
 
     labeled: int
-    complete: int
+    started: int
     goal: int
     tracklets_done: int
     tracklets: int
@@ -280,24 +285,53 @@ def tracklet_progress(
     """Labeled frames of one tracklet (frame keys) against ``goal`` (capped at the tracklet's length)."""
     keys = list(frames)
     labeled = sum(is_labeled(labels.get(k)) for k in keys)
-    complete = sum(is_complete(labels.get(k)) for k in keys)
+    started = sum(is_started(labels.get(k)) for k in keys) - labeled
     g = min(goal, len(keys))
-    return Progress(labeled, complete, g, int(labeled >= g), 1)
+    return Progress(labeled, started, g, int(labeled >= g), 1)
 
 
 def dataset_progress(
     tracklets: Iterable[Iterable[str]], labels: Mapping[str, np.ndarray], goal: int = GOAL_PER_TRACKLET
 ) -> Progress:
     """``tracklet_progress`` summed over tracklets; ``labeled`` counts at most ``goal`` per tracklet."""
-    labeled = complete = want = done = count = 0
+    labeled = started = want = done = count = 0
     for frames in tracklets:
         p = tracklet_progress(frames, labels, goal)
         labeled += min(p.labeled, p.goal)
-        complete += p.complete
+        started += p.started
         want += p.goal
         done += p.tracklets_done
         count += 1
-    return Progress(labeled, complete, want, done, count)
+    return Progress(labeled, started, want, done, count)
+
+
+def next_unlabeled_frame(frames: Sequence[str], index: int, labels: Mapping[str, np.ndarray]) -> int | None:
+    """The next frame after ``index`` (wrapping around) that is not labeled yet; None when all are.
+
+    A started frame comes first, so a frame left half done is finished before a new one is begun.
+    """
+    order = [(index + step) % len(frames) for step in range(1, len(frames) + 1)]
+    for wanted in (is_started, lambda kps: True):
+        for j in order:
+            kps = labels.get(frames[j])
+            if not is_labeled(kps) and wanted(kps):
+                return j
+    return None
+
+
+def next_unlabeled_tracklet(
+    tracklets: Sequence[Sequence[str]],
+    index: int,
+    labels: Mapping[str, np.ndarray],
+    goal: int = GOAL_PER_TRACKLET,
+) -> int | None:
+    """The next tracklet after ``index`` (wrapping around) short of its goal; None when every one is done."""
+    n = len(tracklets)
+    for step in range(1, n + 1):
+        j = (index + step) % n
+        if not tracklet_progress(tracklets[j], labels, goal).tracklets_done:
+            return j
+    return None
 
 
 def draw_keypoints(

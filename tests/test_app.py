@@ -294,6 +294,56 @@ def test_annotate_widgets_do_not_change_their_labels_while_a_frame_is_labeled(de
     assert "body (placed)" in _texts(at) and "crotch (hidden)" in _texts(at)  # the live state, beside
 
 
+def _label_whole_frame(store: AnnotationStore, frame: str) -> None:
+    kps = np.zeros((9, 3), dtype=np.float32)
+    kps[:, :2], kps[:, 2] = 4.0, 2.0
+    store.set(frame, kps)
+
+
+def test_next_unlabeled_frame_and_tracklet_buttons(demo_home: Path):
+    store = _demo_store(demo_home)
+    at = _page(_app(), "annotate")
+    frames = at.session_state["ann_ctx"]["tracklets"]
+    for f in frames[0][:2] + frames[1][:1]:  # tracklet #0 reaches its goal, #1 has one frame of two
+        _label_whole_frame(store, f)
+    _place(at, 5.0, 5.0)  # frame 0 of #0 is done already: the head moves, the frame stays done
+    at.button(key="ann_next_open").click().run()
+    assert at.session_state["ann_ctx"]["index"] == 2  # frames 0 and 1 are done
+    assert "This tracklet: 2/2 labeled frames" in at.get("progress")[-1].proto.text
+    at.button(key="ann_next_tracklet").click().run()
+    assert at.session_state["ann_tracklet"] == 1 and at.session_state["ann_ctx"]["index"] == 1
+    # a frame with a few points is started, not labeled: the tracklet's count stays at 1
+    _place(at, 6.0, 6.0)
+    assert "1/2 labeled frames" in at.get("progress")[-1].proto.text and "1 started" in _texts(at) + "".join(
+        p.proto.text for p in at.get("progress")
+    )
+
+
+def test_the_place_is_in_the_url_and_a_reload_opens_it(demo_home: Path, tmp_path: Path):
+    from ssn3d.data.synth.walkers import generate_walkers
+
+    other = generate_walkers(
+        demo_home / "data" / "other", ids=4, cameras=2, frames=4, size=(64, 32), seed=3, progress=False
+    )
+    at = _app()
+    at.text_input(key="ds_root").set_value(str(other))
+    at.button[[b.label for b in at.button].index("Open")].click().run()
+    at = _page(at, "annotate")
+    at.selectbox(key="ann_tracklet").set_value(2).run()
+    at.slider(key="ann_frame").set_value(3).run()
+    url = dict(at.query_params)
+    assert url["tracklet"] == "2" and url["frame"] == "3" and url["dataset"] == str(other)
+    # a reload: a new session with only the URL
+    fresh = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    for k, v in url.items():
+        fresh.query_params[k] = v
+    fresh.run()
+    fresh = _page(fresh, "annotate")
+    assert fresh.session_state["ann_tracklet"] == 2 and fresh.session_state["ann_ctx"]["index"] == 3
+    assert fresh.session_state["ann_ctx"]["frame"].endswith("000003.jpg")
+    assert "other" in "\n".join(c.value for c in fresh.sidebar.caption)  # not the demo
+
+
 def test_copy_previous_frame_and_clear_frame(demo_home: Path):
     store = _demo_store(demo_home)
     at = _page(_app(), "annotate")

@@ -185,6 +185,55 @@ def goto_frame(i: int) -> None:
     S["ann_frame"], S["ann_grabbed"] = i, None
 
 
+def next_frame() -> None:
+    ctx = _ctx()
+    j = an.next_unlabeled_frame(ctx["frames"], ctx["index"], labels_of(store))
+    if j is None:
+        S["ann_msg"] = "every frame of this tracklet is labeled"
+    else:
+        goto_frame(j)
+
+
+def next_tracklet() -> None:
+    ctx = _ctx()
+    tracks, labels_now = ctx["tracklets"], labels_of(store)
+    j = an.next_unlabeled_tracklet(tracks, S.get("ann_tracklet", 0), labels_now)
+    if j is None:
+        S["ann_msg"] = "every tracklet of this split has its labeled frames"
+        return
+    S["ann_tracklet"] = j
+    goto_frame(an.next_unlabeled_frame(tracks[j], -1, labels_now) or 0)
+
+
+def _url_int(name: str) -> int | None:
+    raw = st.query_params.get(name)
+    return int(raw) if raw is not None and raw.isdigit() else None
+
+
+def restore_place(splits: list[str]) -> None:
+    """Take split, tracklet and frame from the URL when it changed since this page last wrote it.
+
+    That happens on a reload (a new session) and on the browser's Back button; otherwise the widgets
+    own the place and the URL follows them (``remember_place``).
+    """
+    place = (st.query_params.get("split"), _url_int("tracklet"), _url_int("frame"))
+    if place == S.get("ann_url_place") or place == (None, None, None):
+        return
+    split, tracklet, frame = place
+    if split in splits:
+        S["ann_split"] = split
+    if tracklet is not None:
+        S["ann_tracklet"] = tracklet  # checked against the split's tracklets when the page reads it
+    if frame is not None:
+        S["ann_frame"] = frame
+    S["ann_url_place"] = place
+
+
+def remember_place(split: str, tracklet: int, frame: int) -> None:
+    st.query_params.update({"split": split, "tracklet": str(tracklet), "frame": str(frame)})
+    S["ann_url_place"] = (split, tracklet, frame)
+
+
 # ----------------------------------------------------------------------------- choose tracklet and frame
 
 st.title("Annotate anchor keypoints")
@@ -192,10 +241,13 @@ splits = [s for s, ts in keys.items() if ts]
 if not splits:
     st.info("This dataset has no tracklets to label.")
     st.stop()
+restore_place(splits)
 top = st.columns([1, 3, 2])
 split = top[0].selectbox("Split", splits, key="ann_split", help="the paper labels training tracklets")
 tracklets = dataset.splits()[split]
 split_keys = keys[split]
+if not 0 <= S.get("ann_tracklet", 0) < len(tracklets):  # a URL or another split named one not here
+    S["ann_tracklet"] = 0
 # A widget's identity and option labels never carry live data: the browser sends back the label of the
 # chosen option, so a label that changes when a frame gets labeled no longer matches, the selection resets
 # to tracklet #0 and later clicks land there. The live counts are captions beside the widgets.
@@ -217,9 +269,28 @@ paths = tracklets[idx].paths
 S["ann_frame"] = min(S.get("ann_frame", 0), len(frames) - 1)
 prog = an.tracklet_progress(frames, labels)
 done = " (done)" if prog.tracklets_done else ""
-st.progress(
+started = f", {prog.started} started" if prog.started else ""
+head = st.columns([4, 1, 1])
+head[0].progress(
     prog.fraction,
-    text=f"This tracklet: {prog.labeled}/{prog.goal} labeled frames ({prog.complete} complete){done}",
+    text=f"This tracklet: {prog.labeled}/{prog.goal} labeled frames (every part placed or hidden)"
+    f"{started}{done}",
+)
+head[1].button(
+    "Next unlabeled frame",
+    key="ann_next_open",
+    on_click=next_frame,
+    shortcut="N",
+    width="stretch",
+    help="the next frame of this tracklet whose parts are not all done (key N)",
+)
+head[2].button(
+    "Next unlabeled tracklet",
+    key="ann_next_tracklet",
+    on_click=next_tracklet,
+    shortcut="Shift+N",
+    width="stretch",
+    help=f"the next tracklet with fewer than {an.GOAL_PER_TRACKLET} labeled frames (Shift+N)",
 )
 
 # thumbnails around the current frame, labeled ones marked
@@ -228,7 +299,8 @@ lo = max(0, min(cur - 6, len(frames) - 12))
 strip = st.columns(12)
 for col, j in zip(strip, range(lo, min(len(frames), lo + 12))):
     with col, shown_errors():
-        mark = " ✓" if an.is_labeled(labels.get(frames[j])) else ""  # labeled frames carry a tick
+        j_kps = labels.get(frames[j])
+        mark = " ✓" if an.is_labeled(j_kps) else " ◐" if an.is_started(j_kps) else ""  # done / started
         st.image(thumbnail(paths[j], 72), caption=f"{'▶ ' if j == cur else ''}{j}{mark}")
         st.button(
             "open", key=f"ann_go_{j}", on_click=goto_frame, args=(j,), type="tertiary", disabled=j == cur
@@ -251,7 +323,9 @@ S["ann_ctx"] = {
     "frames": frames,
     "index": cur,
     "count": len(frames),
+    "tracklets": split_keys,
 }
+remember_place(split, idx, cur)
 view, tools = st.columns([2, 3], gap="large")
 with view:
     nav = st.columns([2, 5, 2])
