@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from ssn3d.keypoints import (
     NOT_LABELED,
@@ -192,6 +192,14 @@ def part_state(kps: np.ndarray, part: int) -> str:
     """How ``part`` stands on a frame, in words: "placed", "hidden" (labeled not visible) or "" (to do)."""
     v = int(np.asarray(kps)[part, 2])
     return "placed" if v == VISIBLE else "hidden" if v == NOT_VISIBLE else ""
+
+
+def changed_part(before: np.ndarray | None, after: np.ndarray | None) -> int | None:
+    """The first part whose label differs between two versions of a frame (None = no label); None if none."""
+    a = new_keypoints() if before is None else np.asarray(before)
+    b = new_keypoints() if after is None else np.asarray(after)
+    diff = np.flatnonzero((a != b).any(axis=1))
+    return int(diff[0]) if diff.size else None
 
 
 def is_new_click(value: Mapping[str, Any] | None, last_time: float | None) -> bool:
@@ -384,6 +392,22 @@ def draw_keypoints(
             draw.ellipse([cx - r - 2, cy - r - 2, cx + r + 2, cy + r + 2], outline=(255, 255, 255), width=2)
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color, outline=(0, 0, 0))
     return img
+
+
+def draw_tag(image: Image.Image, lines: Sequence[str], color: tuple[int, int, int]) -> Image.Image:
+    """``image`` with ``lines`` of text on a box of ``color`` in its top-left corner (drawn in place).
+
+    The page names the part the next click places this way, on the image where the eyes are, in
+    the part's own colour; a second line lists the parts marked hidden, which have no point to draw.
+    """
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(10, image.height // 40))
+    text = "\n".join(lines)
+    left, top, right, bottom = draw.multiline_textbbox((3, 2), text, font=font)
+    draw.rectangle([0, 0, right + 3, bottom + 3], fill=color)
+    ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)  # dark text on light parts, light on dark
+    draw.multiline_text((3, 2), text, fill=ink, font=font)
+    return image
 
 
 def new_keypoints() -> np.ndarray:

@@ -167,6 +167,13 @@ def test_next_unlabeled_frame_finishes_started_frames_first_and_wraps():
     assert an.next_unlabeled_tracklet(tracks, 2, {**labels, "c": full, "d": full}) is None
 
 
+def test_changed_part_is_the_first_part_that_differs():
+    a = an.set_point(an.new_keypoints(), 2, 3, 4)
+    b = an.set_point(a, 5, 1, 1)
+    assert an.changed_part(a, b) == 5 and an.changed_part(None, a) == 2 and an.changed_part(a, a) is None
+    assert an.changed_part(a, None) == 2
+
+
 def test_part_state_names_placed_hidden_and_open_parts():
     kps = an.mark_not_visible(an.set_point(an.new_keypoints(), 0, 3, 4), 1)
     assert [an.part_state(kps, i) for i in range(3)] == ["placed", "hidden", ""]

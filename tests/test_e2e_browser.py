@@ -322,8 +322,8 @@ def test_labels_of_two_frames_land_on_exactly_those_frames(page: Page, server: s
     _settled(page)
     page.locator(".st-key-ann_undo_btn button").click()  # takes the crotch back
     assert _wait_for_frame(home, frames[first], {0, 1}) is not None
-    _click_frame(page, 50, 200)  # the selected part after the crotch: the left elbow
-    _wait_for_frame(home, frames[first], {0, 1, 3})
+    _click_frame(page, 50, 200)  # Undo selected the crotch again: it is placed anew
+    _wait_for_frame(home, frames[first], {0, 1, 2})
     _settled(page)
     page.locator(f".st-key-ann_go_{second} button").click()
     _settled(page)
@@ -338,7 +338,7 @@ def test_labels_of_two_frames_land_on_exactly_those_frames(page: Page, server: s
     changed |= {k for k in before if k in after and not (before[k] == after[k]).all()}
     assert changed == {frames[first], frames[second]}, f"labels were written to {sorted(changed)}"
     want = {
-        frames[first]: {0: frame_px(*clicks[0]), 1: frame_px(*clicks[1]), 3: frame_px(50, 200)},
+        frames[first]: {0: frame_px(*clicks[0]), 1: frame_px(*clicks[1]), 2: frame_px(50, 200)},
         frames[second]: {0: frame_px(25, 35), 1: frame_px(35, 95)},
     }
     for frame, points in want.items():
@@ -346,6 +346,57 @@ def test_labels_of_two_frames_land_on_exactly_those_frames(page: Page, server: s
         assert {i for i in range(9) if kps[i, 2] > 0} == set(points), f"{frame}: {kps.tolist()}"
         for i, (x, y) in points.items():
             assert abs(kps[i, 0] - x) <= 1.0 and abs(kps[i, 1] - y) <= 1.0, f"{frame} part {i}: {kps[i]}"
+
+
+def _open_tracklet(page: Page, n: int) -> None:
+    page.get_by_label("Tracklet").click()
+    page.get_by_role("option", name=re.compile(rf"^#{n} ")).click()
+    _settled(page)
+
+
+def test_keys_work_after_a_click_and_the_frame_fits_the_window(browser, server: str, home: Path):
+    from PIL import Image
+
+    from ssn3d.data.datasets import build_dataset
+    from ssn3d.keypoints import PART_COLORS
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        dataset = build_dataset("folder", str(home / "data" / "demo-walkers"))
+        frames = [dataset.relpath(p) for p in dataset.splits()["train"][4].paths]
+        _open(page, server, "annotate")
+        _open_tracklet(page, 4)
+        if frames[0] in _store_frames(home):  # the demo pre-labels two frames: start on one without
+            page.get_by_role("button", name="Next unlabeled frame").click()
+            _settled(page)
+        frame = next(f for f in frames if f not in _store_frames(home))
+        box = _clickable_frame(page).bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900, f"frame at {box}"
+        _click_frame(page, 20, 30)
+        assert _wait_for_frame(home, frame, {0}) is not None
+        _settled(page)
+        page.keyboard.press("z")  # Undo, with the focus where the click left it
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _store_frames(home).get(frame) is not None:
+            time.sleep(0.2)
+        assert _store_frames(home).get(frame) is None, "the Z key did not reach the page after a click"
+        # the part to place next is named on the image in its colour; its button is filled with it
+        _settled(page)
+        shot = Image.open(io.BytesIO(_clickable_frame(page).screenshot())).convert("RGB")
+        assert all(abs(a - b) <= 40 for a, b in zip(shot.getpixel((1, 1)), PART_COLORS[0]))
+        fill = page.locator(".st-key-ann_part_0 button").evaluate("b => getComputedStyle(b).backgroundColor")
+        assert fill.replace(" ", "") == "rgb({},{},{})".format(*PART_COLORS[0])
+        # at 800 pixels wide the whole frame can still be clicked
+        page.set_viewport_size({"width": 800, "height": 900})
+        _settled(page)
+        iframe = page.locator('iframe[title*="streamlit_image_coordinates"]:not([height="0"])').last
+        outer, inner = iframe.bounding_box(), _clickable_frame(page).bounding_box()
+        assert outer is not None and inner is not None
+        assert inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 1, f"{inner} clipped by {outer}"
+    finally:
+        context.close()
 
 
 def test_attention_page_shows_the_grid(page: Page, server: str, tmp_path: Path):

@@ -42,6 +42,7 @@ with shown_errors(stop=True):
     keys = frame_keys(spec)
     labels = labels_of(store)
 NAMES = [p.replace("_", " ") for p in PARTS]
+DISPLAY_HEIGHT = 384  # frame pixels on screen: the whole frame fits a 900-pixel-tall window
 
 # ----------------------------------------------------------------------------- actions (widget callbacks)
 
@@ -165,7 +166,11 @@ def undo() -> None:
             S["ann_msg"] = "nothing to undo"
             return
         frame, before = entry
+        now = _current(frame)
         store.update({frame: before})
+        part = an.changed_part(now, before)
+        if frame == _ctx()["frame"] and part is not None:  # the undone part is the one to place again
+            S["ann_part"], S["ann_grabbed"] = part, None
         S["ann_msg"] = f"undid the last change of {frame}"
 
     _act(run)
@@ -234,6 +239,52 @@ def remember_place(split: str, tracklet: int, frame: int) -> None:
     S["ann_url_place"] = (split, tracklet, frame)
 
 
+# ----------------------------------------------------------------------------- page chrome (fixed text only)
+
+# The click component is an iframe: after a click the keyboard focus stays inside it and the page's
+# shortcuts (Z, 1-9, arrows) no longer reach Streamlit. When the page loses focus to that iframe, hand
+# it back. The script is a constant (no user data) and installs itself once per browser tab.
+FOCUS_BACK = """<script>
+(() => {
+  if (window.__ssn3dFocusBack) return;
+  window.__ssn3dFocusBack = true;
+  window.addEventListener("blur", () => setTimeout(() => {
+    const el = document.activeElement;
+    if (el && el.tagName === "IFRAME" && (el.title || "").includes("streamlit_image_coordinates")) {
+      el.blur();
+      window.focus();
+    }
+  }, 0));
+})();
+</script>"""
+
+
+def part_css(selected: int) -> str:
+    """Each part button edged in its part's colour, the selected one filled with it (not the theme's red,
+    which is also the head's colour); less top padding so the frame fits a 900-pixel-tall window."""
+    rules = ['[data-testid="stMainBlockContainer"] {padding-top: 2rem;}']
+    for i, (r, g, b) in enumerate(PART_COLORS):
+        rules.append(f".st-key-ann_part_{i} button {{border-left: 0.6rem solid rgb({r},{g},{b});}}")
+    r, g, b = PART_COLORS[selected]
+    ink = "#000" if r + g + b > 380 else "#fff"
+    rules.append(
+        f".st-key-ann_part_{selected} button {{background: rgb({r},{g},{b}); color: {ink}; font-weight: 600;}}"
+    )
+    return "<style>" + "\n".join(rules) + "</style>"
+
+
+def part_cursor(color: tuple[int, int, int]) -> str:
+    """A CSS cursor: a ring with a centre dot in the part's colour, hot spot at the centre."""
+    r, g, b = color
+    svg = (
+        "<svg xmlns='http://www.w3.org/2000/svg' width='24' height='24'>"
+        f"<circle cx='12' cy='12' r='8' fill='none' stroke='rgb({r},{g},{b})' stroke-width='3'/>"
+        "<circle cx='12' cy='12' r='8' fill='none' stroke='black' stroke-width='1'/>"
+        f"<circle cx='12' cy='12' r='1.5' fill='rgb({r},{g},{b})'/></svg>"
+    )
+    return f'url("data:image/svg+xml;utf8,{svg}") 12 12, crosshair'
+
+
 # ----------------------------------------------------------------------------- choose tracklet and frame
 
 st.title("Annotate anchor keypoints")
@@ -270,7 +321,7 @@ S["ann_frame"] = min(S.get("ann_frame", 0), len(frames) - 1)
 prog = an.tracklet_progress(frames, labels)
 done = " (done)" if prog.tracklets_done else ""
 started = f", {prog.started} started" if prog.started else ""
-head = st.columns([4, 1, 1])
+head = st.columns([2, 1, 1])
 head[0].progress(
     prog.fraction,
     text=f"This tracklet: {prog.labeled}/{prog.goal} labeled frames (every part placed or hidden)"
@@ -293,24 +344,13 @@ head[2].button(
     help=f"the next tracklet with fewer than {an.GOAL_PER_TRACKLET} labeled frames (Shift+N)",
 )
 
-# thumbnails around the current frame, labeled ones marked
 cur = S["ann_frame"]
-lo = max(0, min(cur - 6, len(frames) - 12))
-strip = st.columns(12)
-for col, j in zip(strip, range(lo, min(len(frames), lo + 12))):
-    with col, shown_errors():
-        j_kps = labels.get(frames[j])
-        mark = " ✓" if an.is_labeled(j_kps) else " ◐" if an.is_started(j_kps) else ""  # done / started
-        st.image(thumbnail(paths[j], 72), caption=f"{'▶ ' if j == cur else ''}{j}{mark}")
-        st.button(
-            "open", key=f"ann_go_{j}", on_click=goto_frame, args=(j,), type="tertiary", disabled=j == cur
-        )
 
 # ----------------------------------------------------------------------------- the frame and the tools
 
 with shown_errors(stop=True):
     image = read_frame(paths[cur])
-scale = an.display_scale(image.size)
+scale = an.display_scale(image.size, target_height=DISPLAY_HEIGHT)
 frame = frames[cur]
 kps = labels.get(frame)
 if S.get("ann_part_frame") != frame:  # a frame opens on its first part still to place, however it was reached
@@ -326,7 +366,9 @@ S["ann_ctx"] = {
     "tracklets": split_keys,
 }
 remember_place(split, idx, cur)
-view, tools = st.columns([2, 3], gap="large")
+st.html(FOCUS_BACK, unsafe_allow_javascript=True)
+st.html(part_css(S["ann_part"]))
+view, tools = st.columns([1, 1], gap="medium")  # wide enough for the whole frame at 800 pixels
 with view:
     nav = st.columns([2, 5, 2])
     nav[0].button(
@@ -355,8 +397,16 @@ with view:
         shortcut="Right",
         disabled=cur >= len(frames) - 1,
     )
-    drawn = an.draw_keypoints(image, kps, scale=scale, radius=max(3.0, 1.5 * scale), selected=S["ann_part"])
-    streamlit_image_coordinates(drawn, key="ann_click", on_click=on_image_click, cursor="crosshair")
+    part = S["ann_part"]
+    drawn = an.draw_keypoints(image, kps, scale=scale, radius=max(3.0, 1.5 * scale), selected=part)
+    hidden = [n for i, n in enumerate(NAMES) if kps is not None and an.part_state(kps, i) == "hidden"]
+    tag = [f"{S['ann_mode'] or 'place'}: {NAMES[part]}"] + (
+        [f"hidden: {', '.join(hidden)}"] if hidden else []
+    )
+    an.draw_tag(drawn, tag, PART_COLORS[part])
+    streamlit_image_coordinates(
+        drawn, key="ann_click", on_click=on_image_click, cursor=part_cursor(PART_COLORS[part])
+    )
     st.caption(
         f"`{frame}`: {image.width} x {image.height} pixels, shown at {scale:g}x. Click to place the "
         "selected part; the next unlabeled part is selected after each click."
@@ -381,7 +431,7 @@ with tools:
             on_click=select_part,
             args=(i,),
             shortcut=str(i + 1),
-            type="primary" if i == S["ann_part"] else "secondary",
+            type="secondary",  # the selected part is filled with its colour (part_css)
             width="stretch",
         )
     states = ["" if kps is None else an.part_state(kps, i) for i in range(len(NAMES))]
@@ -419,6 +469,18 @@ with tools:
         c[0].number_input("x", 0.0, float(image.width), float(image.width) / 2, key="ann_x", step=1.0)
         c[1].number_input("y", 0.0, float(image.height), float(image.height) / 2, key="ann_y", step=1.0)
         st.form_submit_button("Place point", on_click=on_typed_point)
+
+# thumbnails around the current frame (below it, so the frame itself fits the window)
+lo = max(0, min(cur - 6, len(frames) - 12))
+strip = st.columns(12)
+for col, j in zip(strip, range(lo, min(len(frames), lo + 12))):
+    with col, shown_errors():
+        j_kps = labels.get(frames[j])
+        mark = " ✓" if an.is_labeled(j_kps) else " ◐" if an.is_started(j_kps) else ""  # done / started
+        st.image(thumbnail(paths[j], 72), caption=f"{'▶ ' if j == cur else ''}{j}{mark}")
+        st.button(
+            "open", key=f"ann_go_{j}", on_click=goto_frame, args=(j,), type="tertiary", disabled=j == cur
+        )
 
 # ----------------------------------------------------------------------------- import and export
 
