@@ -34,6 +34,7 @@ S.setdefault("ann_mode", "place")
 S.setdefault("ann_grabbed", None)
 S.setdefault("ann_undo", an.UndoStack())
 S.setdefault("ann_msg", "")
+S.pop("ann_rerun_app", None)  # this is the whole page's run that the fragment below may ask for
 
 spec, dataset = require_dataset()
 ws = workspace()
@@ -56,9 +57,16 @@ def _current(frame: str) -> np.ndarray | None:
     return labels_of(store).get(frame)
 
 
+def _follow(before: np.ndarray | None, after: np.ndarray | None) -> None:
+    """Ask for a whole-page rerun when a frame's done state changed (progress, ticks)."""
+    if (an.is_labeled(before), an.is_started(before)) != (an.is_labeled(after), an.is_started(after)):
+        S["ann_rerun_app"] = True
+
+
 def _save(frame: str, before: np.ndarray | None, after: np.ndarray | None) -> None:
     S["ann_undo"].push(frame, before)
     store.update({frame: after})
+    _follow(before, after)
 
 
 def _act(fn) -> None:
@@ -168,6 +176,7 @@ def undo() -> None:
         frame, before = entry
         now = _current(frame)
         store.update({frame: before})
+        _follow(now, before)
         part = an.changed_part(now, before)
         if frame == _ctx()["frame"] and part is not None:  # the undone part is the one to place again
             S["ann_part"], S["ann_grabbed"] = part, None
@@ -183,11 +192,11 @@ def select_part(i: int) -> None:
 def step_frame(delta: int) -> None:
     n = _ctx().get("count", 1)
     S["ann_frame"] = int(min(max(0, S.get("ann_frame", 0) + delta), n - 1))
-    S["ann_grabbed"] = None
+    S["ann_grabbed"], S["ann_rerun_app"] = None, True
 
 
 def goto_frame(i: int) -> None:
-    S["ann_frame"], S["ann_grabbed"] = i, None
+    S["ann_frame"], S["ann_grabbed"], S["ann_rerun_app"] = i, None, True
 
 
 def next_frame() -> None:
@@ -367,108 +376,127 @@ S["ann_ctx"] = {
 }
 remember_place(split, idx, cur)
 st.html(FOCUS_BACK, unsafe_allow_javascript=True)
-st.html(part_css(S["ann_part"]))
-view, tools = st.columns([1, 1], gap="medium")  # wide enough for the whole frame at 800 pixels
-with view:
-    nav = st.columns([2, 5, 2])
-    nav[0].button(
-        "◀",
-        key="ann_prev",
-        help="previous frame",
-        on_click=step_frame,
-        args=(-1,),
-        shortcut="Left",
-        disabled=cur == 0,
-    )
-    nav[1].slider(
-        "Frame",
-        0,
-        max(1, len(frames) - 1),
-        key="ann_frame",
-        disabled=len(frames) == 1,
-        label_visibility="collapsed",
-    )
-    nav[2].button(
-        "▶",
-        help="next frame",
-        key="ann_next",
-        on_click=step_frame,
-        args=(1,),
-        shortcut="Right",
-        disabled=cur >= len(frames) - 1,
-    )
-    part = S["ann_part"]
-    drawn = an.draw_keypoints(image, kps, scale=scale, radius=max(3.0, 1.5 * scale), selected=part)
-    hidden = [n for i, n in enumerate(NAMES) if kps is not None and an.part_state(kps, i) == "hidden"]
-    tag = [f"{S['ann_mode'] or 'place'}: {NAMES[part]}"] + (
-        [f"hidden: {', '.join(hidden)}"] if hidden else []
-    )
-    an.draw_tag(drawn, tag, PART_COLORS[part])
-    streamlit_image_coordinates(
-        drawn, key="ann_click", on_click=on_image_click, cursor=part_cursor(PART_COLORS[part])
-    )
-    st.caption(
-        f"`{frame}`: {image.width} x {image.height} pixels, shown at {scale:g}x. Click to place the "
-        "selected part; the next unlabeled part is selected after each click."
-    )
 
-with tools:
-    if S["ann_msg"]:
-        (st.error if S["ann_msg"].startswith("error:") else st.info)(S["ann_msg"])
-    st.segmented_control(
-        "Click mode",
-        ["place", "move", "delete"],
-        key="ann_mode",
-        required=True,
-        help="move: click a point, then where it belongs; delete: click a point",
-    )
-    st.caption("Part (keys 1-9)")
-    grid = st.columns(3)
-    for i, name in enumerate(NAMES):
-        grid[i % 3].button(  # a fixed label: the part's state is in the legend below
-            name,
-            key=f"ann_part_{i}",
-            on_click=select_part,
-            args=(i,),
-            shortcut=str(i + 1),
-            type="secondary",  # the selected part is filled with its colour (part_css)
-            width="stretch",
+
+@st.fragment
+def frame_and_tools() -> None:
+    """The frame and its tools. A click reruns only this part of the page, which keeps the redraw fast;
+    the rest follows (``st.rerun``) when a frame's done state changes or the labeler moves to another frame.
+    """
+    if S.pop("ann_rerun_app", False):
+        st.rerun(scope="app")
+    kps = labels_of(store).get(frame)
+    st.html(part_css(S["ann_part"]))
+    view, tools = st.columns([1, 1], gap="medium")  # wide enough for the whole frame at 800 pixels
+    with view:
+        nav = st.columns([2, 5, 2])
+        nav[0].button(
+            "◀",
+            key="ann_prev",
+            help="previous frame",
+            on_click=step_frame,
+            args=(-1,),
+            shortcut="Left",
+            disabled=cur == 0,
         )
-    states = ["" if kps is None else an.part_state(kps, i) for i in range(len(NAMES))]
-    legend = " ".join(
-        f'<span style="color:rgb{c};font-size:1.3em">&#9679;</span>&nbsp;{n}{f" ({s})" if s else ""}'
-        for c, n, s in zip(PART_COLORS, NAMES, states)
-    )
-    st.markdown(legend, unsafe_allow_html=True)  # fixed part names and colours only, no user text
-    row = st.columns(2)
-    row[0].button(
-        "Not visible",
-        key="ann_hidden",
-        on_click=not_visible,
-        shortcut="V",
-        width="stretch",
-        help="the part is hidden or outside the frame: labeled, but no anchor",
-    )
-    row[1].button("Clear part", key="ann_clear_part", on_click=clear_part, shortcut="X", width="stretch")
-    row = st.columns(2)
-    row[0].button(
-        "Undo",
-        key="ann_undo_btn",
-        on_click=undo,
-        shortcut="Z",
-        width="stretch",
-        disabled=len(S["ann_undo"]) == 0,
-    )
-    row[1].button("Copy previous frame", key="ann_copy", on_click=copy_prev, shortcut="P", width="stretch")
-    st.button(
-        "Clear frame", key="ann_clear_frame", on_click=clear_frame, width="stretch", disabled=kps is None
-    )
-    with st.form("ann_type_point", clear_on_submit=False, border=True):
-        st.caption("Or type the point in frame pixels (Enter places it)")
-        c = st.columns(2)
-        c[0].number_input("x", 0.0, float(image.width), float(image.width) / 2, key="ann_x", step=1.0)
-        c[1].number_input("y", 0.0, float(image.height), float(image.height) / 2, key="ann_y", step=1.0)
-        st.form_submit_button("Place point", on_click=on_typed_point)
+        nav[1].slider(
+            "Frame",
+            0,
+            max(1, len(frames) - 1),
+            key="ann_frame",
+            disabled=len(frames) == 1,
+            label_visibility="collapsed",
+        )
+        nav[2].button(
+            "▶",
+            help="next frame",
+            key="ann_next",
+            on_click=step_frame,
+            args=(1,),
+            shortcut="Right",
+            disabled=cur >= len(frames) - 1,
+        )
+        part = S["ann_part"]
+        drawn = an.draw_keypoints(image, kps, scale=scale, radius=max(3.0, 1.5 * scale), selected=part)
+        hidden = [n for i, n in enumerate(NAMES) if kps is not None and an.part_state(kps, i) == "hidden"]
+        tag = [f"{S['ann_mode'] or 'place'}: {NAMES[part]}"] + (
+            [f"hidden: {', '.join(hidden)}"] if hidden else []
+        )
+        an.draw_tag(drawn, tag, PART_COLORS[part])
+        streamlit_image_coordinates(
+            drawn,
+            key="ann_click",
+            on_click=on_image_click,
+            cursor=part_cursor(PART_COLORS[part]),
+            png_compression_level=1,  # a tenth of the bytes of level 0 for 1 ms more
+        )
+        st.caption(
+            f"`{frame}`: {image.width} x {image.height} pixels, shown at {scale:g}x. Click to place the "
+            "selected part; the next unlabeled part is selected after each click."
+        )
+
+    with tools:
+        if S["ann_msg"]:
+            (st.error if S["ann_msg"].startswith("error:") else st.info)(S["ann_msg"])
+        st.segmented_control(
+            "Click mode",
+            ["place", "move", "delete"],
+            key="ann_mode",
+            required=True,
+            help="move: click a point, then where it belongs; delete: click a point",
+        )
+        st.caption("Part (keys 1-9)")
+        grid = st.columns(3)
+        for i, name in enumerate(NAMES):
+            grid[i % 3].button(  # a fixed label: the part's state is in the legend below
+                name,
+                key=f"ann_part_{i}",
+                on_click=select_part,
+                args=(i,),
+                shortcut=str(i + 1),
+                type="secondary",  # the selected part is filled with its colour (part_css)
+                width="stretch",
+            )
+        states = ["" if kps is None else an.part_state(kps, i) for i in range(len(NAMES))]
+        legend = " ".join(
+            f'<span style="color:rgb{c};font-size:1.3em">&#9679;</span>&nbsp;{n}{f" ({s})" if s else ""}'
+            for c, n, s in zip(PART_COLORS, NAMES, states)
+        )
+        st.markdown(legend, unsafe_allow_html=True)  # fixed part names and colours only, no user text
+        row = st.columns(2)
+        row[0].button(
+            "Not visible",
+            key="ann_hidden",
+            on_click=not_visible,
+            shortcut="V",
+            width="stretch",
+            help="the part is hidden or outside the frame: labeled, but no anchor",
+        )
+        row[1].button("Clear part", key="ann_clear_part", on_click=clear_part, shortcut="X", width="stretch")
+        row = st.columns(2)
+        row[0].button(
+            "Undo",
+            key="ann_undo_btn",
+            on_click=undo,
+            shortcut="Z",
+            width="stretch",
+            disabled=len(S["ann_undo"]) == 0,
+        )
+        row[1].button(
+            "Copy previous frame", key="ann_copy", on_click=copy_prev, shortcut="P", width="stretch"
+        )
+        st.button(
+            "Clear frame", key="ann_clear_frame", on_click=clear_frame, width="stretch", disabled=kps is None
+        )
+        with st.form("ann_type_point", clear_on_submit=False, border=True):
+            st.caption("Or type the point in frame pixels (Enter places it)")
+            c = st.columns(2)
+            c[0].number_input("x", 0.0, float(image.width), float(image.width) / 2, key="ann_x", step=1.0)
+            c[1].number_input("y", 0.0, float(image.height), float(image.height) / 2, key="ann_y", step=1.0)
+            st.form_submit_button("Place point", on_click=on_typed_point)
+
+
+frame_and_tools()
 
 # thumbnails around the current frame (below it, so the frame itself fits the window)
 lo = max(0, min(cur - 6, len(frames) - 12))
