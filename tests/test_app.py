@@ -185,15 +185,22 @@ def test_generate_synthetic_sets_from_the_data_page(home: Path):
         [b for b in at.button if b.label == "Generate"][0].click().run()
         assert not at.exception
 
+    assert at.text_input(key="syn_name").value == ""  # the example name is a hint, not a value
     generate("walkers", "w2", 2)
     assert (home / "data" / "w2" / "train").is_dir() and not at.error
     assert "folder-w2" in at.code[0].value  # generated walkers are opened at once
+    assert "Generated w2 and opened it" in at.success[0].value  # the message outlives the page's rerun
+    assert "Dataset: **w2**" in "\n".join(c.value for c in at.sidebar.caption)  # the sidebar follows
+    at.run()
+    assert "Generated w2" in at.success[0].value
     generate("pedestrians", "p3", 3)
     assert len(list((home / "data" / "p3" / "images").iterdir())) == 3
     generate("amber", "a2", 2)
     assert (home / "data" / "a2" / "motifs.json").is_file()
     generate("walkers", "../escape", 2)
     assert "contains '..'" in at.error[0].value and not (home / "escape").exists()
+    generate("walkers", " ", 2)
+    assert "Name the folder" in at.error[0].value
 
 
 def test_pages_explain_a_dataset_that_disappeared(demo_home: Path):
