@@ -606,11 +606,16 @@ def test_users_control_only_the_runs_their_session_launched(demo_home: Path, mon
 def test_studies_page_shows_loss_curves_pck_and_figures(demo_home: Path):
     out = demo_home / "studies" / "random"
     out.mkdir(parents=True)
-    runs = [{"dist": d, "parts": 9, "loss": [2.2, 1.0, 0.5], "final_loss": 0.5} for d in ("gaussian", "ones")]
+    runs = [
+        {"dist": d, "parts": n, "loss": [2.2, 1.0, 0.5], "final_loss": 0.5}
+        for d in ("gaussian", "uniform", "ones")
+        for n in (4, 9)
+    ]
     (out / "random.json").write_text(json.dumps({"runs": runs}))
     from PIL import Image
 
-    Image.new("RGB", (20, 10), (255, 0, 0)).save(out / "random.png")
+    Image.new("RGB", (20, 10), (255, 0, 0)).save(out / "random.png")  # the same loss curves, as a PNG
+    Image.new("RGB", (20, 10), (0, 255, 0)).save(out / "maps_attention.png")
     (out / "random-broken.json").write_text("{")
     ped = demo_home / "outputs" / "ped"
     ped.mkdir(parents=True)
@@ -633,7 +638,12 @@ def test_studies_page_shows_loss_curves_pck_and_figures(demo_home: Path):
     assert [str(o) for o in at.selectbox(key="study_folder").options] == ["outputs/ped", "studies/random"]
     at.selectbox(key="study_folder").set_value(demo_home / "studies" / "random").run()
     assert len(at.get("plotly_chart")) == 1
-    assert len(at.image) == 1
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    colors = [t["line"]["color"] for t in spec["data"]]
+    assert len(colors) == 6 and len(set(colors)) == 6  # one colour per distribution and part count
+    guides = spec["layout"]["shapes"]
+    assert len(guides) == 2 and all(g["layer"] == "below" for g in guides)  # log 4, log 9 under the curves
+    assert len(at.image) == 1  # maps_attention.png; random.png would show the chart above again
     assert any("random-broken.json is not valid JSON" in w.value for w in at.warning)
     at.selectbox(key="study_folder").set_value(demo_home / "outputs" / "ped").run()
     table = at.dataframe[0].value
@@ -663,7 +673,9 @@ def test_a_quick_study_runs_in_the_background_from_the_page_and_is_then_shown(ho
     at.run()
     assert not at.exception
     assert at.selectbox(key="study_folder").value == folder
-    assert len(at.get("plotly_chart")) == 1 and len(at.image) == 1  # the 9 loss curves and their PNG
+    assert (
+        len(at.get("plotly_chart")) == 1 and len(at.image) == 0
+    )  # the 9 loss curves; their PNG is the same figure
     assert len(json.loads((folder / "random.json").read_text())["runs"]) == 9
     assert not any(b.disabled for b in at.button if b.label.startswith("Run "))
 
