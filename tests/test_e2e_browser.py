@@ -346,6 +346,12 @@ def test_labels_of_two_frames_land_on_exactly_those_frames(page: Page, server: s
         assert {i for i in range(9) if kps[i, 2] > 0} == set(points), f"{frame}: {kps.tolist()}"
         for i, (x, y) in points.items():
             assert abs(kps[i, 0] - x) <= 1.0 and abs(kps[i, 1] - y) <= 1.0, f"{frame} part {i}: {kps[i]}"
+    # the place is in the URL: a reload (a new session) opens the same tracklet and frame
+    assert f"tracklet=2&frame={second}" in page.url and "dataset=" in page.url
+    page.reload()
+    page.wait_for_selector('[data-testid="stApp"]')
+    _settled(page)
+    expect(page.get_by_text(frames[second])).to_be_visible()  # the frame's caption: tracklet #2's frame
 
 
 def _open_tracklet(page: Page, n: int) -> None:
