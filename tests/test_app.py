@@ -349,6 +349,9 @@ def test_the_place_is_in_the_url_and_a_reload_opens_it(demo_home: Path, tmp_path
     assert fresh.session_state["ann_tracklet"] == 2 and fresh.session_state["ann_ctx"]["index"] == 3
     assert fresh.session_state["ann_ctx"]["frame"].endswith("000003.jpg")
     assert "other" in "\n".join(c.value for c in fresh.sidebar.caption)  # not the demo
+    # another page and back: Streamlit drops the widgets' state meanwhile, the place is kept anyway
+    _page(_page(fresh, "data"), "annotate")
+    assert fresh.session_state["ann_tracklet"] == 2 and fresh.session_state["ann_ctx"]["index"] == 3
 
 
 def test_copy_previous_frame_and_clear_frame(demo_home: Path):

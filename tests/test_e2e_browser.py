@@ -352,6 +352,13 @@ def test_labels_of_two_frames_land_on_exactly_those_frames(page: Page, server: s
     page.wait_for_selector('[data-testid="stApp"]')
     _settled(page)
     expect(page.get_by_text(frames[second])).to_be_visible()  # the frame's caption: tracklet #2's frame
+    # and Back from another page returns to it
+    page.get_by_role("link", name="Data").click()
+    _settled(page)
+    page.go_back()
+    page.wait_for_selector('[data-testid="stApp"]')
+    _settled(page)
+    expect(page.get_by_text(frames[second])).to_be_visible()
 
 
 def _open_tracklet(page: Page, n: int) -> None:

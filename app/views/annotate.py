@@ -232,7 +232,10 @@ def restore_place(splits: list[str]) -> None:
     """
     place = (st.query_params.get("split"), _url_int("tracklet"), _url_int("frame"))
     if place == S.get("ann_url_place") or place == (None, None, None):
-        return
+        # Streamlit drops a widget's state while another page runs: coming back, take the place again
+        if "ann_tracklet" in S or "ann_place" not in S:
+            return
+        place = S["ann_place"]
     split, tracklet, frame = place
     if split in splits:
         S["ann_split"] = split
@@ -245,7 +248,7 @@ def restore_place(splits: list[str]) -> None:
 
 def remember_place(split: str, tracklet: int, frame: int) -> None:
     st.query_params.update({"split": split, "tracklet": str(tracklet), "frame": str(frame)})
-    S["ann_url_place"] = (split, tracklet, frame)
+    S["ann_url_place"] = S["ann_place"] = (split, tracklet, frame)
 
 
 # ----------------------------------------------------------------------------- page chrome (fixed text only)
