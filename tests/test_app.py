@@ -354,6 +354,17 @@ def test_the_place_is_in_the_url_and_a_reload_opens_it(demo_home: Path, tmp_path
     assert fresh.session_state["ann_tracklet"] == 2 and fresh.session_state["ann_ctx"]["index"] == 3
 
 
+def test_zoom_enlarges_the_frame_and_clicks_still_land_in_frame_pixels(demo_home: Path):
+    at = _page(_app(), "annotate")
+    base = at.session_state["ann_ctx"]["scale"]
+    at.segmented_control(key="ann_zoom").set_value(2).run()
+    assert at.session_state["ann_ctx"]["scale"] == 2 * base
+    assert f"shown at {2 * base:g}x" in _texts(at)
+    frame = at.session_state["ann_ctx"]["frame"]
+    _place(at, 10.0, 6.0)
+    assert tuple(_demo_store(demo_home).get(frame)[0]) == (10.0, 6.0, 2.0)
+
+
 def test_copy_previous_frame_and_clear_frame(demo_home: Path):
     store = _demo_store(demo_home)
     at = _page(_app(), "annotate")

@@ -408,6 +408,15 @@ def test_keys_work_after_a_click_and_the_frame_fits_the_window(browser, server: 
         outer, inner = iframe.bounding_box(), _clickable_frame(page).bounding_box()
         assert outer is not None and inner is not None
         assert inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 1, f"{inner} clipped by {outer}"
+        # zoomed in twice, a click still lands on the frame pixel under it
+        page.set_viewport_size({"width": 1400, "height": 900})
+        page.locator(".st-key-ann_zoom").get_by_text("2x", exact=True).click()
+        _settled(page)
+        box = _clickable_frame(page).bounding_box()
+        assert box is not None and box["width"] == pytest.approx(64 * 6, abs=1)  # 3x fitted, then 2x
+        _click_frame(page, 100, 200)
+        kps = _wait_for_frame(home, frame, {0})
+        assert kps is not None and abs(kps[0, 0] - 100.5 / 6) <= 0.5 and abs(kps[0, 1] - 200.5 / 6) <= 0.5
     finally:
         context.close()
 

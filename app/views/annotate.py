@@ -34,6 +34,7 @@ S.setdefault("ann_mode", "place")
 S.setdefault("ann_grabbed", None)
 S.setdefault("ann_undo", an.UndoStack())
 S.setdefault("ann_msg", "")
+S.setdefault("ann_zoom", 1)
 S.pop("ann_rerun_app", None)  # this is the whole page's run that the fragment below may ask for
 
 spec, dataset = require_dataset()
@@ -44,6 +45,7 @@ with shown_errors(stop=True):
     labels = labels_of(store)
 NAMES = [p.replace("_", " ") for p in PARTS]
 DISPLAY_HEIGHT = 384  # frame pixels on screen: the whole frame fits a 900-pixel-tall window
+ZOOMS = (1, 2, 3)  # times the fitted size, for small parts (feet, elbows) on low-resolution crops
 
 # ----------------------------------------------------------------------------- actions (widget callbacks)
 
@@ -420,7 +422,17 @@ def frame_and_tools() -> None:
             disabled=cur >= len(frames) - 1,
         )
         part = S["ann_part"]
-        drawn = an.draw_keypoints(image, kps, scale=scale, radius=max(3.0, 1.5 * scale), selected=part)
+        zoom = st.segmented_control(
+            "Zoom",
+            ZOOMS,
+            format_func=lambda z: "fit" if z == 1 else f"{z}x",
+            key="ann_zoom",
+            required=True,
+            help="larger than the window: scroll the page to pan",
+        )
+        shown = scale * (zoom or 1)
+        S["ann_ctx"]["scale"] = shown  # the click radius follows the zoom
+        drawn = an.draw_keypoints(image, kps, scale=shown, radius=max(3.0, 1.5 * shown), selected=part)
         hidden = [n for i, n in enumerate(NAMES) if kps is not None and an.part_state(kps, i) == "hidden"]
         tag = [f"{S['ann_mode'] or 'place'}: {NAMES[part]}"] + (
             [f"hidden: {', '.join(hidden)}"] if hidden else []
@@ -434,7 +446,7 @@ def frame_and_tools() -> None:
             png_compression_level=1,  # a tenth of the bytes of level 0 for 1 ms more
         )
         st.caption(
-            f"`{frame}`: {image.width} x {image.height} pixels, shown at {scale:g}x. Click to place the "
+            f"`{frame}`: {image.width} x {image.height} pixels, shown at {shown:g}x. Click to place the "
             "selected part; the next unlabeled part is selected after each click."
         )
 
