@@ -72,11 +72,38 @@ def demo_spec(ws: Workspace) -> DatasetSpec:
     return DatasetSpec("folder", str(ws.demo_dataset), {}, "demo walkers")
 
 
+def spec_from_url() -> DatasetSpec | None:
+    """The dataset the page's URL names (``?dataset=<root>&loader=<name>``), or None.
+
+    The URL carries the dataset so that a reload, a bookmark or the Back button open the same one
+    instead of the demo; its root is confined like a typed one when the dataset is loaded.
+    """
+    root = st.query_params.get("dataset")
+    if not root:
+        return None
+    name = st.query_params.get("loader", "folder")
+    if name not in DATASET_NAMES:
+        return None
+    try:
+        options = json.loads(st.query_params.get("options", "{}"))
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(options, dict):
+        return None
+    demo = workspace().demo_dataset
+    label = "demo walkers" if name == "folder" and Path(root) == demo else Path(root).name
+    return DatasetSpec(name, root, options, label)
+
+
 def current_spec() -> DatasetSpec | None:
-    """The dataset this session works on: the chosen one, else the demo when it has been generated."""
+    """The dataset this session works on: the chosen one, else the URL's, else the demo when generated."""
     raw = st.session_state.get(DATASET_KEY)
     if raw:
         return DatasetSpec(**raw)
+    spec = spec_from_url()
+    if spec is not None:
+        choose_dataset(spec)
+        return spec
     ws = workspace()
     if (ws.demo_dataset / "train").is_dir():
         return demo_spec(ws)
@@ -85,6 +112,18 @@ def current_spec() -> DatasetSpec | None:
 
 def choose_dataset(spec: DatasetSpec) -> None:
     st.session_state[DATASET_KEY] = asdict(spec)
+    dataset_in_url(spec)
+
+
+def dataset_in_url(spec: DatasetSpec | None) -> None:
+    """Write the session's dataset into the URL (every page, every run: switching pages clears it)."""
+    if spec is None:
+        return
+    want = {"dataset": spec.root, "loader": spec.name}
+    if spec.options:
+        want["options"] = json.dumps(spec.options, sort_keys=True)
+    if any(st.query_params.get(k) != v for k, v in want.items()):
+        st.query_params.update(want)
 
 
 def _root_stamp(root: str) -> float:

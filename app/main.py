@@ -21,7 +21,7 @@ if _REPO not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, 
 import streamlit as st  # noqa: E402
 
 from app.auth import require_access  # noqa: E402
-from app.common import current_spec, demo_mode, sidebar_dataset  # noqa: E402
+from app.common import current_spec, dataset_in_url, demo_mode, sidebar_dataset, spec_from_url  # noqa: E402
 from app.demo import demo_with_progress_bar  # noqa: E402
 
 st.set_page_config(page_title="SSN3D Studio", page_icon=":material/directions_walk:", layout="wide")
@@ -29,9 +29,10 @@ st.session_state["ssn3d_role"] = require_access()
 
 if demo_mode() and not st.session_state.get("ssn3d_demo_checked"):
     # SSN3D_DEMO=1 (scripts/demo.sh): the demo is generated (when missing) and selected without a click,
-    # once per browser session
+    # once per browser session, unless the URL names the dataset to open (a reload keeps its dataset)
     st.session_state["ssn3d_demo_checked"] = True
-    demo_with_progress_bar()
+    if spec_from_url() is None:
+        demo_with_progress_bar()
 
 pages = [
     st.Page("views/data.py", title="Data", icon=":material/folder_open:", default=True),
@@ -42,5 +43,7 @@ pages = [
     st.Page("views/studies.py", title="Studies", icon=":material/science:"),
 ]
 page = st.navigation(pages)
-sidebar_dataset(current_spec())
+spec = current_spec()
+sidebar_dataset(spec)
+dataset_in_url(spec)
 page.run()

@@ -9,7 +9,8 @@ so that it can be tested without a browser:
 * ``handle_click``: place / move / delete a point, then select the next unlabeled part;
 * ``UndoStack``: the last changes of one user, as plain JSON-able values;
 * ``copy_previous``: start a frame from the nearest labeled frame before it;
-* ``tracklet_progress`` / ``dataset_progress``: labeled frames against the goal;
+* ``tracklet_progress`` / ``dataset_progress``: labeled frames (every part done) against the goal;
+* ``next_unlabeled_frame`` / ``next_unlabeled_tracklet``: where the labeler goes next;
 * ``draw_keypoints``: the points and the skeleton in the fixed part colours of ``ssn3d.keypoints``.
 
 Keypoints are (N, 3) float arrays of (x, y, v) in frame pixels, v as in COCO (0 not labeled,
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from ssn3d.keypoints import (
     NOT_LABELED,
@@ -187,6 +188,20 @@ def handle_click(
     raise ValueError(f"click mode {mode!r} is unknown; choose place, move or delete.")
 
 
+def part_state(kps: np.ndarray, part: int) -> str:
+    """How ``part`` stands on a frame, in words: "placed", "hidden" (labeled not visible) or "" (to do)."""
+    v = int(np.asarray(kps)[part, 2])
+    return "placed" if v == VISIBLE else "hidden" if v == NOT_VISIBLE else ""
+
+
+def changed_part(before: np.ndarray | None, after: np.ndarray | None) -> int | None:
+    """The first part whose label differs between two versions of a frame (None = no label); None if none."""
+    a = new_keypoints() if before is None else np.asarray(before)
+    b = new_keypoints() if after is None else np.asarray(after)
+    diff = np.flatnonzero((a != b).any(axis=1))
+    return int(diff[0]) if diff.size else None
+
+
 def is_new_click(value: Mapping[str, Any] | None, last_time: float | None) -> bool:
     """Whether an image-coordinates widget value is a fresh click (the widget repeats its last one)."""
     if not value or "x" not in value or "y" not in value:
@@ -235,13 +250,17 @@ def copy_previous(frames: Sequence[str], index: int, labels: Mapping[str, np.nda
     return None
 
 
-def is_labeled(kps: np.ndarray | None) -> bool:
-    """A frame counts as labeled when at least one part is labeled (visible or not)."""
+def is_started(kps: np.ndarray | None) -> bool:
+    """At least one part of the frame is labeled (visible or not)."""
     return kps is not None and bool((np.asarray(kps)[:, 2] > NOT_LABELED).any())
 
 
-def is_complete(kps: np.ndarray | None) -> bool:
-    """Every part has a label (visible or marked not visible)."""
+def is_labeled(kps: np.ndarray | None) -> bool:
+    """A frame counts as labeled when its parts are done: every part placed or marked not visible.
+
+    A frame with a few points is only started: counting it would call a tracklet done ("7/2 labeled")
+    while its anchors are missing most parts.
+    """
     return kps is not None and bool((np.asarray(kps)[:, 2] > NOT_LABELED).all())
 
 
@@ -250,15 +269,15 @@ class Progress:
     """Labeled frames against the goal.
 
     Attributes:
-        labeled: labeled frames (at least one part labeled).
-        complete: frames with all parts labeled.
+        labeled: frames whose parts are done (``is_labeled``).
+        started: frames with some parts labeled, not all.
         goal: frames wanted (per tracklet: ``GOAL_PER_TRACKLET``; over a dataset: the sum).
         tracklets_done: tracklets that reached their goal (1 or 0 for one tracklet).
         tracklets: how many tracklets were counted.
     """
 
     labeled: int
-    complete: int
+    started: int
     goal: int
     tracklets_done: int
     tracklets: int
@@ -274,24 +293,53 @@ def tracklet_progress(
     """Labeled frames of one tracklet (frame keys) against ``goal`` (capped at the tracklet's length)."""
     keys = list(frames)
     labeled = sum(is_labeled(labels.get(k)) for k in keys)
-    complete = sum(is_complete(labels.get(k)) for k in keys)
+    started = sum(is_started(labels.get(k)) for k in keys) - labeled
     g = min(goal, len(keys))
-    return Progress(labeled, complete, g, int(labeled >= g), 1)
+    return Progress(labeled, started, g, int(labeled >= g), 1)
 
 
 def dataset_progress(
     tracklets: Iterable[Iterable[str]], labels: Mapping[str, np.ndarray], goal: int = GOAL_PER_TRACKLET
 ) -> Progress:
     """``tracklet_progress`` summed over tracklets; ``labeled`` counts at most ``goal`` per tracklet."""
-    labeled = complete = want = done = count = 0
+    labeled = started = want = done = count = 0
     for frames in tracklets:
         p = tracklet_progress(frames, labels, goal)
         labeled += min(p.labeled, p.goal)
-        complete += p.complete
+        started += p.started
         want += p.goal
         done += p.tracklets_done
         count += 1
-    return Progress(labeled, complete, want, done, count)
+    return Progress(labeled, started, want, done, count)
+
+
+def next_unlabeled_frame(frames: Sequence[str], index: int, labels: Mapping[str, np.ndarray]) -> int | None:
+    """The next frame after ``index`` (wrapping around) that is not labeled yet; None when all are.
+
+    A started frame comes first, so a frame left half done is finished before a new one is begun.
+    """
+    order = [(index + step) % len(frames) for step in range(1, len(frames) + 1)]
+    for wanted in (is_started, lambda kps: True):
+        for j in order:
+            kps = labels.get(frames[j])
+            if not is_labeled(kps) and wanted(kps):
+                return j
+    return None
+
+
+def next_unlabeled_tracklet(
+    tracklets: Sequence[Sequence[str]],
+    index: int,
+    labels: Mapping[str, np.ndarray],
+    goal: int = GOAL_PER_TRACKLET,
+) -> int | None:
+    """The next tracklet after ``index`` (wrapping around) short of its goal; None when every one is done."""
+    n = len(tracklets)
+    for step in range(1, n + 1):
+        j = (index + step) % n
+        if not tracklet_progress(tracklets[j], labels, goal).tracklets_done:
+            return j
+    return None
 
 
 def draw_keypoints(
@@ -344,6 +392,22 @@ def draw_keypoints(
             draw.ellipse([cx - r - 2, cy - r - 2, cx + r + 2, cy + r + 2], outline=(255, 255, 255), width=2)
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color, outline=(0, 0, 0))
     return img
+
+
+def draw_tag(image: Image.Image, lines: Sequence[str], color: tuple[int, int, int]) -> Image.Image:
+    """``image`` with ``lines`` of text on a box of ``color`` in its top-left corner (drawn in place).
+
+    The page names the part the next click places this way, on the image where the eyes are, in
+    the part's own colour; a second line lists the parts marked hidden, which have no point to draw.
+    """
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(10, image.height // 40))
+    text = "\n".join(lines)
+    left, top, right, bottom = draw.multiline_textbbox((3, 2), text, font=font)
+    draw.rectangle([0, 0, right + 3, bottom + 3], fill=color)
+    ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)  # dark text on light parts, light on dark
+    draw.multiline_text((3, 2), text, fill=ink, font=font)
+    return image
 
 
 def new_keypoints() -> np.ndarray:

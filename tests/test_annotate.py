@@ -131,19 +131,52 @@ def test_copy_previous_prefers_the_nearest_earlier_labeled_frame():
     assert an.copy_previous(["x", "y"], 1, {}) is None
 
 
-def test_progress_counts_frames_against_the_goal():
+def test_progress_counts_a_frame_when_its_parts_are_done():
+    full = np.tile(np.array([[1.0, 1.0, VISIBLE]], dtype=np.float32), (NUM_PARTS, 1))
+    hidden_feet = an.mark_not_visible(an.mark_not_visible(full, 7), 8)  # done: placed or hidden
+    partial = an.set_point(an.new_keypoints(), 0, 1, 1)
+    labels = {"t1/a": full, "t1/b": partial, "t2/a": partial, "t3/a": an.new_keypoints(), "t5/a": hidden_feet}
+    assert an.is_labeled(hidden_feet) and not an.is_labeled(partial) and an.is_started(partial)
+    p1 = an.tracklet_progress(["t1/a", "t1/b", "t1/c"], labels)
+    assert (p1.labeled, p1.started, p1.goal, p1.tracklets_done) == (1, 1, 2, 0)
+    p2 = an.tracklet_progress(["t2/a", "t2/b"], labels)
+    assert (p2.labeled, p2.started, p2.tracklets_done) == (0, 1, 0)
+    many = an.tracklet_progress([f"t6/{i}" for i in range(7)], {f"t6/{i}": partial for i in range(7)})
+    assert (many.labeled, many.tracklets_done) == (0, 0)  # seven started frames are not "7/2 labeled"
+    short = an.tracklet_progress(["t4/a"], {"t4/a": full})
+    assert short.goal == 1 and short.tracklets_done == 1  # a one-frame tracklet cannot give two
+    tracks = [["t1/a", "t1/b", "t1/c"], ["t2/a", "t2/b"], ["t3/a", "t3/b"], ["t5/a", "t1/a"]]
+    total = an.dataset_progress(tracks, labels)
+    assert (total.labeled, total.goal, total.tracklets_done, total.tracklets) == (3, 8, 1, 4)
+    assert total.fraction == pytest.approx(3 / 8)
+
+
+def test_next_unlabeled_frame_finishes_started_frames_first_and_wraps():
     full = np.tile(np.array([[1.0, 1.0, VISIBLE]], dtype=np.float32), (NUM_PARTS, 1))
     partial = an.set_point(an.new_keypoints(), 0, 1, 1)
-    labels = {"t1/a": full, "t1/b": partial, "t2/a": partial, "t3/a": an.new_keypoints()}
-    p1 = an.tracklet_progress(["t1/a", "t1/b", "t1/c"], labels)
-    assert (p1.labeled, p1.complete, p1.goal, p1.tracklets_done) == (2, 1, 2, 1)
-    p2 = an.tracklet_progress(["t2/a", "t2/b"], labels)
-    assert (p2.labeled, p2.tracklets_done) == (1, 0)
-    short = an.tracklet_progress(["t4/a"], {"t4/a": partial})
-    assert short.goal == 1 and short.tracklets_done == 1  # a one-frame tracklet cannot give two
-    total = an.dataset_progress([["t1/a", "t1/b", "t1/c"], ["t2/a", "t2/b"], ["t3/a", "t3/b"]], labels)
-    assert (total.labeled, total.goal, total.tracklets_done, total.tracklets) == (3, 6, 1, 3)
-    assert total.fraction == pytest.approx(0.5)
+    frames = ["a", "b", "c", "d"]
+    assert an.next_unlabeled_frame(frames, 0, {"b": full}) == 2
+    assert an.next_unlabeled_frame(frames, 0, {"b": full, "d": partial}) == 3  # the half-done one first
+    assert an.next_unlabeled_frame(frames, 2, {"a": full, "b": full, "d": full}) == 2  # only itself left
+    assert an.next_unlabeled_frame(frames, 3, {"b": full}) == 0  # wraps around
+    assert an.next_unlabeled_frame(frames, 1, {f: full for f in frames}) is None
+    tracks = [["a", "b"], ["c", "d"], ["e"]]
+    labels = {"a": full, "b": full, "e": full}
+    assert an.next_unlabeled_tracklet(tracks, 0, labels) == 1
+    assert an.next_unlabeled_tracklet(tracks, 1, labels) == 1  # the current one is the only one short
+    assert an.next_unlabeled_tracklet(tracks, 2, {**labels, "c": full, "d": full}) is None
+
+
+def test_changed_part_is_the_first_part_that_differs():
+    a = an.set_point(an.new_keypoints(), 2, 3, 4)
+    b = an.set_point(a, 5, 1, 1)
+    assert an.changed_part(a, b) == 5 and an.changed_part(None, a) == 2 and an.changed_part(a, a) is None
+    assert an.changed_part(a, None) == 2
+
+
+def test_part_state_names_placed_hidden_and_open_parts():
+    kps = an.mark_not_visible(an.set_point(an.new_keypoints(), 0, 3, 4), 1)
+    assert [an.part_state(kps, i) for i in range(3)] == ["placed", "hidden", ""]
 
 
 def test_draw_keypoints_uses_the_fixed_part_colours_and_skips_hidden_points():

@@ -185,15 +185,22 @@ def test_generate_synthetic_sets_from_the_data_page(home: Path):
         [b for b in at.button if b.label == "Generate"][0].click().run()
         assert not at.exception
 
+    assert at.text_input(key="syn_name").value == ""  # the example name is a hint, not a value
     generate("walkers", "w2", 2)
     assert (home / "data" / "w2" / "train").is_dir() and not at.error
     assert "folder-w2" in at.code[0].value  # generated walkers are opened at once
+    assert "Generated w2 and opened it" in at.success[0].value  # the message outlives the page's rerun
+    assert "Dataset: **w2**" in "\n".join(c.value for c in at.sidebar.caption)  # the sidebar follows
+    at.run()
+    assert "Generated w2" in at.success[0].value
     generate("pedestrians", "p3", 3)
     assert len(list((home / "data" / "p3" / "images").iterdir())) == 3
     generate("amber", "a2", 2)
     assert (home / "data" / "a2" / "motifs.json").is_file()
     generate("walkers", "../escape", 2)
     assert "contains '..'" in at.error[0].value and not (home / "escape").exists()
+    generate("walkers", " ", 2)
+    assert "Name the folder" in at.error[0].value
 
 
 def test_pages_explain_a_dataset_that_disappeared(demo_home: Path):
@@ -268,6 +275,94 @@ def test_annotation_flow_saves_every_change_at_once(demo_home: Path):
     assert at.session_state["ann_part"] == 7
     # the progress of the tracklet counts the frame
     assert any("This tracklet: " in p.proto.text for p in at.get("progress"))
+
+
+def _widget_faces(at: AppTest) -> dict:
+    """What the browser keys a widget's value on: option labels, button labels, slider bounds."""
+    faces = {f"select {w.key}": list(w.options) for w in at.selectbox}
+    faces.update({f"button {w.key}": w.label for w in at.button})
+    faces.update({f"slider {w.key}": (w.min, w.max) for w in at.slider})
+    return faces
+
+
+def test_annotate_widgets_do_not_change_their_labels_while_a_frame_is_labeled(demo_home: Path):
+    """The browser sends back a selectbox's option label; one that carries a live count stops matching once
+    a frame is labeled, and the tracklet resets to #0 (labels then land on its frame 0)."""
+    at = _page(_app(), "annotate")
+    at.selectbox(key="ann_tracklet").set_value(2).run()
+    at.slider(key="ann_frame").set_value(3).run()
+    faces = _widget_faces(at)
+    frame = at.session_state["ann_ctx"]["frame"]
+    for x, y in ((10.0, 6.0), (12.0, 20.0)):
+        _place(at, x, y)
+    at.button(key="ann_hidden").click().run()
+    assert _widget_faces(at) == faces
+    assert at.session_state["ann_ctx"]["frame"] == frame and at.session_state["ann_tracklet"] == 2
+    assert "body (placed)" in _texts(at) and "crotch (hidden)" in _texts(at)  # the live state, beside
+
+
+def _label_whole_frame(store: AnnotationStore, frame: str) -> None:
+    kps = np.zeros((9, 3), dtype=np.float32)
+    kps[:, :2], kps[:, 2] = 4.0, 2.0
+    store.set(frame, kps)
+
+
+def test_next_unlabeled_frame_and_tracklet_buttons(demo_home: Path):
+    store = _demo_store(demo_home)
+    at = _page(_app(), "annotate")
+    frames = at.session_state["ann_ctx"]["tracklets"]
+    for f in frames[0][:2] + frames[1][:1]:  # tracklet #0 reaches its goal, #1 has one frame of two
+        _label_whole_frame(store, f)
+    _place(at, 5.0, 5.0)  # frame 0 of #0 is done already: the head moves, the frame stays done
+    at.button(key="ann_next_open").click().run()
+    assert at.session_state["ann_ctx"]["index"] == 2  # frames 0 and 1 are done
+    assert "This tracklet: 2/2 labeled frames" in at.get("progress")[-1].proto.text
+    at.button(key="ann_next_tracklet").click().run()
+    assert at.session_state["ann_tracklet"] == 1 and at.session_state["ann_ctx"]["index"] == 1
+    # a frame with a few points is started, not labeled: the tracklet's count stays at 1
+    _place(at, 6.0, 6.0)
+    assert "1/2 labeled frames" in at.get("progress")[-1].proto.text and "1 started" in _texts(at) + "".join(
+        p.proto.text for p in at.get("progress")
+    )
+
+
+def test_the_place_is_in_the_url_and_a_reload_opens_it(demo_home: Path, tmp_path: Path):
+    from ssn3d.data.synth.walkers import generate_walkers
+
+    other = generate_walkers(
+        demo_home / "data" / "other", ids=4, cameras=2, frames=4, size=(64, 32), seed=3, progress=False
+    )
+    at = _app()
+    at.text_input(key="ds_root").set_value(str(other))
+    at.button[[b.label for b in at.button].index("Open")].click().run()
+    at = _page(at, "annotate")
+    at.selectbox(key="ann_tracklet").set_value(2).run()
+    at.slider(key="ann_frame").set_value(3).run()
+    url = dict(at.query_params)
+    assert url["tracklet"] == "2" and url["frame"] == "3" and url["dataset"] == str(other)
+    # a reload: a new session with only the URL
+    fresh = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    for k, v in url.items():
+        fresh.query_params[k] = v
+    fresh.run()
+    fresh = _page(fresh, "annotate")
+    assert fresh.session_state["ann_tracklet"] == 2 and fresh.session_state["ann_ctx"]["index"] == 3
+    assert fresh.session_state["ann_ctx"]["frame"].endswith("000003.jpg")
+    assert "other" in "\n".join(c.value for c in fresh.sidebar.caption)  # not the demo
+    # another page and back: Streamlit drops the widgets' state meanwhile, the place is kept anyway
+    _page(_page(fresh, "data"), "annotate")
+    assert fresh.session_state["ann_tracklet"] == 2 and fresh.session_state["ann_ctx"]["index"] == 3
+
+
+def test_zoom_enlarges_the_frame_and_clicks_still_land_in_frame_pixels(demo_home: Path):
+    at = _page(_app(), "annotate")
+    base = at.session_state["ann_ctx"]["scale"]
+    at.segmented_control(key="ann_zoom").set_value(2).run()
+    assert at.session_state["ann_ctx"]["scale"] == 2 * base
+    assert f"shown at {2 * base:g}x" in _texts(at)
+    frame = at.session_state["ann_ctx"]["frame"]
+    _place(at, 10.0, 6.0)
+    assert tuple(_demo_store(demo_home).get(frame)[0]) == (10.0, 6.0, 2.0)
 
 
 def test_copy_previous_frame_and_clear_frame(demo_home: Path):
@@ -553,11 +648,16 @@ def test_users_control_only_the_runs_their_session_launched(demo_home: Path, mon
 def test_studies_page_shows_loss_curves_pck_and_figures(demo_home: Path):
     out = demo_home / "studies" / "random"
     out.mkdir(parents=True)
-    runs = [{"dist": d, "parts": 9, "loss": [2.2, 1.0, 0.5], "final_loss": 0.5} for d in ("gaussian", "ones")]
+    runs = [
+        {"dist": d, "parts": n, "loss": [2.2, 1.0, 0.5], "final_loss": 0.5}
+        for d in ("gaussian", "uniform", "ones")
+        for n in (4, 9)
+    ]
     (out / "random.json").write_text(json.dumps({"runs": runs}))
     from PIL import Image
 
-    Image.new("RGB", (20, 10), (255, 0, 0)).save(out / "random.png")
+    Image.new("RGB", (20, 10), (255, 0, 0)).save(out / "random.png")  # the same loss curves, as a PNG
+    Image.new("RGB", (20, 10), (0, 255, 0)).save(out / "maps_attention.png")
     (out / "random-broken.json").write_text("{")
     ped = demo_home / "outputs" / "ped"
     ped.mkdir(parents=True)
@@ -580,7 +680,12 @@ def test_studies_page_shows_loss_curves_pck_and_figures(demo_home: Path):
     assert [str(o) for o in at.selectbox(key="study_folder").options] == ["outputs/ped", "studies/random"]
     at.selectbox(key="study_folder").set_value(demo_home / "studies" / "random").run()
     assert len(at.get("plotly_chart")) == 1
-    assert len(at.image) == 1
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    colors = [t["line"]["color"] for t in spec["data"]]
+    assert len(colors) == 6 and len(set(colors)) == 6  # one colour per distribution and part count
+    guides = spec["layout"]["shapes"]
+    assert len(guides) == 2 and all(g["layer"] == "below" for g in guides)  # log 4, log 9 under the curves
+    assert len(at.image) == 1  # maps_attention.png; random.png would show the chart above again
     assert any("random-broken.json is not valid JSON" in w.value for w in at.warning)
     at.selectbox(key="study_folder").set_value(demo_home / "outputs" / "ped").run()
     table = at.dataframe[0].value
@@ -610,7 +715,9 @@ def test_a_quick_study_runs_in_the_background_from_the_page_and_is_then_shown(ho
     at.run()
     assert not at.exception
     assert at.selectbox(key="study_folder").value == folder
-    assert len(at.get("plotly_chart")) == 1 and len(at.image) == 1  # the 9 loss curves and their PNG
+    assert (
+        len(at.get("plotly_chart")) == 1 and len(at.image) == 0
+    )  # the 9 loss curves; their PNG is the same figure
     assert len(json.loads((folder / "random.json").read_text())["runs"]) == 9
     assert not any(b.disabled for b in at.button if b.label.startswith("Run "))
 

@@ -1,6 +1,7 @@
 """End to end in a real browser: Playwright drives Debian's headless Chromium against `streamlit run`.
 
-* Annotate: a click on the frame draws the point and saves it in ``annotations/`` at once.
+* Annotate: a click on the frame draws the point and saves it in ``annotations/`` at once; labeling two
+  frames of one tracklet (clicks, Undo) writes exactly those points to exactly those frames.
 * Attention: the T x N grid appears for a trained checkpoint.
 * Train: a tiny run launched from the form runs as its own process, and its loss curve appears.
 * Screenshots of every page; into docs/screenshots/ with ``SSN3D_UPDATE_SCREENSHOTS=1``.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -253,6 +255,170 @@ def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str
         f"pixel {color} is not the head colour"
     )
     _shot(page, "annotate", tmp_path)
+
+
+def _store_frames(home: Path) -> dict:
+    from ssn3d.annotations import AnnotationStore
+
+    return AnnotationStore(home / "annotations" / "folder-demo-walkers.json").frames()
+
+
+def _wait_for_frame(home: Path, frame: str, visible: set[int], timeout: float = 30.0):
+    """Wait until ``frame`` holds visible points on exactly the parts ``visible``; its keypoints (or None)."""
+    deadline = time.monotonic() + timeout
+    kps = None
+    while time.monotonic() < deadline:
+        kps = _store_frames(home).get(frame)
+        have = set() if kps is None else {i for i in range(len(kps)) if kps[i, 2] == 2}
+        if have == visible:
+            return kps
+        time.sleep(0.2)
+    return kps
+
+
+def _click_frame(page: Page, x: float, y: float) -> None:
+    """One click on the shown frame at display pixel (x, y), once the page is idle."""
+    _settled(page)
+    for _ in range(3):  # the component's iframe can be replaced between finding it and clicking it
+        try:
+            _clickable_frame(page).click(position={"x": x, "y": y}, timeout=10_000)
+            return
+        except PlaywrightError:
+            page.wait_for_timeout(300)
+    raise AssertionError("the frame could not be clicked")
+
+
+def test_labels_of_two_frames_land_on_exactly_those_frames(page: Page, server: str, home: Path):
+    """Labels go to the frame on screen, also once the tracklet's progress text has changed."""
+    from ssn3d.data.datasets import build_dataset
+
+    dataset = build_dataset("folder", str(home / "data" / "demo-walkers"))
+    frames = [dataset.relpath(p) for p in dataset.splits()["train"][2].paths]
+    _open(page, server, "annotate")
+    before = _store_frames(home)
+    free = [j for j, f in enumerate(frames) if f not in before]  # the demo pre-labels two frames each
+    assert len(free) >= 2
+    first, second = free[0], free[-1]
+    page.get_by_label("Tracklet").click()
+    page.get_by_role("option", name=re.compile(r"^#2 ")).click()
+    _settled(page)
+    if first != 0:  # a tracklet opens on its frame 0
+        page.locator(f".st-key-ann_go_{first} button").click()
+        _settled(page)
+    box = _clickable_frame(page).bounding_box()
+    assert box is not None
+    scale = box["width"] / 64  # the demo frames are 64 pixels wide
+
+    def frame_px(x: float, y: float) -> tuple[float, float]:
+        return (x + 0.5) / scale, (y + 0.5) / scale
+
+    clicks = [(20, 30), (30, 90), (40, 150)]  # head, body, crotch: the next part is selected after each
+    for n, (x, y) in enumerate(clicks, start=1):
+        _click_frame(page, x, y)
+        got = _wait_for_frame(home, frames[first], set(range(n)))
+        assert got is not None and {i for i in range(9) if got[i, 2] == 2} == set(range(n)), (
+            f"click {n} did not land on frame {first} of tracklet #2"
+        )
+    _settled(page)
+    page.locator(".st-key-ann_undo_btn button").click()  # takes the crotch back
+    assert _wait_for_frame(home, frames[first], {0, 1}) is not None
+    _click_frame(page, 50, 200)  # Undo selected the crotch again: it is placed anew
+    _wait_for_frame(home, frames[first], {0, 1, 2})
+    _settled(page)
+    page.locator(f".st-key-ann_go_{second} button").click()
+    _settled(page)
+    _click_frame(page, 25, 35)
+    _wait_for_frame(home, frames[second], {0})
+    _click_frame(page, 35, 95)
+    _wait_for_frame(home, frames[second], {0, 1})
+    _settled(page)
+
+    after = _store_frames(home)
+    changed = {k for k in set(before) | set(after) if k not in before or k not in after}
+    changed |= {k for k in before if k in after and not (before[k] == after[k]).all()}
+    assert changed == {frames[first], frames[second]}, f"labels were written to {sorted(changed)}"
+    want = {
+        frames[first]: {0: frame_px(*clicks[0]), 1: frame_px(*clicks[1]), 2: frame_px(50, 200)},
+        frames[second]: {0: frame_px(25, 35), 1: frame_px(35, 95)},
+    }
+    for frame, points in want.items():
+        kps = after[frame]
+        assert {i for i in range(9) if kps[i, 2] > 0} == set(points), f"{frame}: {kps.tolist()}"
+        for i, (x, y) in points.items():
+            assert abs(kps[i, 0] - x) <= 1.0 and abs(kps[i, 1] - y) <= 1.0, f"{frame} part {i}: {kps[i]}"
+    # the place is in the URL: a reload (a new session) opens the same tracklet and frame
+    assert f"tracklet=2&frame={second}" in page.url and "dataset=" in page.url
+    page.reload()
+    page.wait_for_selector('[data-testid="stApp"]')
+    _settled(page)
+    expect(page.get_by_text(frames[second])).to_be_visible()  # the frame's caption: tracklet #2's frame
+    # and Back from another page returns to it
+    page.get_by_role("link", name="Data").click()
+    _settled(page)
+    page.go_back()
+    page.wait_for_selector('[data-testid="stApp"]')
+    _settled(page)
+    expect(page.get_by_text(frames[second])).to_be_visible()
+
+
+def _open_tracklet(page: Page, n: int) -> None:
+    page.get_by_label("Tracklet").click()
+    page.get_by_role("option", name=re.compile(rf"^#{n} ")).click()
+    _settled(page)
+
+
+def test_keys_work_after_a_click_and_the_frame_fits_the_window(browser, server: str, home: Path):
+    from PIL import Image
+
+    from ssn3d.data.datasets import build_dataset
+    from ssn3d.keypoints import PART_COLORS
+
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        dataset = build_dataset("folder", str(home / "data" / "demo-walkers"))
+        frames = [dataset.relpath(p) for p in dataset.splits()["train"][4].paths]
+        _open(page, server, "annotate")
+        _open_tracklet(page, 4)
+        if frames[0] in _store_frames(home):  # the demo pre-labels two frames: start on one without
+            page.get_by_role("button", name="Next unlabeled frame").click()
+            _settled(page)
+        frame = next(f for f in frames if f not in _store_frames(home))
+        box = _clickable_frame(page).bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 900, f"frame at {box}"
+        _click_frame(page, 20, 30)
+        assert _wait_for_frame(home, frame, {0}) is not None
+        _settled(page)
+        page.keyboard.press("z")  # Undo, with the focus where the click left it
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _store_frames(home).get(frame) is not None:
+            time.sleep(0.2)
+        assert _store_frames(home).get(frame) is None, "the Z key did not reach the page after a click"
+        # the part to place next is named on the image in its colour; its button is filled with it
+        _settled(page)
+        shot = Image.open(io.BytesIO(_clickable_frame(page).screenshot())).convert("RGB")
+        assert all(abs(a - b) <= 40 for a, b in zip(shot.getpixel((1, 1)), PART_COLORS[0]))
+        fill = page.locator(".st-key-ann_part_0 button").evaluate("b => getComputedStyle(b).backgroundColor")
+        assert fill.replace(" ", "") == "rgb({},{},{})".format(*PART_COLORS[0])
+        # at 800 pixels wide the whole frame can still be clicked
+        page.set_viewport_size({"width": 800, "height": 900})
+        _settled(page)
+        iframe = page.locator('iframe[title*="streamlit_image_coordinates"]:not([height="0"])').last
+        outer, inner = iframe.bounding_box(), _clickable_frame(page).bounding_box()
+        assert outer is not None and inner is not None
+        assert inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 1, f"{inner} clipped by {outer}"
+        # zoomed in twice, a click still lands on the frame pixel under it
+        page.set_viewport_size({"width": 1400, "height": 900})
+        page.locator(".st-key-ann_zoom").get_by_text("2x", exact=True).click()
+        _settled(page)
+        box = _clickable_frame(page).bounding_box()
+        assert box is not None and box["width"] == pytest.approx(64 * 6, abs=1)  # 3x fitted, then 2x
+        _click_frame(page, 100, 200)
+        kps = _wait_for_frame(home, frame, {0})
+        assert kps is not None and abs(kps[0, 0] - 100.5 / 6) <= 0.5 and abs(kps[0, 1] - 200.5 / 6) <= 0.5
+    finally:
+        context.close()
 
 
 def test_attention_page_shows_the_grid(page: Page, server: str, tmp_path: Path):

@@ -9,7 +9,6 @@ The click logic is ``ssn3d.annotate``; this page only wires widgets to it.
 from __future__ import annotations
 
 import json
-from collections import Counter
 
 import numpy as np
 import streamlit as st
@@ -27,7 +26,7 @@ from app.common import (
     workspace,
 )
 from ssn3d import annotate as an
-from ssn3d.keypoints import NOT_LABELED, PART_COLORS, PARTS
+from ssn3d.keypoints import PART_COLORS, PARTS
 
 S = st.session_state
 S.setdefault("ann_part", 0)
@@ -35,6 +34,8 @@ S.setdefault("ann_mode", "place")
 S.setdefault("ann_grabbed", None)
 S.setdefault("ann_undo", an.UndoStack())
 S.setdefault("ann_msg", "")
+S.setdefault("ann_zoom", 1)
+S.pop("ann_rerun_app", None)  # this is the whole page's run that the fragment below may ask for
 
 spec, dataset = require_dataset()
 ws = workspace()
@@ -43,6 +44,8 @@ with shown_errors(stop=True):
     keys = frame_keys(spec)
     labels = labels_of(store)
 NAMES = [p.replace("_", " ") for p in PARTS]
+DISPLAY_HEIGHT = 384  # frame pixels on screen: the whole frame fits a 900-pixel-tall window
+ZOOMS = (1, 2, 3)  # times the fitted size, for small parts (feet, elbows) on low-resolution crops
 
 # ----------------------------------------------------------------------------- actions (widget callbacks)
 
@@ -56,9 +59,16 @@ def _current(frame: str) -> np.ndarray | None:
     return labels_of(store).get(frame)
 
 
+def _follow(before: np.ndarray | None, after: np.ndarray | None) -> None:
+    """Ask for a whole-page rerun when a frame's done state changed (progress, ticks)."""
+    if (an.is_labeled(before), an.is_started(before)) != (an.is_labeled(after), an.is_started(after)):
+        S["ann_rerun_app"] = True
+
+
 def _save(frame: str, before: np.ndarray | None, after: np.ndarray | None) -> None:
     S["ann_undo"].push(frame, before)
     store.update({frame: after})
+    _follow(before, after)
 
 
 def _act(fn) -> None:
@@ -166,7 +176,12 @@ def undo() -> None:
             S["ann_msg"] = "nothing to undo"
             return
         frame, before = entry
+        now = _current(frame)
         store.update({frame: before})
+        _follow(now, before)
+        part = an.changed_part(now, before)
+        if frame == _ctx()["frame"] and part is not None:  # the undone part is the one to place again
+            S["ann_part"], S["ann_grabbed"] = part, None
         S["ann_msg"] = f"undid the last change of {frame}"
 
     _act(run)
@@ -179,11 +194,109 @@ def select_part(i: int) -> None:
 def step_frame(delta: int) -> None:
     n = _ctx().get("count", 1)
     S["ann_frame"] = int(min(max(0, S.get("ann_frame", 0) + delta), n - 1))
-    S["ann_grabbed"] = None
+    S["ann_grabbed"], S["ann_rerun_app"] = None, True
 
 
 def goto_frame(i: int) -> None:
-    S["ann_frame"], S["ann_grabbed"] = i, None
+    S["ann_frame"], S["ann_grabbed"], S["ann_rerun_app"] = i, None, True
+
+
+def next_frame() -> None:
+    ctx = _ctx()
+    j = an.next_unlabeled_frame(ctx["frames"], ctx["index"], labels_of(store))
+    if j is None:
+        S["ann_msg"] = "every frame of this tracklet is labeled"
+    else:
+        goto_frame(j)
+
+
+def next_tracklet() -> None:
+    ctx = _ctx()
+    tracks, labels_now = ctx["tracklets"], labels_of(store)
+    j = an.next_unlabeled_tracklet(tracks, S.get("ann_tracklet", 0), labels_now)
+    if j is None:
+        S["ann_msg"] = "every tracklet of this split has its labeled frames"
+        return
+    S["ann_tracklet"] = j
+    goto_frame(an.next_unlabeled_frame(tracks[j], -1, labels_now) or 0)
+
+
+def _url_int(name: str) -> int | None:
+    raw = st.query_params.get(name)
+    return int(raw) if raw is not None and raw.isdigit() else None
+
+
+def restore_place(splits: list[str]) -> None:
+    """Take split, tracklet and frame from the URL when it changed since this page last wrote it.
+
+    That happens on a reload (a new session) and on the browser's Back button; otherwise the widgets
+    own the place and the URL follows them (``remember_place``).
+    """
+    place = (st.query_params.get("split"), _url_int("tracklet"), _url_int("frame"))
+    if place == S.get("ann_url_place") or place == (None, None, None):
+        # Streamlit drops a widget's state while another page runs: coming back, take the place again
+        if "ann_tracklet" in S or "ann_place" not in S:
+            return
+        place = S["ann_place"]
+    split, tracklet, frame = place
+    if split in splits:
+        S["ann_split"] = split
+    if tracklet is not None:
+        S["ann_tracklet"] = tracklet  # checked against the split's tracklets when the page reads it
+    if frame is not None:
+        S["ann_frame"] = frame
+    S["ann_url_place"] = place
+
+
+def remember_place(split: str, tracklet: int, frame: int) -> None:
+    st.query_params.update({"split": split, "tracklet": str(tracklet), "frame": str(frame)})
+    S["ann_url_place"] = S["ann_place"] = (split, tracklet, frame)
+
+
+# ----------------------------------------------------------------------------- page chrome (fixed text only)
+
+# The click component is an iframe: after a click the keyboard focus stays inside it and the page's
+# shortcuts (Z, 1-9, arrows) no longer reach Streamlit. When the page loses focus to that iframe, hand
+# it back. The script is a constant (no user data) and installs itself once per browser tab.
+FOCUS_BACK = """<script>
+(() => {
+  if (window.__ssn3dFocusBack) return;
+  window.__ssn3dFocusBack = true;
+  window.addEventListener("blur", () => setTimeout(() => {
+    const el = document.activeElement;
+    if (el && el.tagName === "IFRAME" && (el.title || "").includes("streamlit_image_coordinates")) {
+      el.blur();
+      window.focus();
+    }
+  }, 0));
+})();
+</script>"""
+
+
+def part_css(selected: int) -> str:
+    """Each part button edged in its part's colour, the selected one filled with it (not the theme's red,
+    which is also the head's colour); less top padding so the frame fits a 900-pixel-tall window."""
+    rules = ['[data-testid="stMainBlockContainer"] {padding-top: 2rem;}']
+    for i, (r, g, b) in enumerate(PART_COLORS):
+        rules.append(f".st-key-ann_part_{i} button {{border-left: 0.6rem solid rgb({r},{g},{b});}}")
+    r, g, b = PART_COLORS[selected]
+    ink = "#000" if r + g + b > 380 else "#fff"
+    rules.append(
+        f".st-key-ann_part_{selected} button {{background: rgb({r},{g},{b}); color: {ink}; font-weight: 600;}}"
+    )
+    return "<style>" + "\n".join(rules) + "</style>"
+
+
+def part_cursor(color: tuple[int, int, int]) -> str:
+    """A CSS cursor: a ring with a centre dot in the part's colour, hot spot at the centre."""
+    r, g, b = color
+    svg = (
+        "<svg xmlns='http://www.w3.org/2000/svg' width='24' height='24'>"
+        f"<circle cx='12' cy='12' r='8' fill='none' stroke='rgb({r},{g},{b})' stroke-width='3'/>"
+        "<circle cx='12' cy='12' r='8' fill='none' stroke='black' stroke-width='1'/>"
+        f"<circle cx='12' cy='12' r='1.5' fill='rgb({r},{g},{b})'/></svg>"
+    )
+    return f'url("data:image/svg+xml;utf8,{svg}") 12 12, crosshair'
 
 
 # ----------------------------------------------------------------------------- choose tracklet and frame
@@ -193,23 +306,21 @@ splits = [s for s, ts in keys.items() if ts]
 if not splits:
     st.info("This dataset has no tracklets to label.")
     st.stop()
+restore_place(splits)
 top = st.columns([1, 3, 2])
 split = top[0].selectbox("Split", splits, key="ann_split", help="the paper labels training tracklets")
 tracklets = dataset.splits()[split]
 split_keys = keys[split]
-owner = {k: i for i, ks in enumerate(split_keys) for k in ks}
-per = Counter(owner[k] for k, v in labels.items() if k in owner and an.is_labeled(v))
-goal = an.GOAL_PER_TRACKLET
+if not 0 <= S.get("ann_tracklet", 0) < len(tracklets):  # a URL or another split named one not here
+    S["ann_tracklet"] = 0
+# A widget's identity and option labels never carry live data: the browser sends back the label of the
+# chosen option, so a label that changes when a frame gets labeled no longer matches, the selection resets
+# to tracklet #0 and later clicks land there. The live counts are captions beside the widgets.
 idx = top[1].selectbox(
     "Tracklet",
     range(len(tracklets)),
     key="ann_tracklet",
-    format_func=lambda i: tracklet_label(
-        tracklets[i],
-        i,
-        f"- {per.get(i, 0)}/{min(goal, len(split_keys[i]))} labeled"
-        + (" (done)" if per.get(i, 0) >= min(goal, len(split_keys[i])) else ""),
-    ),
+    format_func=lambda i: tracklet_label(tracklets[i], i),
     on_change=lambda: goto_frame(0),
 )
 total = an.dataset_progress(split_keys, labels)
@@ -222,29 +333,43 @@ frames = split_keys[idx]
 paths = tracklets[idx].paths
 S["ann_frame"] = min(S.get("ann_frame", 0), len(frames) - 1)
 prog = an.tracklet_progress(frames, labels)
-st.progress(
-    prog.fraction, text=f"This tracklet: {prog.labeled}/{prog.goal} labeled frames ({prog.complete} complete)"
+done = " (done)" if prog.tracklets_done else ""
+started = f", {prog.started} started" if prog.started else ""
+head = st.columns([2, 1, 1])
+head[0].progress(
+    prog.fraction,
+    text=f"This tracklet: {prog.labeled}/{prog.goal} labeled frames (every part placed or hidden)"
+    f"{started}{done}",
+)
+head[1].button(
+    "Next unlabeled frame",
+    key="ann_next_open",
+    on_click=next_frame,
+    shortcut="N",
+    width="stretch",
+    help="the next frame of this tracklet whose parts are not all done (key N)",
+)
+head[2].button(
+    "Next unlabeled tracklet",
+    key="ann_next_tracklet",
+    on_click=next_tracklet,
+    shortcut="Shift+N",
+    width="stretch",
+    help=f"the next tracklet with fewer than {an.GOAL_PER_TRACKLET} labeled frames (Shift+N)",
 )
 
-# thumbnails around the current frame, labeled ones marked
 cur = S["ann_frame"]
-lo = max(0, min(cur - 6, len(frames) - 12))
-strip = st.columns(12)
-for col, j in zip(strip, range(lo, min(len(frames), lo + 12))):
-    with col, shown_errors():
-        mark = " ✓" if an.is_labeled(labels.get(frames[j])) else ""  # labeled frames carry a tick
-        st.image(thumbnail(paths[j], 72), caption=f"{'▶ ' if j == cur else ''}{j}{mark}")
-        st.button(
-            "open", key=f"ann_go_{j}", on_click=goto_frame, args=(j,), type="tertiary", disabled=j == cur
-        )
 
 # ----------------------------------------------------------------------------- the frame and the tools
 
 with shown_errors(stop=True):
     image = read_frame(paths[cur])
-scale = an.display_scale(image.size)
+scale = an.display_scale(image.size, target_height=DISPLAY_HEIGHT)
 frame = frames[cur]
 kps = labels.get(frame)
+if S.get("ann_part_frame") != frame:  # a frame opens on its first part still to place, however it was reached
+    first_open = an.next_unlabeled(an.new_keypoints() if kps is None else kps, -1)
+    S["ann_part"], S["ann_part_frame"], S["ann_grabbed"] = first_open or 0, frame, None
 S["ann_ctx"] = {
     "frame": frame,
     "size": image.size,
@@ -252,100 +377,153 @@ S["ann_ctx"] = {
     "frames": frames,
     "index": cur,
     "count": len(frames),
+    "tracklets": split_keys,
 }
-view, tools = st.columns([2, 3], gap="large")
-with view:
-    nav = st.columns([2, 5, 2])
-    nav[0].button(
-        "◀",
-        key="ann_prev",
-        help="previous frame",
-        on_click=step_frame,
-        args=(-1,),
-        shortcut="Left",
-        disabled=cur == 0,
-    )
-    nav[1].slider(
-        "Frame",
-        0,
-        max(1, len(frames) - 1),
-        key="ann_frame",
-        disabled=len(frames) == 1,
-        label_visibility="collapsed",
-    )
-    nav[2].button(
-        "▶",
-        help="next frame",
-        key="ann_next",
-        on_click=step_frame,
-        args=(1,),
-        shortcut="Right",
-        disabled=cur >= len(frames) - 1,
-    )
-    drawn = an.draw_keypoints(image, kps, scale=scale, radius=max(3.0, 1.5 * scale), selected=S["ann_part"])
-    streamlit_image_coordinates(drawn, key="ann_click", on_click=on_image_click, cursor="crosshair")
-    st.caption(
-        f"`{frame}`: {image.width} x {image.height} pixels, shown at {scale:g}x. Click to place the "
-        "selected part; the next unlabeled part is selected after each click."
-    )
+remember_place(split, idx, cur)
+st.html(FOCUS_BACK, unsafe_allow_javascript=True)
 
-with tools:
-    if S["ann_msg"]:
-        (st.error if S["ann_msg"].startswith("error:") else st.info)(S["ann_msg"])
-    st.segmented_control(
-        "Click mode",
-        ["place", "move", "delete"],
-        key="ann_mode",
-        required=True,
-        help="move: click a point, then where it belongs; delete: click a point",
-    )
-    st.caption("Part (keys 1-9)")
-    grid = st.columns(3)
-    for i, name in enumerate(NAMES):
-        state = "" if kps is None or kps[i, 2] == NOT_LABELED else (" ok" if kps[i, 2] == 2 else " hidden")
-        grid[i % 3].button(
-            f"{name}{state}",
-            key=f"ann_part_{i}",
-            on_click=select_part,
-            args=(i,),
-            shortcut=str(i + 1),
-            type="primary" if i == S["ann_part"] else "secondary",
-            width="stretch",
+
+@st.fragment
+def frame_and_tools() -> None:
+    """The frame and its tools. A click reruns only this part of the page, which keeps the redraw fast;
+    the rest follows (``st.rerun``) when a frame's done state changes or the labeler moves to another frame.
+    """
+    if S.pop("ann_rerun_app", False):
+        st.rerun(scope="app")
+    kps = labels_of(store).get(frame)
+    st.html(part_css(S["ann_part"]))
+    view, tools = st.columns([1, 1], gap="medium")  # wide enough for the whole frame at 800 pixels
+    with view:
+        nav = st.columns([2, 5, 2])
+        nav[0].button(
+            "◀",
+            key="ann_prev",
+            help="previous frame",
+            on_click=step_frame,
+            args=(-1,),
+            shortcut="Left",
+            disabled=cur == 0,
         )
-    legend = " ".join(
-        f'<span style="color:rgb{c};font-size:1.3em">&#9679;</span>&nbsp;{n}'
-        for c, n in zip(PART_COLORS, NAMES)
-    )
-    st.markdown(legend, unsafe_allow_html=True)  # fixed part names and colours only, no user text
-    row = st.columns(2)
-    row[0].button(
-        "Not visible",
-        key="ann_hidden",
-        on_click=not_visible,
-        shortcut="V",
-        width="stretch",
-        help="the part is hidden or outside the frame: labeled, but no anchor",
-    )
-    row[1].button("Clear part", key="ann_clear_part", on_click=clear_part, shortcut="X", width="stretch")
-    row = st.columns(2)
-    row[0].button(
-        "Undo",
-        key="ann_undo_btn",
-        on_click=undo,
-        shortcut="Z",
-        width="stretch",
-        disabled=len(S["ann_undo"]) == 0,
-    )
-    row[1].button("Copy previous frame", key="ann_copy", on_click=copy_prev, shortcut="P", width="stretch")
-    st.button(
-        "Clear frame", key="ann_clear_frame", on_click=clear_frame, width="stretch", disabled=kps is None
-    )
-    with st.form("ann_type_point", clear_on_submit=False, border=True):
-        st.caption("Or type the point in frame pixels (Enter places it)")
-        c = st.columns(2)
-        c[0].number_input("x", 0.0, float(image.width), float(image.width) / 2, key="ann_x", step=1.0)
-        c[1].number_input("y", 0.0, float(image.height), float(image.height) / 2, key="ann_y", step=1.0)
-        st.form_submit_button("Place point", on_click=on_typed_point)
+        nav[1].slider(
+            "Frame",
+            0,
+            max(1, len(frames) - 1),
+            key="ann_frame",
+            disabled=len(frames) == 1,
+            label_visibility="collapsed",
+        )
+        nav[2].button(
+            "▶",
+            help="next frame",
+            key="ann_next",
+            on_click=step_frame,
+            args=(1,),
+            shortcut="Right",
+            disabled=cur >= len(frames) - 1,
+        )
+        part = S["ann_part"]
+        zoom = st.segmented_control(
+            "Zoom",
+            ZOOMS,
+            format_func=lambda z: "fit" if z == 1 else f"{z}x",
+            key="ann_zoom",
+            required=True,
+            help="larger than the window: scroll the page to pan",
+        )
+        shown = scale * (zoom or 1)
+        S["ann_ctx"]["scale"] = shown  # the click radius follows the zoom
+        drawn = an.draw_keypoints(image, kps, scale=shown, radius=max(3.0, 1.5 * shown), selected=part)
+        hidden = [n for i, n in enumerate(NAMES) if kps is not None and an.part_state(kps, i) == "hidden"]
+        tag = [f"{S['ann_mode'] or 'place'}: {NAMES[part]}"] + (
+            [f"hidden: {', '.join(hidden)}"] if hidden else []
+        )
+        an.draw_tag(drawn, tag, PART_COLORS[part])
+        streamlit_image_coordinates(
+            drawn,
+            key="ann_click",
+            on_click=on_image_click,
+            cursor=part_cursor(PART_COLORS[part]),
+            png_compression_level=1,  # a tenth of the bytes of level 0 for 1 ms more
+        )
+        st.caption(
+            f"`{frame}`: {image.width} x {image.height} pixels, shown at {shown:g}x. Click to place the "
+            "selected part; the next unlabeled part is selected after each click."
+        )
+
+    with tools:
+        if S["ann_msg"]:
+            (st.error if S["ann_msg"].startswith("error:") else st.info)(S["ann_msg"])
+        st.segmented_control(
+            "Click mode",
+            ["place", "move", "delete"],
+            key="ann_mode",
+            required=True,
+            help="move: click a point, then where it belongs; delete: click a point",
+        )
+        st.caption("Part (keys 1-9)")
+        grid = st.columns(3)
+        for i, name in enumerate(NAMES):
+            grid[i % 3].button(  # a fixed label: the part's state is in the legend below
+                name,
+                key=f"ann_part_{i}",
+                on_click=select_part,
+                args=(i,),
+                shortcut=str(i + 1),
+                type="secondary",  # the selected part is filled with its colour (part_css)
+                width="stretch",
+            )
+        states = ["" if kps is None else an.part_state(kps, i) for i in range(len(NAMES))]
+        legend = " ".join(
+            f'<span style="color:rgb{c};font-size:1.3em">&#9679;</span>&nbsp;{n}{f" ({s})" if s else ""}'
+            for c, n, s in zip(PART_COLORS, NAMES, states)
+        )
+        st.markdown(legend, unsafe_allow_html=True)  # fixed part names and colours only, no user text
+        row = st.columns(2)
+        row[0].button(
+            "Not visible",
+            key="ann_hidden",
+            on_click=not_visible,
+            shortcut="V",
+            width="stretch",
+            help="the part is hidden or outside the frame: labeled, but no anchor",
+        )
+        row[1].button("Clear part", key="ann_clear_part", on_click=clear_part, shortcut="X", width="stretch")
+        row = st.columns(2)
+        row[0].button(
+            "Undo",
+            key="ann_undo_btn",
+            on_click=undo,
+            shortcut="Z",
+            width="stretch",
+            disabled=len(S["ann_undo"]) == 0,
+        )
+        row[1].button(
+            "Copy previous frame", key="ann_copy", on_click=copy_prev, shortcut="P", width="stretch"
+        )
+        st.button(
+            "Clear frame", key="ann_clear_frame", on_click=clear_frame, width="stretch", disabled=kps is None
+        )
+        with st.form("ann_type_point", clear_on_submit=False, border=True):
+            st.caption("Or type the point in frame pixels (Enter places it)")
+            c = st.columns(2)
+            c[0].number_input("x", 0.0, float(image.width), float(image.width) / 2, key="ann_x", step=1.0)
+            c[1].number_input("y", 0.0, float(image.height), float(image.height) / 2, key="ann_y", step=1.0)
+            st.form_submit_button("Place point", on_click=on_typed_point)
+
+
+frame_and_tools()
+
+# thumbnails around the current frame (below it, so the frame itself fits the window)
+lo = max(0, min(cur - 6, len(frames) - 12))
+strip = st.columns(12)
+for col, j in zip(strip, range(lo, min(len(frames), lo + 12))):
+    with col, shown_errors():
+        j_kps = labels.get(frames[j])
+        mark = " ✓" if an.is_labeled(j_kps) else " ◐" if an.is_started(j_kps) else ""  # done / started
+        st.image(thumbnail(paths[j], 72), caption=f"{'▶ ' if j == cur else ''}{j}{mark}")
+        st.button(
+            "open", key=f"ann_go_{j}", on_click=goto_frame, args=(j,), type="tertiary", disabled=j == cur
+        )
 
 # ----------------------------------------------------------------------------- import and export
 

@@ -27,6 +27,18 @@ st.caption(
     "each part stays on its body part across frames, and browse retrieval results."
 )
 ws = workspace()
+S = st.session_state
+
+
+def announce(text: str) -> None:
+    """Keep ``text`` for the page's next run and rerun now, so the sidebar names the dataset just chosen
+    (it is drawn before this page runs) and the message is not lost with the rerun."""
+    S["data_msg"] = text
+    st.rerun()
+
+
+if S.get("data_msg"):
+    st.success(S["data_msg"])
 
 
 def parse_options(text: str) -> dict[str, str]:
@@ -47,7 +59,7 @@ with left:
         st.write("Synthetic walkers (16 people, 2 cameras) with example labels are ready.")
         if st.button("Use the demo dataset", key="use_demo", icon=":material/play_arrow:"):
             if demo_with_progress_bar():
-                st.rerun()
+                announce("Using the demo walkers.")
     else:
         st.write(
             "Nothing configured yet? Draw a small synthetic-walkers dataset (about a thousand frames, a few "
@@ -55,7 +67,7 @@ with left:
         )
         if st.button("Set up the demo", key="setup_demo", type="primary", icon=":material/play_arrow:"):
             if demo_with_progress_bar():
-                st.rerun()
+                announce("Using the demo walkers.")
 
 with right:
     st.subheader("Open a dataset")
@@ -69,11 +81,14 @@ with right:
     roots = ", ".join(f"`{r}`" for r in ws.allowed_roots)
     st.caption(f"Datasets are read from {roots} (the operator adds folders with SSN3D_DATA_ROOTS).")
     if opened:
+        chosen = None
         with shown_errors():
             spec = DatasetSpec(name, root.strip(), parse_options(options), Path(root.strip()).name)
             load_dataset(spec)  # raises the loader's message for a bad path or layout
             choose_dataset(spec)
-            st.success(f"Opened {spec.label} ({name}).")
+            chosen = spec
+        if chosen is not None:
+            announce(f"Opened {chosen.label} ({name}).")
 
 KINDS = {
     "walkers": "Walkers: a video re-id dataset (folder layout) with true keypoints",
@@ -85,7 +100,7 @@ with st.expander("Generate a synthetic set (walkers, Pedestrian-128 style, Amber
     with st.form("synth_form"):
         c = st.columns([2, 2, 1, 1, 1])
         kind = c[0].selectbox("Kind", list(KINDS), format_func=KINDS.get, key="syn_kind")
-        folder = c[1].text_input("Folder name under data/", "walkers-small", key="syn_name")
+        folder = c[1].text_input("Folder name under data/", key="syn_name", placeholder="e.g. walkers-small")
         count = c[2].number_input("Identities / crops / paintings", 2, 2000, 16, key="syn_count")
         frames = c[3].number_input("Frames per tracklet", 1, 200, 16, key="syn_frames")
         seed = c[4].number_input("Seed", 0, 10**6, 0, key="syn_seed")
@@ -100,7 +115,10 @@ with st.expander("Generate a synthetic set (walkers, Pedestrian-128 style, Amber
         def step(done: int, total: int) -> None:
             bar.progress(min(1.0, done / max(1, total)), text=f"Generating: {done}/{total}")
 
+        done = ""
         with shown_errors():
+            if not folder.strip():
+                raise ValueError("Name the folder to generate into under data/, e.g. walkers-small.")
             out = resolve_inside(folder.strip(), (ws.data,), what="output folder")
             n, s = int(count), int(seed)
             if kind == "walkers":
@@ -108,16 +126,16 @@ with st.expander("Generate a synthetic set (walkers, Pedestrian-128 style, Amber
                     out, ids=n, frames=int(frames), tracklets_per_camera=2, seed=s, callback=step
                 )
                 choose_dataset(DatasetSpec("folder", str(out), {}, out.name))
-                st.success(f"Generated {out.name} and opened it.")
+                done = f"Generated {out.name} and opened it: the other pages now work on it."
             elif kind == "pedestrians":
                 generate_pedestrian128(out, count=n, labeled=max(1, min(16, n - 1)), seed=s, callback=step)
-                st.success(
-                    f"Generated {out.name}: `python -m ssn3d study pedestrians --data data/{out.name}`."
-                )
+                done = f"Generated {out.name}: `python -m ssn3d study pedestrians --data data/{out.name}`."
             else:
                 generate_amber(out, count=n, seed=s, callback=step)
-                st.success(f"Generated {out.name}: `python -m ssn3d study amber --data data/{out.name}`.")
+                done = f"Generated {out.name}: `python -m ssn3d study amber --data data/{out.name}`."
         bar.empty()
+        if done:
+            announce(done)
 
 st.divider()
 spec = current_spec()

@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.common import shown_errors, workspace
+from ssn3d.studies.figures import curve_colors
 from ssn3d.studies.jobs import QUICK_ARGS, job_folder, job_state, launch_study, log_tail, running_jobs
 
 ws = workspace()
@@ -112,6 +113,11 @@ def scalars(doc: object) -> dict:
     return {k: v for k, v in doc.items() if isinstance(v, int | float | str) and not isinstance(v, bool)}
 
 
+def is_loss_figure(path: Path) -> bool:
+    """The studies' PNGs of loss curves: ``<study>_loss.png``, and the random study's ``random*.png``."""
+    return path.stem.endswith("_loss") or path.stem.startswith("random")
+
+
 folders = study_folders(ROOTS)
 if not folders:
     st.info("No study outputs yet under `studies/` or `outputs/` of the workspace: run one above.")
@@ -123,6 +129,7 @@ if S.get("study_folder") not in folders:
 folder = st.selectbox(
     "Study output", folders, key="study_folder", format_func=lambda p: str(p.relative_to(ws.home))
 )
+drawn_loss = False
 for path in sorted(p for p in folder.glob("*.json") if p.stem.startswith(STUDY_FILES)):
     with shown_errors():
         try:
@@ -133,13 +140,26 @@ for path in sorted(p for p in folder.glob("*.json") if p.stem.startswith(STUDY_F
         st.subheader(path.stem)
         runs = loss_runs(doc)
         if runs:
+            drawn_loss = True
+            keys = [
+                (str(r.get("dist", path.stem)), r.get("parts") if isinstance(r.get("parts"), int) else None)
+                for r in runs
+            ]
+            colors = curve_colors(keys)
             fig = go.Figure()
-            for r in runs:
+            for r, key in zip(runs, keys, strict=True):
                 name = " ".join(str(r[k]) for k in ("dist", "parts") if k in r) or path.stem
-                fig.add_scatter(y=r["loss"], mode="lines", name=f"{name}")
-                parts = r.get("parts")
-                if isinstance(parts, int) and parts > 1:
-                    fig.add_hline(y=math.log(parts), line_dash="dot", opacity=0.4)
+                fig.add_scatter(y=r["loss"], mode="lines", name=name, line=dict(color=colors[key], width=2))
+            for n in sorted({n for _, n in keys if n is not None and n > 1}):
+                # one guide per part count, under the curves: "ones" sits exactly at log N and must show
+                fig.add_hline(
+                    y=math.log(n),
+                    line_dash="dot",
+                    line_color="gray",
+                    layer="below",
+                    annotation_text=f"log {n}",
+                    annotation_position="top left",
+                )
             fig.update_layout(
                 height=320,
                 margin=dict(l=10, r=10, t=30, b=10),
@@ -181,6 +201,7 @@ for path in sorted(p for p in folder.glob("*.json") if p.stem.startswith(STUDY_F
         table = {k: v for k, v in scalars(doc).items() if k not in ("data", "folder", "device")}
         if table:
             st.dataframe([table], hide_index=True)
-images = sorted(folder.glob("*.png"))
+# the study's own PNG of its loss curves is the chart above drawn again: show each figure once
+images = [p for p in sorted(folder.glob("*.png")) if not (drawn_loss and is_loss_figure(p))]
 for img in images:
     st.image(str(img), caption=img.name)

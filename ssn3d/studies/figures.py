@@ -31,6 +31,33 @@ def part_color(i: int) -> tuple[float, float, float]:
     return pyplot().get_cmap("tab20")(i % 20)[:3]
 
 
+# Matplotlib's tab20c: five hue families (blue, orange, green, purple, grey) of four shades, darkest first.
+_FAMILIES = (
+    ("#3182bd", "#6baed6", "#9ecae1", "#c6dbef"),
+    ("#e6550d", "#fd8d3c", "#fdae6b", "#fdd0a2"),
+    ("#31a354", "#74c476", "#a1d99b", "#c7e9c0"),
+    ("#756bb1", "#9e9ac8", "#bcbddc", "#dadaeb"),
+    ("#636363", "#969696", "#bdbdbd", "#d9d9d9"),
+)
+
+
+def curve_colors(keys: list[tuple[str, int | None]]) -> dict[tuple[str, int | None], str]:
+    """A distinct colour per (distribution, part count): a hue family per distribution, a shade per N.
+
+    The random-data study (Fig. 5) crosses distributions with part counts; one hue per distribution
+    and darker shades for fewer parts keep both readable at a glance, where a plain colour cycle
+    repeats after ten curves and says nothing about which curves belong together.
+    """
+    dists = list(dict.fromkeys(d for d, _ in keys))
+    counts = sorted({n for _, n in keys if n is not None})
+    out = {}
+    for d, n in keys:
+        family = _FAMILIES[dists.index(d) % len(_FAMILIES)]
+        shade = counts.index(n) if n is not None else 0
+        out[(d, n)] = family[shade % len(family)]
+    return out
+
+
 def loss_curves(curves: dict[str, list[float]], chance: float, path: Path, title: str) -> None:
     """L_SSN against iteration (raw and a running mean), with log N (chance) dotted."""
     plt = pyplot()
@@ -39,9 +66,17 @@ def loss_curves(curves: dict[str, list[float]], chance: float, path: Path, title
         color = plt.get_cmap("tab10")(j)
         k = max(1, len(loss) // 25)
         smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-        ax.plot(loss, lw=0.6, alpha=0.35, color=color)
-        ax.plot(np.arange(len(smooth)) + k - 1, smooth, lw=1.5, color=color, label=f"{name} (mean of {k})")
-    ax.axhline(chance, ls=":", color="k", label="log N (chance)")
+        ax.plot(loss, lw=0.6, alpha=0.35, color=color, zorder=2)
+        ax.plot(
+            np.arange(len(smooth)) + k - 1,
+            smooth,
+            lw=1.5,
+            color=color,
+            label=f"{name} (mean of {k})",
+            zorder=3,
+        )
+    # under the curves: a loss that sits at chance (constant input) must stay visible on its guide
+    ax.axhline(chance, ls=":", color="k", label="log N (chance)", zorder=1)
     ax.set(xlabel="iteration", ylabel="L_SSN", title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
