@@ -64,13 +64,18 @@ def measure_geometry(backbone: nn.Module) -> CellGeometry:
     the ratio of input to output size), and the offset is the mean of centre - stride * j.
     """
     key = geometry_key(backbone)
-    if key in _CACHE:
-        return _CACHE[key]
+    if key not in _CACHE:
+        # Callers are often inside no_grad or inference_mode (evaluation, the app); the probe needs autograd
+        # and tensors made outside inference mode.
+        with torch.inference_mode(False), torch.enable_grad():
+            _CACHE[key] = _measure(backbone, key)
+    return _CACHE[key]
+
+
+def _measure(backbone: nn.Module, key: tuple) -> CellGeometry:
     stride = int(getattr(backbone, "stride", 0) or 0)
     if stride <= 1 and not any(isinstance(m, nn.Conv2d) for m in backbone.modules()):
-        geometry = CellGeometry((1.0, 1.0), (0.5, 0.5))  # the identity: cell j is pixel j
-        _CACHE[key] = geometry
-        return geometry
+        return CellGeometry((1.0, 1.0), (0.5, 0.5))  # the identity: cell j is pixel j
     probe = copy.deepcopy(backbone).to("cpu", torch.float32).eval()
     channels = _in_channels(backbone)
     with torch.random.fork_rng(devices=[]):
@@ -84,10 +89,11 @@ def measure_geometry(backbone: nn.Module) -> CellGeometry:
             with torch.no_grad():
                 stride = max(1, round(64 / probe(torch.zeros(1, channels, 64, 64)).shape[-1]))
         size = 2 * _PROBE_CELLS * stride
-        image = torch.randn(_PROBE_IMAGES, channels, size, size).requires_grad_(True)
-    out = probe(image)  # (P, C, h, w); eval mode, so each image's gradient is its own
+        image = torch.randn(_PROBE_IMAGES, channels, size, size)
     cells = range(_PROBE_CELLS - 2, _PROBE_CELLS + 3)
     offsets = []
+    image.requires_grad_(True)
+    out = probe(image)  # (P, C, h, w); eval mode, so each image's gradient is its own
     for i, j in enumerate(cells):
         (grad,) = torch.autograd.grad(out[:, :, j, j].sum(), image, retain_graph=i < len(cells) - 1)
         cx, cy = _centroid(grad.abs().sum((0, 1)).double())
@@ -101,5 +107,4 @@ def measure_geometry(backbone: nn.Module) -> CellGeometry:
         *geometry.stride,
         *geometry.offset,
     )
-    _CACHE[key] = geometry
     return geometry
