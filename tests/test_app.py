@@ -636,15 +636,20 @@ def test_a_study_job_that_died_shows_the_end_of_its_log(home: Path):
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_walkers: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run folder with real checkpoints: the tiny config trained by the engine for two steps."""
+    """A run folder with real checkpoints: the tiny config trained by the engine for two steps.
+
+    It trains on a copy of the tiny walkers named like the demo, so the dataset id of its final
+    evaluation (RUN/eval.json) is the demo's, as for a run launched from the app on the demo.
+    """
     from ssn3d.config import load_config
     from ssn3d.engine.train import main
 
     out = tmp_path_factory.mktemp("tiny-run")
+    data = shutil.copytree(tiny_walkers, out / "demo-walkers")
     cfg = load_config(
         Path(MAIN).parents[1] / "configs" / "walkers-tiny.yaml",
         [
-            f"data.root={tiny_walkers}",
+            f"data.root={data}",
             "train.max_steps=2",
             "train.epochs=1",
             "train.device=cpu",
@@ -684,22 +689,33 @@ def test_attention_page_shows_the_grid_argmax_tracks_and_scores(trained_home: Pa
     assert not at.exception
 
 
-def test_retrieval_page_evaluates_then_browses_queries(trained_home: Path):
+def test_retrieval_page_shows_the_evaluation_training_wrote_then_evaluates_again(trained_home: Path):
+    from ssn3d.engine.evaluations import read_report
+
+    run = trained_home / "runs" / "tiny"
+    trained = read_report(run / "eval.json")
     at = _page(_app(), "retrieval")
     at.selectbox(key="ret_model").set_value("tiny (best)").run()
-    assert "no evaluation on this dataset yet" in _texts(at)
+    # training's final evaluation applies at once: no evaluation is asked for
+    assert not at.exception and at.button(key="ret_eval").label == "Evaluate again"
+    assert "the run's own evaluation" in _texts(at)
+    assert [m.label for m in at.metric] == ["mAP", "Rank-1", "Rank-5", "Rank-10", "mINP"]
+    assert at.metric[0].value == f"{100 * trained.metrics['mAP']:.1f}%"
+    assert len(at.get("plotly_chart")) == 1
+    assert not (run / "eval-best-folder-demo-walkers.json").exists()
     at.button(key="ret_eval").click().run()
     assert not at.exception, at.exception
-    saved = trained_home / "runs" / "tiny" / "eval-best-folder-demo-walkers.json"
-    assert saved.is_file()
-    report = json.loads(saved.read_text())
-    assert [m.label for m in at.metric] == ["mAP", "Rank-1", "Rank-5", "Rank-10", "mINP"]
-    assert at.metric[0].value == f"{100 * report['metrics']['mAP']:.1f}%"
-    assert len(at.get("plotly_chart")) == 1
+    saved = run / "eval-best-folder-demo-walkers.json"
+    assert saved.is_file() and "this page's evaluation" in _texts(at)
+    report = read_report(saved)
+    assert at.metric[0].value == f"{100 * report.metrics['mAP']:.1f}%"
+    q = report.queries[at.session_state["ret_query"]]
+    assert at.slider(key="ret_k").max == len(q.ranked) == report.topk  # k up to all the report kept
     at.slider(key="ret_k").set_value(3).run()
-    assert len(at.image) == 1 + 3  # the query strip, then the top 3 with their borders
-    assert len(at.image[0].value) == len(report["query"][at.session_state["ret_query"]]["frames"])
-    failing = [q["index"] for q in report["queries"] if q["ap"] is not None and q["first_hit"] != 1]
+    extra = 1 if q.first_hit > 3 else 0  # the first true match follows the top 3 when it ranks lower
+    assert len(at.image) == 1 + 3 + extra  # the query strip, then the top 3 with their borders
+    assert len(at.image[0].value) == len(report.query[q.index].frames)
+    failing = [q.index for q in report.queries if q.ap is not None and q.first_hit != 1]
     at.toggle(key="ret_fail").set_value(True).run()
     assert not at.exception
     if failing:
@@ -710,3 +726,20 @@ def test_retrieval_page_evaluates_then_browses_queries(trained_home: Path):
     at2 = _page(_app(), "retrieval")
     at2.selectbox(key="ret_model").set_value("tiny (best)").run()
     assert at2.button(key="ret_eval").label == "Evaluate again" and len(at2.metric) == 5
+
+
+def test_retrieval_shows_the_first_true_match_past_k(trained_home: Path):
+    from ssn3d.engine.evaluations import read_report
+
+    report = read_report(trained_home / "runs" / "tiny" / "eval.json")
+    late = [q for q in report.queries if q.ap is not None and q.first_hit > 1]
+    assert late, "a two-step model misses some rank-1 matches"
+    at = _page(_app(), "retrieval")
+    at.selectbox(key="ret_model").set_value("tiny (best)").run()
+    at.selectbox(key="ret_query").set_value(late[0].index).run()
+    at.slider(key="ret_k").set_value(1).run()
+    assert not at.exception
+    assert len(at.image) == 1 + 1 + 1  # the query, the top 1 (a wrong person), then the first true match
+    captions = [c for img in at.image[1:] for c in img.proto.imgs[0].caption.split("\n")]
+    assert captions[-1].startswith(f"{late[0].first_hit}. ") and "first true match" in captions[-1]
+    assert any(f"ranks {late[0].first_hit}, past the top 1" in c.value for c in at.caption)
