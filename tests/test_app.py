@@ -417,6 +417,63 @@ def test_train_form_launches_one_run_per_form_and_double_clicks_do_not_start_two
         assert len(launched) == 2 and launched[1][0] != launched[0][0]
 
 
+def test_train_form_refuses_before_launch_in_the_forms_words(demo_home: Path):
+    launched = []
+
+    def fake_launch(run_dir, *, config, workspace, **_):
+        launched.append(config)
+        return {"state": "starting"}
+
+    at = _page(_app(), "train")
+    with mock.patch("ssn3d.engine.runs.launch_run", side_effect=fake_launch):
+        # more identities per batch than the training split holds: the sampler's rule, before any process
+        at.number_input(key="tr_p").set_value(64)
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+        assert not at.exception and not launched
+        assert (
+            at.error[0].value.startswith("Not launched:") and "'P identities per batch'" in at.error[0].value
+        )
+        # supervised without labels (this workspace has none): the loader's rule
+        at.number_input(key="tr_p").set_value(2)
+        at.selectbox(key="tr_strategy").set_value("supervised")
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+        assert not at.exception and not launched
+        assert "'Strategy'=supervised needs keypoints" in at.error[0].value
+        # N parts follows the strategy: 6 parts under unsupervised, then semi in the same submit -> 9
+        at.selectbox(key="tr_strategy").set_value("unsupervised").run()
+        assert not at.number_input(key="tr_parts").disabled  # unlocked at once, before any Launch
+        at.number_input(key="tr_parts").set_value(6)
+        at.selectbox(key="tr_strategy").set_value("semi").run()
+        assert at.number_input(key="tr_parts").disabled and at.number_input(key="tr_parts").value == 9
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+    assert not at.exception and not at.error and len(launched) == 1
+    assert launched[0].model.strategy == "semi" and launched[0].model.num_parts == 9
+
+
+def test_launch_after_the_forms_run_ended_starts_a_new_run(demo_home: Path):
+    from ssn3d.engine.rundir import write_status
+
+    launched: list[Path] = []
+
+    def fake_launch(run_dir, *, config, workspace, **_):
+        Path(run_dir).mkdir(parents=True)
+        write_status(run_dir, {"state": "starting", "pid": None, "started": 2.0, "progress": 0.0})
+        launched.append(Path(run_dir))
+        return {"state": "starting"}
+
+    at = _page(_app(), "train")
+    with mock.patch("ssn3d.engine.runs.launch_run", side_effect=fake_launch):
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+        assert len(launched) == 1 and "Launched" in at.success[0].value
+        write_status(launched[0], {"state": "done", "pid": None, "started": 2.0, "progress": 1.0})
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+    assert not at.exception and len(launched) == 2 and launched[1] != launched[0]
+    assert "already running" not in _texts(at) and launched[1].name in at.success[0].value
+    # "New run" is offered beside the launch notice and clears it
+    at.button(key="tr_new_token").click().run()
+    assert not at.exception and not at.success
+
+
 def test_train_form_takes_weights_only_from_inside_the_workspace(demo_home: Path, tmp_path: Path):
     launched = []
 
@@ -480,6 +537,22 @@ def test_train_page_shows_runs_curves_log_and_errors_in_plain_words(demo_home: P
     assert at.button(key="resume_b-failed").disabled and at.button(key="cancel_b-failed").disabled
     # compare two runs on one plot
     assert len(at.multiselect(key="cmp_runs").value) == 2
+
+
+def test_a_cancelled_run_is_not_an_error_and_metrics_are_percent_everywhere(demo_home: Path):
+    from ssn3d.engine.rundir import RunPaths
+
+    run = _fake_run(demo_home, "c-cancelled", "cancelled", error="cancelled by SIGTERM at step 4")
+    RunPaths(run).checkpoints.mkdir()
+    RunPaths(run).last.write_bytes(b"x")
+    at = _page(_app(), "train")
+    assert not at.exception and not at.error
+    assert any("was cancelled at step 4" in i.value and "Resume" in i.value for i in at.info)
+    assert at.dataframe[0].value["best mAP"].tolist() == [25.0]  # the table: percent
+    curves = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    eval_map = [t for c in curves for t in c["data"] if t.get("name") == "mAP"]
+    assert eval_map and eval_map[0]["y"] == [25.0]  # the chart: percent too
+    assert any(c["layout"].get("yaxis", {}).get("title", {}).get("text") == "percent" for c in curves)
 
 
 def test_train_page_shows_part_pck_and_the_collapse_warning(trained_home: Path):
