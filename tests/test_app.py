@@ -134,7 +134,7 @@ def test_every_page_renders_on_the_demo(demo_home: Path):
         _page(at, name)
     _page(at, "attention")  # the shipped demo model makes the grid at once
     assert at.selectbox(key="att_ckpt").value == "demo model (assets/demo_model.pt)"
-    assert len(at.image) == 1 and len(at.dataframe[0].value) == 9
+    assert len(at.get("plotly_chart")) == 1 and len(at.dataframe[0].value) == 9  # the grid and its scores
 
 
 def test_attention_and_retrieval_say_when_no_checkpoint_exists(
@@ -744,7 +744,14 @@ def test_attention_page_shows_the_grid_argmax_tracks_and_scores(trained_home: Pa
     at = _page(_app(), "attention")
     at.selectbox(key="att_ckpt").set_value("tiny (best)").run()
     at.slider(key="att_frames").set_value(4).run()
-    assert not at.exception and len(at.image) == 1  # the T x N grid
+    assert not at.exception and not at.image
+    (grid,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]  # the T x N grid
+    assert (
+        grid["layout"]["xaxis"]["ticktext"][:2] == ["head", "body"]
+        and len(grid["layout"]["xaxis"]["ticktext"]) == 9
+    )
+    frames = grid["layout"]["yaxis"]["ticktext"]
+    assert frames == ["frame 0", "frame 2", "frame 5", "frame 7"]  # 4 of the tracklet's 8 frames, by number
     rows = at.dataframe[0].value
     assert list(rows["part"])[:2] == ["head", "body"] and len(rows) == 9
     assert ((rows["stability"] > 0) & (rows["stability"] <= 1)).all()
@@ -754,10 +761,19 @@ def test_attention_page_shows_the_grid_argmax_tracks_and_scores(trained_home: Pa
     assert set(rows["keypoint"]) == set(rows["part"])  # unsupervised: parts matched one to one
     summary = next(m.value for m in at.markdown if "Part PCK" in m.value)
     assert "over these 4 frames" in summary and "random peak" in summary and "mean position" in summary
+    # one overall score beside the per-part bars: part PCK (ground truth exists) and stability
+    metrics = {m.label: m.value for m in at.metric}
+    assert set(metrics) == {"Part PCK@0.1", "Stability"}
+    assert metrics["Stability"] == f"{rows['stability'].mean():.2f}"
     at.segmented_control(key="att_view").set_value("all parts").run()
     assert not at.exception and len(at.image) == 1 and len(at.image[0].value) == 4  # one picture per frame
+    legend = next(m.value for m in at.markdown if "background:rgb" in m.value)
+    from ssn3d.keypoints import PART_COLORS, PARTS
+
+    assert all(name in legend for name in PARTS) and f"rgb{tuple(PART_COLORS[0])}" in legend
     at.segmented_control(key="att_view").set_value("tracks").run()
     assert not at.exception and len(at.image) == 1
+    assert any("background:rgb" in m.value for m in at.markdown)  # the tracks' legend
     at.slider(key="att_opacity").set_value(0.9).run()
     assert not at.exception
 
