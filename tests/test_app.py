@@ -134,7 +134,7 @@ def test_every_page_renders_on_the_demo(demo_home: Path):
         _page(at, name)
     _page(at, "attention")  # the shipped demo model makes the grid at once
     assert at.selectbox(key="att_ckpt").value == "demo model (assets/demo_model.pt)"
-    assert len(at.image) == 1 and len(at.dataframe[0].value) == 9
+    assert len(at.get("plotly_chart")) == 1 and len(at.dataframe[0].value) == 9  # the grid and its scores
 
 
 def test_attention_and_retrieval_say_when_no_checkpoint_exists(
@@ -512,6 +512,63 @@ def test_train_form_launches_one_run_per_form_and_double_clicks_do_not_start_two
         assert len(launched) == 2 and launched[1][0] != launched[0][0]
 
 
+def test_train_form_refuses_before_launch_in_the_forms_words(demo_home: Path):
+    launched = []
+
+    def fake_launch(run_dir, *, config, workspace, **_):
+        launched.append(config)
+        return {"state": "starting"}
+
+    at = _page(_app(), "train")
+    with mock.patch("ssn3d.engine.runs.launch_run", side_effect=fake_launch):
+        # more identities per batch than the training split holds: the sampler's rule, before any process
+        at.number_input(key="tr_p").set_value(64)
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+        assert not at.exception and not launched
+        assert (
+            at.error[0].value.startswith("Not launched:") and "'P identities per batch'" in at.error[0].value
+        )
+        # supervised without labels (this workspace has none): the loader's rule
+        at.number_input(key="tr_p").set_value(2)
+        at.selectbox(key="tr_strategy").set_value("supervised")
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+        assert not at.exception and not launched
+        assert "'Strategy'=supervised needs keypoints" in at.error[0].value
+        # N parts follows the strategy: 6 parts under unsupervised, then semi in the same submit -> 9
+        at.selectbox(key="tr_strategy").set_value("unsupervised").run()
+        assert not at.number_input(key="tr_parts").disabled  # unlocked at once, before any Launch
+        at.number_input(key="tr_parts").set_value(6)
+        at.selectbox(key="tr_strategy").set_value("semi").run()
+        assert at.number_input(key="tr_parts").disabled and at.number_input(key="tr_parts").value == 9
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+    assert not at.exception and not at.error and len(launched) == 1
+    assert launched[0].model.strategy == "semi" and launched[0].model.num_parts == 9
+
+
+def test_launch_after_the_forms_run_ended_starts_a_new_run(demo_home: Path):
+    from ssn3d.engine.rundir import write_status
+
+    launched: list[Path] = []
+
+    def fake_launch(run_dir, *, config, workspace, **_):
+        Path(run_dir).mkdir(parents=True)
+        write_status(run_dir, {"state": "starting", "pid": None, "started": 2.0, "progress": 0.0})
+        launched.append(Path(run_dir))
+        return {"state": "starting"}
+
+    at = _page(_app(), "train")
+    with mock.patch("ssn3d.engine.runs.launch_run", side_effect=fake_launch):
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+        assert len(launched) == 1 and "Launched" in at.success[0].value
+        write_status(launched[0], {"state": "done", "pid": None, "started": 2.0, "progress": 1.0})
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+    assert not at.exception and len(launched) == 2 and launched[1] != launched[0]
+    assert "already running" not in _texts(at) and launched[1].name in at.success[0].value
+    # "New run" is offered beside the launch notice and clears it
+    at.button(key="tr_new_token").click().run()
+    assert not at.exception and not at.success
+
+
 def test_train_form_takes_weights_only_from_inside_the_workspace(demo_home: Path, tmp_path: Path):
     launched = []
 
@@ -575,6 +632,22 @@ def test_train_page_shows_runs_curves_log_and_errors_in_plain_words(demo_home: P
     assert at.button(key="resume_b-failed").disabled and at.button(key="cancel_b-failed").disabled
     # compare two runs on one plot
     assert len(at.multiselect(key="cmp_runs").value) == 2
+
+
+def test_a_cancelled_run_is_not_an_error_and_metrics_are_percent_everywhere(demo_home: Path):
+    from ssn3d.engine.rundir import RunPaths
+
+    run = _fake_run(demo_home, "c-cancelled", "cancelled", error="cancelled by SIGTERM at step 4")
+    RunPaths(run).checkpoints.mkdir()
+    RunPaths(run).last.write_bytes(b"x")
+    at = _page(_app(), "train")
+    assert not at.exception and not at.error
+    assert any("was cancelled at step 4" in i.value and "Resume" in i.value for i in at.info)
+    assert at.dataframe[0].value["best mAP"].tolist() == [25.0]  # the table: percent
+    curves = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    eval_map = [t for c in curves for t in c["data"] if t.get("name") == "mAP"]
+    assert eval_map and eval_map[0]["y"] == [25.0]  # the chart: percent too
+    assert any(c["layout"].get("yaxis", {}).get("title", {}).get("text") == "percent" for c in curves)
 
 
 def test_train_page_shows_part_pck_and_the_collapse_warning(trained_home: Path):
@@ -743,15 +816,20 @@ def test_a_study_job_that_died_shows_the_end_of_its_log(home: Path):
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_walkers: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run folder with real checkpoints: the tiny config trained by the engine for two steps."""
+    """A run folder with real checkpoints: the tiny config trained by the engine for two steps.
+
+    It trains on a copy of the tiny walkers named like the demo, so the dataset id of its final
+    evaluation (RUN/eval.json) is the demo's, as for a run launched from the app on the demo.
+    """
     from ssn3d.config import load_config
     from ssn3d.engine.train import main
 
     out = tmp_path_factory.mktemp("tiny-run")
+    data = shutil.copytree(tiny_walkers, out / "demo-walkers")
     cfg = load_config(
         Path(MAIN).parents[1] / "configs" / "walkers-tiny.yaml",
         [
-            f"data.root={tiny_walkers}",
+            f"data.root={data}",
             "train.max_steps=2",
             "train.epochs=1",
             "train.device=cpu",
@@ -773,7 +851,14 @@ def test_attention_page_shows_the_grid_argmax_tracks_and_scores(trained_home: Pa
     at = _page(_app(), "attention")
     at.selectbox(key="att_ckpt").set_value("tiny (best)").run()
     at.slider(key="att_frames").set_value(4).run()
-    assert not at.exception and len(at.image) == 1  # the T x N grid
+    assert not at.exception and not at.image
+    (grid,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]  # the T x N grid
+    assert (
+        grid["layout"]["xaxis"]["ticktext"][:2] == ["head", "body"]
+        and len(grid["layout"]["xaxis"]["ticktext"]) == 9
+    )
+    frames = grid["layout"]["yaxis"]["ticktext"]
+    assert frames == ["frame 0", "frame 2", "frame 5", "frame 7"]  # 4 of the tracklet's 8 frames, by number
     rows = at.dataframe[0].value
     assert list(rows["part"])[:2] == ["head", "body"] and len(rows) == 9
     assert ((rows["stability"] > 0) & (rows["stability"] <= 1)).all()
@@ -783,30 +868,50 @@ def test_attention_page_shows_the_grid_argmax_tracks_and_scores(trained_home: Pa
     assert set(rows["keypoint"]) == set(rows["part"])  # unsupervised: parts matched one to one
     summary = next(m.value for m in at.markdown if "Part PCK" in m.value)
     assert "over these 4 frames" in summary and "random peak" in summary and "mean position" in summary
+    # one overall score beside the per-part bars: part PCK (ground truth exists) and stability
+    metrics = {m.label: m.value for m in at.metric}
+    assert set(metrics) == {"Part PCK@0.1", "Stability"}
+    assert metrics["Stability"] == f"{rows['stability'].mean():.2f}"
     at.segmented_control(key="att_view").set_value("all parts").run()
     assert not at.exception and len(at.image) == 1 and len(at.image[0].value) == 4  # one picture per frame
+    legend = next(m.value for m in at.markdown if "background:rgb" in m.value)
+    from ssn3d.keypoints import PART_COLORS, PARTS
+
+    assert all(name in legend for name in PARTS) and f"rgb{tuple(PART_COLORS[0])}" in legend
     at.segmented_control(key="att_view").set_value("tracks").run()
     assert not at.exception and len(at.image) == 1
+    assert any("background:rgb" in m.value for m in at.markdown)  # the tracks' legend
     at.slider(key="att_opacity").set_value(0.9).run()
     assert not at.exception
 
 
-def test_retrieval_page_evaluates_then_browses_queries(trained_home: Path):
+def test_retrieval_page_shows_the_evaluation_training_wrote_then_evaluates_again(trained_home: Path):
+    from ssn3d.engine.evaluations import read_report
+
+    run = trained_home / "runs" / "tiny"
+    trained = read_report(run / "eval.json")
     at = _page(_app(), "retrieval")
     at.selectbox(key="ret_model").set_value("tiny (best)").run()
-    assert "no evaluation on this dataset yet" in _texts(at)
+    # training's final evaluation applies at once: no evaluation is asked for
+    assert not at.exception and at.button(key="ret_eval").label == "Evaluate again"
+    assert "the run's own evaluation" in _texts(at)
+    assert [m.label for m in at.metric] == ["mAP", "Rank-1", "Rank-5", "Rank-10", "mINP"]
+    assert at.metric[0].value == f"{100 * trained.metrics['mAP']:.1f}%"
+    assert len(at.get("plotly_chart")) == 1
+    assert not (run / "eval-best-folder-demo-walkers.json").exists()
     at.button(key="ret_eval").click().run()
     assert not at.exception, at.exception
-    saved = trained_home / "runs" / "tiny" / "eval-best-folder-demo-walkers.json"
-    assert saved.is_file()
-    report = json.loads(saved.read_text())
-    assert [m.label for m in at.metric] == ["mAP", "Rank-1", "Rank-5", "Rank-10", "mINP"]
-    assert at.metric[0].value == f"{100 * report['metrics']['mAP']:.1f}%"
-    assert len(at.get("plotly_chart")) == 1
+    saved = run / "eval-best-folder-demo-walkers.json"
+    assert saved.is_file() and "this page's evaluation" in _texts(at)
+    report = read_report(saved)
+    assert at.metric[0].value == f"{100 * report.metrics['mAP']:.1f}%"
+    q = report.queries[at.session_state["ret_query"]]
+    assert at.slider(key="ret_k").max == len(q.ranked) == report.topk  # k up to all the report kept
     at.slider(key="ret_k").set_value(3).run()
-    assert len(at.image) == 1 + 3  # the query strip, then the top 3 with their borders
-    assert len(at.image[0].value) == len(report["query"][at.session_state["ret_query"]]["frames"])
-    failing = [q["index"] for q in report["queries"] if q["ap"] is not None and q["first_hit"] != 1]
+    extra = 1 if q.first_hit > 3 else 0  # the first true match follows the top 3 when it ranks lower
+    assert len(at.image) == 1 + 3 + extra  # the query strip, then the top 3 with their borders
+    assert len(at.image[0].value) == len(report.query[q.index].frames)
+    failing = [q.index for q in report.queries if q.ap is not None and q.first_hit != 1]
     at.toggle(key="ret_fail").set_value(True).run()
     assert not at.exception
     if failing:
@@ -817,3 +922,20 @@ def test_retrieval_page_evaluates_then_browses_queries(trained_home: Path):
     at2 = _page(_app(), "retrieval")
     at2.selectbox(key="ret_model").set_value("tiny (best)").run()
     assert at2.button(key="ret_eval").label == "Evaluate again" and len(at2.metric) == 5
+
+
+def test_retrieval_shows_the_first_true_match_past_k(trained_home: Path):
+    from ssn3d.engine.evaluations import read_report
+
+    report = read_report(trained_home / "runs" / "tiny" / "eval.json")
+    late = [q for q in report.queries if q.ap is not None and q.first_hit > 1]
+    assert late, "a two-step model misses some rank-1 matches"
+    at = _page(_app(), "retrieval")
+    at.selectbox(key="ret_model").set_value("tiny (best)").run()
+    at.selectbox(key="ret_query").set_value(late[0].index).run()
+    at.slider(key="ret_k").set_value(1).run()
+    assert not at.exception
+    assert len(at.image) == 1 + 1 + 1  # the query, the top 1 (a wrong person), then the first true match
+    captions = [c for img in at.image[1:] for c in img.proto.imgs[0].caption.split("\n")]
+    assert captions[-1].startswith(f"{late[0].first_hit}. ") and "first true match" in captions[-1]
+    assert any(f"ranks {late[0].first_hit}, past the top 1" in c.value for c in at.caption)

@@ -12,6 +12,7 @@ and part PCK beside its two baselines. Pictures and numbers: ``ssn3d.attention``
 from __future__ import annotations
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from app.common import (
@@ -27,7 +28,7 @@ from app.common import (
     workspace,
 )
 from ssn3d import attention as at
-from ssn3d.keypoints import PARTS
+from ssn3d.keypoints import PART_COLORS, PARTS
 
 S = st.session_state
 ws = workspace()
@@ -86,18 +87,58 @@ names = list(PARTS) if n == len(PARTS) else [f"part {i}" for i in range(n)]
 h, w = frames.shape[1:3]
 
 ROW_PX = 128  # shown height of one frame row: small crops are enlarged, large ones fit the page
-if view == "grid":
-    legend = ", ".join(f"{i + 1} {name}" for i, name in enumerate(names))
-    st.caption(
-        f"Rows: {len(picks)} frames; columns: {legend}. Jet colours: blue low, red at each map's peak."
+GAP = 2  # white pixels between the grid's tiles (``overlay_grid``'s default)
+
+
+def legend(names: list[str]) -> None:
+    """Each part's colour and name, as the "all parts" and "tracks" pictures use them."""
+    swatch = (
+        '<span style="display:inline-block;width:0.9em;height:0.9em;margin:0 0.25em 0 0.75em;'
+        'vertical-align:middle;border:1px solid #444;background:rgb{}"></span>{}'
     )
-    grid = np.concatenate([at.part_header(n, w), at.overlay_grid(frames, maps, opacity)], axis=0)
-    st.image(grid, width=round(grid.shape[1] * ROW_PX / h))
+    st.markdown(
+        "".join(swatch.format(tuple(PART_COLORS[i % len(PART_COLORS)]), n) for i, n in enumerate(names)),
+        unsafe_allow_html=True,
+    )
+
+
+def grid_figure(grid: np.ndarray, names: list[str], frames: list[int], head: int) -> go.Figure:
+    """The T x N grid as a picture with part names over its columns and frame numbers beside its rows;
+    plotly scales it to the page's width, so a narrow window shrinks it instead of cutting it off."""
+    fig = go.Figure(go.Image(z=grid, hoverinfo="skip"))
+    fig.update_xaxes(
+        side="top",
+        tickvals=[j * (w + GAP) + w / 2 for j in range(len(names))],
+        ticktext=names,
+        showgrid=False,
+    )
+    fig.update_yaxes(
+        tickvals=[head + i * (h + GAP) + h / 2 for i in range(len(frames))],
+        ticktext=[f"frame {f}" for f in frames],
+        showgrid=False,
+    )
+    scale = ROW_PX / h
+    fig.update_layout(height=round(grid.shape[0] * scale) + 60, margin=dict(l=70, r=10, t=50, b=10))
+    return fig
+
+
+if view == "grid":
+    st.caption(
+        f"Rows: {len(picks)} frames of the tracklet; columns: the {n} parts, each over its own map. "
+        "Jet colours: blue low, red at each map's peak; the strip on top is the part's colour elsewhere."
+    )
+    header = at.part_header(n, w)
+    grid = np.concatenate([header, at.overlay_grid(frames, maps, opacity)], axis=0)
+    st.plotly_chart(
+        grid_figure(grid, names, picks, header.shape[0]), key="att_grid", config={"displayModeBar": False}
+    )
 elif view == "all parts":
     st.caption("Each pixel in the colour of the part that claims it most (maps scaled to their own peak).")
+    legend(names)
     st.image(list(at.argmax_view(frames, maps, opacity)), width=round(w * 2 * ROW_PX / h))
 else:
     st.caption("Each part's peak, frame by frame: a part that stays on its body part draws a flat line.")
+    legend(names)
     st.image(at.draw_tracks(frames, maps, scale=max(1.0, 2 * ROW_PX / h)))
 
 # numbers: stability, and where keypoints exist (ground truth, else labels) distance and part PCK
@@ -112,13 +153,24 @@ with shown_errors():
 summary = at.alignment_summary(
     maps, keys, sizes, (w, h), ground_truth=truth, labels=labels, match=strategy == "unsupervised"
 )
-st.dataframe(
+pck = summary["pck"]
+table, overall = st.columns([3, 1])
+table.dataframe(
     summary["rows"],
     hide_index=True,
     key="att_scores",
     column_config={"stability": st.column_config.ProgressColumn("stability", min_value=0, max_value=1)},
 )
-pck = summary["pck"]
+with overall:  # one score for the tracklet beside the per-part bars
+    if pck is not None:
+        st.metric(
+            "Part PCK@0.1",
+            f"{100 * pck['methods']['argmax']['pck@0.1']['overall']:.0f}%",
+            help="share of visible keypoints whose part's peak lies within 0.1 x the crop height",
+        )
+    st.metric(
+        "Stability", f"{summary['stability']:.2f}", help="mean over parts; 1: every peak stays on one cell"
+    )
 if pck is not None:
     m = pck["methods"]
     line = ", ".join(

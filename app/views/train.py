@@ -96,6 +96,48 @@ def run_config(
 
 # ----------------------------------------------------------------------------- launch form
 
+FORM_LABELS = {  # config key -> the form's label, so a refusal names what to change on the page
+    "model.strategy": "Strategy",
+    "model.shared_classifier": "Shared attention classifier",
+    "loss.ssn_lambda": "lambda (L_SSN weight)",
+    "model.num_parts": "N parts",
+    "data.seq_len": "T frames per clip",
+    "model.num_frames": "T frames per clip",
+    "train.epochs": "Epochs",
+    "data.num_ids": "P identities per batch",
+    "data.num_instances": "K clips per identity",
+    "train.max_steps": "Max steps",
+    "model.backbone": "Backbone",
+    "model.weights": "Backbone weights",
+    "train.device": "Device",
+}
+
+
+def in_form_words(message: str) -> str:
+    """A library sentence about config keys, with each key the form sets named by its label."""
+    for key, label in sorted(FORM_LABELS.items(), key=lambda kv: -len(kv[0])):
+        message = re.sub(rf"\b{re.escape(key)}\b", f"'{label}'", message)
+    return message
+
+
+def check_launch(cfg: Config, dataset) -> None:
+    """Refuse before launching what the run would refuse at its start, with the library's own checks:
+    enough identities for a P x K batch (the sampler), labels for the supervised strategy (the loader).
+
+    Raises:
+        ConfigError: with the library's sentence.
+    """
+    from ssn3d.config import ConfigError
+    from ssn3d.data.sampling import IdentitySampler
+    from ssn3d.engine._data import load_labels
+
+    try:
+        IdentitySampler(dataset.train, cfg.data.num_ids, cfg.data.num_instances)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    load_labels(cfg, dataset)  # reads cfg.data.annotations, the session's label store
+
+
 FORM_FIELDS = {  # widget key: (config section, field)
     "tr_strategy": ("model", "strategy"),
     "tr_shared": ("model", "shared_classifier"),
@@ -140,20 +182,21 @@ with st.expander("New run", expanded=True):
             S["tr_base"] = "walkers-tiny.yaml" if "walkers-tiny.yaml" in configs else "defaults"
         if "tr_epochs" not in S:
             apply_base()
-        c = st.columns([1, 3])
+        c = st.columns([1, 1, 2])
         c[0].selectbox("Base config", ["defaults", *configs], key="tr_base", on_change=apply_base)
-        c[1].caption(
+        # outside the form: N parts below follows the strategy at once, not only after a Launch
+        c[1].selectbox("Strategy", ["semi", "unsupervised", "supervised"], key="tr_strategy")
+        c[2].caption(
             "The form starts from the base config (configs/); the run trains on the session's dataset "
             f"(**{spec.label or spec.root}**) with its label store as anchors."
         )
         if S.get("tr_base_error"):
             st.error(S.pop("tr_base_error"))
         with st.form("train_form"):
-            c = st.columns(4)
+            c = st.columns(3)
             name = c[0].text_input("Run name", "ssn3d", key="tr_name")
-            c[1].selectbox("Strategy", ["semi", "unsupervised", "supervised"], key="tr_strategy")
-            c[2].selectbox("Device", device_choices(), key="tr_device")
-            c[3].checkbox("Shared attention classifier", key="tr_shared")
+            c[1].selectbox("Device", device_choices(), key="tr_device")
+            c[2].checkbox("Shared attention classifier", key="tr_shared")
             c = st.columns(4)
             c[0].number_input("lambda (L_SSN weight)", 0.0, 10.0, step=0.01, key="tr_lambda")
             # the keypoint anchors of semi/supervised name NUM_PARTS parts; only unsupervised SSN takes any N
@@ -186,34 +229,58 @@ with st.expander("New run", expanded=True):
                 nproc = st.number_input("Processes (GPUs) per run", 1, gpus, 1, key="tr_nproc")
             launch = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
         if launch:
-            from ssn3d.engine.runs import RunBusyError, RunError, launch_run
+            from ssn3d.config import ConfigError
+            from ssn3d.engine.rundir import ACTIVE_STATES
+            from ssn3d.engine.runs import RunBusyError, RunError, launch_run, refresh_status
 
             with notice, shown_errors():
                 dataset = load_dataset(spec)
                 base = load_config(configs[S["tr_base"]]) if S["tr_base"] in configs else Config()
                 form = {key: S[key] for key in FORM_FIELDS}
                 roots = (ws.home, *ws.allowed_roots)  # relative weights: inside the workspace, as runs see it
-                cfg = run_config(base, form, spec, dataset.root, label_store(ws, dataset).path, roots)
+                store_path = label_store(ws, dataset).path
+                try:
+                    cfg = run_config(base, form, spec, dataset.root, store_path, roots)
+                    check_launch(cfg, dataset)
+                except ConfigError as e:
+                    raise ConfigError(f"Not launched: {in_form_words(str(e))}") from None
                 safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip(".-") or "run"
                 run_dir = ws.runs / f"{safe}-{S['train_token']}"
+                if (run_dir / "status.json").is_file() and refresh_status(run_dir).get(
+                    "state"
+                ) not in ACTIVE_STATES:
+                    # this form's run has ended: a press now asks for another run, not a double click
+                    S["train_token"] = uuid.uuid4().hex[:6]
+                    run_dir = ws.runs / f"{safe}-{S['train_token']}"
                 try:
                     launch_run(run_dir, config=cfg, workspace=ws, nproc=int(nproc))
                     atomic_write_text(run_dir / OWNER_FILE, owner_tag())  # who may cancel and resume it
-                    S["train_run"] = S["train_pick"] = run_dir.name  # show the new run at once
-                    st.success(f"Launched {run_dir.name}.")
+                    S["train_run"] = S["train_pick"] = S["tr_launched"] = run_dir.name  # show it at once
                 except RunBusyError:
-                    st.info(f"{run_dir.name} is already running (launched by an earlier click).")
+                    st.info(
+                        f"{run_dir.name} is already running (launched by an earlier click); press **New run** "
+                        "to start another one beside it."
+                    )
                 except RunError:
                     if S.get("train_run") != run_dir.name:
                         raise
                     st.info(
-                        f"{run_dir.name} was launched by an earlier click; press Prepare another run for a new one."
+                        f"{run_dir.name} was launched by an earlier click; press **New run** for another."
                     )
-        if st.button(
-            "Prepare another run", key="tr_new_token", help="the Launch button starts one run per form"
-        ):
-            S["train_token"] = uuid.uuid4().hex[:6]
-            st.rerun()
+        if S.get("tr_launched"):
+            with notice:
+                c = st.columns([4, 1])
+                c[0].success(f"Launched {S['tr_launched']}: its curves follow below.")
+                if c[1].button(
+                    "New run",
+                    key="tr_new_token",
+                    type="primary",
+                    icon=":material/add:",
+                    help="a fresh form: the next Launch starts another run",
+                ):
+                    S["train_token"] = uuid.uuid4().hex[:6]
+                    S.pop("tr_launched", None)
+                    st.rerun()
 
 # ----------------------------------------------------------------------------- runs table and live view
 
@@ -278,6 +345,12 @@ PCK_ALPHAS = ("0.1", "0.2")  # the part PCK thresholds evaluation reports (ssn3d
 SHOWN_CURVES = ("loss", "triplet", "ssn", "mAP", "top1", "pck@0.1", "pck@0.2")  # others start hidden
 
 
+def shown_value(kind: str, value: float) -> float:
+    """Evaluation metrics (mAP, CMC ranks, mINP, PCK) are fractions in the files and percent on this page,
+    as in the runs table; losses stay as they are."""
+    return 100 * value if kind == "eval" else value
+
+
 def _figure(records: list[dict], kind: str, x: str) -> go.Figure:
     fig = go.Figure()
     rows = [r for r in records if r.get("kind") == kind]
@@ -285,7 +358,7 @@ def _figure(records: list[dict], kind: str, x: str) -> go.Figure:
         {k for r in rows for k, v in r.items() if isinstance(v, int | float)} - {"step", "epoch", "time"}
     )
     for key in keys:
-        pts = [(r[x], r[key]) for r in rows if isinstance(r.get(key), int | float)]
+        pts = [(r[x], shown_value(kind, r[key])) for r in rows if isinstance(r.get(key), int | float)]
         fig.add_scatter(
             x=[p[0] for p in pts],
             y=[p[1] for p in pts],
@@ -293,7 +366,12 @@ def _figure(records: list[dict], kind: str, x: str) -> go.Figure:
             name=key,
             visible=True if key in SHOWN_CURVES else "legendonly",
         )
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=x)
+    fig.update_layout(
+        height=300,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title=x,
+        yaxis_title="percent" if kind == "eval" else None,
+    )
     return fig
 
 
@@ -324,8 +402,13 @@ def show_run(run, paths) -> None:
         with shown_errors():
             resume_run(run.path, workspace=ws)
             st.toast(f"Resumed {run.name}.")
-    if state in ("failed", "cancelled") and s.get("error"):
-        st.error(f"{run.name} {state}: {s['error']}")
+    if state == "failed" and s.get("error"):
+        st.error(f"{run.name} failed: {s['error']}")
+    elif state == "cancelled":  # asked for (Cancel, or a signal): a pause, resumable, not a failure
+        st.info(
+            f"{run.name} was cancelled at step {s.get('step', 0)}"
+            + (": Resume continues it from its last checkpoint." if paths.last.is_file() else ".")
+        )
     for warning in s.get("warnings") or []:
         st.warning(f"{run.name}: {warning}")
     records = _metrics(paths.root)
@@ -359,9 +442,16 @@ with st.expander("Compare runs"):
         fig = go.Figure()
         for name in picked:
             recs = _metrics(ws.runs / name)
-            pts = [(r.get("step"), r[metric]) for r in recs if isinstance(r.get(metric), int | float)]
+            pts = [
+                (r.get("step"), shown_value(r.get("kind"), r[metric]))
+                for r in recs
+                if isinstance(r.get(metric), int | float)
+            ]
             fig.add_scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=name)
         fig.update_layout(
-            height=320, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="step", yaxis_title=metric
+            height=320,
+            margin=dict(l=10, r=10, t=30, b=10),
+            xaxis_title="step",
+            yaxis_title=metric if metric in ("loss", "triplet", "ssn") else f"{metric} (%)",
         )
         st.plotly_chart(fig, key="cmp_chart")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ssn3d.config import ConfigError
+from ssn3d.engine.evaluations import REPORT_TOPK
 
 
 def parse_options(items: list[str]) -> dict[str, str]:
@@ -136,11 +137,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--root", help="that dataset's folder")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset loader option")
-    p.add_argument("--topk", type=int, default=10, help="ranked gallery items kept per query in the JSON")
+    p.add_argument(
+        "--topk",
+        type=int,
+        default=REPORT_TOPK,
+        help="ranked gallery items kept per query in the JSON (each query's first match is kept anyway)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument(
         "--workers", type=int, help="frame-decoding processes (default: the config's data.workers)"
     )
-    p.add_argument("--out", help="the JSON file (default: RUN/eval.json or CHECKPOINT.eval.json)")
+    p.add_argument(
+        "--out",
+        help="the JSON file (default: RUN/eval.json or CHECKPOINT.eval.json on the trained dataset; "
+        "RUN/eval-CHECKPOINT-DATASET.json or CHECKPOINT-DATASET.eval.json beside it on another dataset)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.set_defaults(func=_run)

@@ -36,9 +36,9 @@ from ssn3d.data.tracklet import Tracklet
 from ssn3d.data.transforms import ClipTransform
 from ssn3d.data.video import TestFrames, build_test_loader, load_image, pool_tracklet_features
 from ssn3d.engine._data import label_store_path
-from ssn3d.engine.checkpoint import CheckpointNotFoundError, load_checkpoint
+from ssn3d.engine.checkpoint import load_checkpoint
 from ssn3d.engine.distributed import device_for, env_dist_info
-from ssn3d.engine.rundir import RunPaths
+from ssn3d.engine.evaluations import REPORT_TOPK, locate_evaluation
 from ssn3d.keypoints import NUM_PARTS, VISIBLE, resize_keypoints
 from ssn3d.metrics import compute_distance, evaluate_rank, pck_summary, rank_gallery
 
@@ -324,22 +324,8 @@ def evaluate(
 
 def resolve_checkpoint(target: str | os.PathLike) -> tuple[Path, Path]:
     """(checkpoint file, eval.json path) for a run folder (best.pt, else last.pt) or a checkpoint file."""
-    target = Path(target)
-    if target.is_dir():
-        paths = RunPaths(target)
-        ckpt = paths.best if paths.best.is_file() else paths.last
-        if not ckpt.is_file():
-            raise CheckpointNotFoundError(
-                f"run {target} has no checkpoint yet ({paths.last}); train it first."
-            )
-        return ckpt, paths.eval
-    if not target.is_file():
-        raise CheckpointNotFoundError(
-            f"{target} is neither a run folder nor a checkpoint file; check the path."
-        )
-    if target.parent.name == "checkpoints" and RunPaths(target.parent.parent).config.is_file():
-        return target, RunPaths(target.parent.parent).eval
-    return target, target.with_suffix(".eval.json")
+    location = locate_evaluation(target)
+    return location.checkpoint, location.write_to
 
 
 def _finite(x: float) -> float | None:
@@ -357,9 +343,26 @@ def _tracklet_entry(dataset: VideoReIDDataset, t: Tracklet) -> dict[str, Any]:
     }
 
 
+def first_matches(distmat: np.ndarray, dataset: VideoReIDDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's nearest true match (same person, other camera): gallery index (-1: none) and distance.
+
+    One masked argmin over the (Q, G) distances, so the report can name the first match of every
+    query however far down the ranking it is, without storing whole rankings.
+    """
+    q_pids, q_cams = _ids(dataset.query)
+    g_pids, g_cams = _ids(dataset.gallery)
+    match = (g_pids[None] == q_pids[:, None]) & (g_cams[None] != q_cams[:, None])  # (Q, G)
+    d = np.where(match, np.asarray(distmat, dtype=np.float64), np.inf)
+    index = d.argmin(axis=1) if d.size else np.zeros(len(q_pids), np.int64)  # ties: gallery order
+    dist = d[np.arange(len(q_pids)), index] if d.size else np.full(len(q_pids), np.inf)
+    return np.where(np.isfinite(dist), index, -1), dist
+
+
 def eval_report(result: dict[str, Any], dataset: VideoReIDDataset, meta: dict[str, Any]) -> dict[str, Any]:
-    """The JSON document of an evaluation: metrics, per-query AP and the ranked top-k gallery per query."""
+    """The JSON document of an evaluation: metrics, per-query AP, the ranked top-k gallery per query and
+    each query's first true match (its rank and gallery item, also when it ranks past k)."""
     d, ranking = result["details"], result.get("ranking")
+    first_index, first_dist = first_matches(result["distmat"], dataset)
     queries = []
     for i in range(len(dataset.query)):
         entry: dict[str, Any] = {
@@ -368,6 +371,13 @@ def eval_report(result: dict[str, Any], dataset: VideoReIDDataset, meta: dict[st
             "inp": _finite(d.inp[i]),
             "first_hit": int(d.first_hit[i]),
             "num_matches": int(d.num_matches[i]),
+            "first_match": None
+            if first_index[i] < 0
+            else {
+                "index": int(first_index[i]),
+                "distance": float(first_dist[i]),
+                "rank": int(d.first_hit[i]),
+            },
         }
         if ranking is not None:
             entry["ranked"] = [
@@ -396,16 +406,26 @@ def eval_report(result: dict[str, Any], dataset: VideoReIDDataset, meta: dict[st
     }
 
 
+def write_report(
+    result: dict[str, Any], dataset: VideoReIDDataset, meta: dict[str, Any], path: str | os.PathLike
+) -> dict[str, Any]:
+    """``eval_report`` written atomically to ``path`` (the CLI, the app and training's final evaluation)."""
+    report = eval_report(result, dataset, meta)
+    atomic_write_json(Path(path), report)
+    return report
+
+
 def evaluate_target(
     target: str | os.PathLike,
     *,
     dataset: str | None = None,
     root: str | None = None,
     options: dict[str, Any] | None = None,
-    topk: int = 10,
+    topk: int = REPORT_TOPK,
     device: str = "auto",
     workers: int | None = None,
     out: str | os.PathLike | None = None,
+    outputs: str | os.PathLike | None = None,
     progress: ProgressFn | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Evaluate a run (its best.pt, else last.pt) or a checkpoint and write the report JSON.
@@ -416,13 +436,16 @@ def evaluate_target(
         topk: ranked gallery items kept per query in the report.
         device: auto | cpu | cuda | cuda:N.
         workers: frame-decoding processes (default: the config's data.workers).
-        out: where to write (default: RUN/eval.json, or CHECKPOINT.eval.json for a loose file).
+        out: where to write (default: ``ssn3d.engine.evaluations.locate_evaluation``: RUN/eval.json or
+            CHECKPOINT.eval.json on the trained dataset, RUN/eval-STEM-DATASET.json or
+            OUTPUTS/STEM-DATASET.eval.json on another one).
+        outputs: the folder for a loose checkpoint's evaluations on another dataset (default: its own).
         progress: called as ``progress(done, total)`` over the test chunks.
 
     Returns:
         (the report, the path it was written to).
     """
-    ckpt_path, default_out = resolve_checkpoint(target)
+    ckpt_path = locate_evaluation(target).checkpoint
     dev = device_for(device, env_dist_info({}))
     model, cfg, meta = load_checkpoint(ckpt_path, device=dev)
     name = dataset or cfg.data.dataset
@@ -440,9 +463,10 @@ def evaluate_target(
         len(ds.gallery),
     )
     result = evaluate(model, ds, cfg, device=dev, topk=topk, workers=workers, progress=progress)
-    report = eval_report(
-        result, ds, {"checkpoint": str(ckpt_path), "step": meta.get("step"), "epoch": meta.get("epoch")}
-    )
-    path = Path(out) if out is not None else default_out
-    atomic_write_json(path, report)
-    return report, path
+    if out is not None:
+        path = Path(out)
+    else:  # the trained dataset's report is the run's own; another dataset's is kept beside it
+        own = dataset is None and root is None and options is None
+        path = locate_evaluation(ckpt_path, None if own else ds.dataset_id, outputs=outputs).write_to
+    meta = {"checkpoint": str(ckpt_path), "step": meta.get("step"), "epoch": meta.get("epoch")}
+    return write_report(result, ds, meta, path), path

@@ -46,7 +46,8 @@ from ssn3d.engine.distributed import (
     init_distributed,
     mean_over_ranks,
 )
-from ssn3d.engine.evaluate import evaluate
+from ssn3d.engine.evaluate import evaluate, write_report
+from ssn3d.engine.evaluations import REPORT_TOPK
 from ssn3d.engine.optim import adam
 from ssn3d.engine.rundir import (
     RunLock,
@@ -430,8 +431,15 @@ def _train(
     def run_eval() -> None:
         nonlocal last_metrics
         if info.is_main and dataset.query and dataset.gallery:
-            result = evaluate(ckpt_io.unwrap_model(model), dataset, cfg, device=device)
+            # the final evaluation also ranks the gallery and leaves RUN/eval.json, the report the
+            # Retrieval page and `ssn3d evaluate` read, so nobody has to extract the features again
+            final = state.step >= total_steps
+            topk = REPORT_TOPK if final else 0
+            result = evaluate(ckpt_io.unwrap_model(model), dataset, cfg, device=device, topk=topk)
             last_metrics = result["metrics"]
+            if final:  # last.pt is saved from this state right after, at this step
+                meta = {"checkpoint": str(paths.last), "step": state.step, "epoch": state.epoch}
+                write_report(result, dataset, {**meta, "source": "training"}, paths.eval)
             append_metrics(
                 paths.root,
                 {
