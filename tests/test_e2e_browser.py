@@ -55,6 +55,9 @@ if not CHROMIUM.exists():
 from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
+# expect() waits 5 s by default; a loaded 2-core machine can take longer to draw a page.
+expect.set_options(timeout=30_000)
+
 
 def _free_port() -> int:
     with socket.socket() as s:
