@@ -178,7 +178,6 @@ def match_cells(
 def propagate_features(
     feats: torch.Tensor,
     labeled: Mapping[int, np.ndarray],
-    image_size: Sequence[int],
     geometry: CellGeometry,
     params: PropagationParams,
     frames: Sequence[int] | None = None,
@@ -187,9 +186,8 @@ def propagate_features(
 
     Args:
         feats: (L, C, h, w) features of L frames of one tracklet.
-        labeled: {frame number: (9, 3) keypoints in the model's (W, H) pixels}; only v = 2 parts are
-            carried. Every labeled frame number must be one of ``frames``.
-        image_size: (W, H) of the frames the features were computed from.
+        labeled: {frame number: (9, 3) keypoints in the pixels of the frames the features were computed
+            from}; only v = 2 parts are carried. Every labeled frame number must be one of ``frames``.
         geometry: where the feature cells look in those frames.
         params: radius, search window and threshold.
         frames: the frame number of each of the L rows of ``feats`` (default 0..L-1); ``radius``
@@ -286,6 +284,8 @@ def propagate_tracklet(
     # an unreadable frame is replaced by a neighbour in read_frames: such a frame is neither source nor target
     real = [k for k, (i, j) in enumerate(zip(need, used)) if i == j]
     numbers = [need[k] for k in real]
+    if not real:
+        return {}
     device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
     clip = ClipTransform(height, width, train=False).to_tensor([images[k] for k in real]).to(device)
     feats = backbone(clip)  # (L, C, h, w)
@@ -293,7 +293,7 @@ def propagate_tracklet(
     model_kps = {
         i: resize_keypoints(kps, size_of[i], (width, height)) for i, kps in labeled.items() if i in size_of
     }
-    found = propagate_features(feats, model_kps, (width, height), geometry, params, frames=numbers)
+    found = propagate_features(feats, model_kps, geometry, params, frames=numbers)
     out: dict[int, PropagatedFrame] = {}
     for i, (kps, conf) in found.items():
         out[i] = PropagatedFrame(resize_keypoints(kps, (width, height), size_of[i]), conf, tuple(size_of[i]))

@@ -54,9 +54,9 @@ def _tiny_backbone() -> Backbone:
     return Backbone(name="resnet18", stages=1, weights="none")  # 16 x 8 cells at stride 4 on 64 x 32
 
 
-def _maps(cells: dict[tuple[int, int, int], np.ndarray]) -> torch.Tensor:
-    """Two 6 x 6 maps of 8 channels: background e7 everywhere, ``{(frame, col, row): vector}`` on top."""
-    feats = torch.zeros(2, 8, 6, 6)
+def _maps(cells: dict[tuple[int, int, int], np.ndarray], frames: int = 2) -> torch.Tensor:
+    """6 x 6 maps of 8 channels: background e7 everywhere, ``{(frame, col, row): vector}`` on top."""
+    feats = torch.zeros(frames, 8, 6, 6)
     feats[:, 7] = 1.0
     for (f, col, row), v in cells.items():
         feats[f, :, row, col] = torch.as_tensor(v, dtype=torch.float32)
@@ -77,9 +77,9 @@ def test_a_similar_mutual_match_is_kept_and_a_low_similarity_is_rejected() -> No
     near = 0.7 * E0 + np.sqrt(1 - 0.49) * E1  # cosine 0.7 to the keypoint's feature
     feats = _maps({(0, 2, 2): E0, (1, 3, 2): near})
     labeled = {0: _one_part(2, 2)}
-    low = propagate_features(feats, labeled, SIZE, GEOMETRY, PropagationParams(threshold=0.8))
+    low = propagate_features(feats, labeled, GEOMETRY, PropagationParams(threshold=0.8))
     assert low == {}  # the best match is mutual but only 0.7 similar
-    kept = propagate_features(feats, labeled, SIZE, GEOMETRY, PropagationParams(threshold=0.6))
+    kept = propagate_features(feats, labeled, GEOMETRY, PropagationParams(threshold=0.6))
     kps, conf = kept[1]
     assert kps[0].tolist() == pytest.approx([*GEOMETRY.centre_of(np.array([3, 2])), VISIBLE])
     assert conf[0] == pytest.approx(0.7, abs=1e-5)
@@ -103,11 +103,25 @@ def test_a_match_whose_best_match_back_is_elsewhere_is_rejected() -> None:
 def test_the_search_window_bounds_the_match() -> None:
     feats = _maps({(0, 1, 1): E0, (1, 4, 4): E0})  # the twin lies 3 cells away
     labeled = {0: _one_part(1, 1)}
-    assert (
-        propagate_features(feats, labeled, SIZE, GEOMETRY, PropagationParams(threshold=0.5, search=2)) == {}
-    )
-    found = propagate_features(feats, labeled, SIZE, GEOMETRY, PropagationParams(threshold=0.5, search=3))
+    assert propagate_features(feats, labeled, GEOMETRY, PropagationParams(threshold=0.5, search=2)) == {}
+    found = propagate_features(feats, labeled, GEOMETRY, PropagationParams(threshold=0.5, search=3))
     assert found[1][1][0] == pytest.approx(1.0)
+
+
+def test_two_labeled_frames_reaching_one_frame_keep_the_more_similar_match() -> None:
+    a = 0.9 * E0 + np.sqrt(1 - 0.81) * E1  # frame 5 looks 0.9 like frame 3's keypoint
+    feats = _maps({(0, 2, 2): E0, (1, 3, 2): a, (2, 1, 2): a}, frames=3)  # rows: frames 3, 5 and 8
+    labeled = {3: _one_part(2, 2), 8: _one_part(1, 2)}  # frame 8's keypoint is a itself: similarity 1
+    found = propagate_features(feats, labeled, GEOMETRY, PropagationParams(threshold=0.5), frames=[3, 5, 8])
+    assert set(found) == {5}  # frame numbers, not rows; 3 and 8 are labeled
+    kps, conf = found[5]
+    assert (
+        conf[0] == pytest.approx(1.0) and kps[0, :2].tolist() == GEOMETRY.centre_of(np.array([3, 2])).tolist()
+    )
+    far = propagate_features(
+        feats, labeled, GEOMETRY, PropagationParams(threshold=0.5, radius=2), frames=[3, 5, 8]
+    )
+    assert far[5][1][0] == pytest.approx(0.9, abs=1e-5)  # frame 8 is 3 frames away: only frame 3 reaches
 
 
 def test_propagated_points_land_on_the_truth_more_often_than_chance(tiny_walkers: Path) -> None:

@@ -179,10 +179,9 @@ def propagated_labels(
                 "data.propagate_labels matches features of a random-init backbone; it is meant with "
                 "model.weights=imagenet or a checkpoint."
             )
-        step = max(1, len(dataset.train) // 10)
 
         def progress(done: int, total: int) -> None:
-            if done % step == 0 and done < total:
+            if done % max(1, total // 10) == 0 and done < total:
                 _logger.info("Propagating labels: %d of %d labeled tracklets.", done, total)
 
         frames = propagate_labels(
