@@ -25,17 +25,24 @@ SPLITS = ("train", "query", "gallery")
 def _backbone(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, int]]:
     """The feature extractor and the (height, width) it sees, from --weights (and --backbone)."""
     from ssn3d.config import resolved_backbone_stages
-    from ssn3d.engine.checkpoint import checkpoint_config, read_checkpoint
-    from ssn3d.models.backbone import Backbone
+    from ssn3d.engine.checkpoint import CheckpointError, checkpoint_config, read_checkpoint
+    from ssn3d.models.backbone import IMAGENET_FILES, Backbone
 
     if args.backbone:
+        if args.backbone not in IMAGENET_FILES:
+            raise ValueError(f"--backbone {args.backbone} is not one of {', '.join(IMAGENET_FILES)}.")
         if args.weights != "imagenet" and not Path(args.weights).is_file():
             raise FileNotFoundError(
                 f"--weights {args.weights} does not exist; pass a state-dict file or imagenet."
             )
         backbone = Backbone(name=args.backbone, stages=args.stages, weights=args.weights)
         return backbone, (args.height or 256, args.width or 128)  # the paper's frame size
-    cfg = checkpoint_config(read_checkpoint(args.weights), args.weights)
+    try:
+        cfg = checkpoint_config(read_checkpoint(args.weights), args.weights)
+    except CheckpointError as e:  # a missing file (CheckpointNotFoundError) keeps its own sentence
+        raise CheckpointError(
+            f"{str(e).rstrip('.')}; for a torchvision state dict add --backbone NAME."
+        ) from None
     m = cfg.model
     if m.backbone == "none":
         raise ValueError(
