@@ -84,6 +84,7 @@ class DataConfig:
         2  # labeled frames of a tracklet fed beside each of its clips (paper: 2 labeled per tracklet)
     )
     annotations: str = ""  # label store for semi/supervised anchors; "" = annotations/<dataset id>.json
+    propagate_labels: float = 0.0  # not in the paper: min cosine to carry labels to frames +-3; 0 = off
     workers: int = 4  # DataLoader worker processes
     skip_corrupt: bool = True  # skip unreadable frames with a warning instead of dying mid-epoch
 
@@ -325,6 +326,11 @@ def validate(cfg: Config) -> None:
         )
     if d.workers < 0:
         raise ConfigError(f"data.workers={d.workers} must be >= 0.")
+    if not 0.0 <= d.propagate_labels <= 1.0:
+        raise ConfigError(
+            f"data.propagate_labels={d.propagate_labels} must lie in [0, 1]: the least cosine similarity of a "
+            "propagated keypoint's match (0 turns propagation off)."
+        )
     for key in ("epochs", "lr", "lr_step"):
         _positive(f"train.{key}", getattr(t, key))
     for key in ("weight_decay", "iters_per_epoch", "max_steps", "eval_every", "ckpt_every"):

@@ -9,24 +9,38 @@ beside the clips (``ssn3d.data.video.TrainClips``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from ssn3d.annotations import AnnotationStore
-from ssn3d.config import Config, ConfigError
+from ssn3d.annotations import AnnotationError, AnnotationStore, file_lock
+from ssn3d.config import Config, ConfigError, resolved_backbone_stages
 from ssn3d.data.datasets import VideoReIDDataset, build_dataset
 from ssn3d.data.sampling import IdentitySampler
 from ssn3d.data.transforms import ClipTransform
 from ssn3d.data.video import TrainClips, build_train_loader
 from ssn3d.engine.distributed import DistInfo
+from ssn3d.label_propagation import (
+    PropagationParams,
+    labels_digest,
+    params_record,
+    propagate_labels,
+    read_propagated,
+    write_propagated,
+)
+from ssn3d.models.backbone import Backbone
 from ssn3d.workspace import Workspace
 
 _logger = logging.getLogger(__name__)
+
+PROPAGATED_FILE = "propagated-labels.json"  # in the run folder: labels propagated for this run
 
 
 def load_dataset(cfg: Config) -> VideoReIDDataset:
@@ -46,12 +60,30 @@ def label_store_path(cfg: Config, dataset: VideoReIDDataset, workspace: Workspac
 
 
 def load_labels(
-    cfg: Config, dataset: VideoReIDDataset, workspace: Workspace | None = None
+    cfg: Config,
+    dataset: VideoReIDDataset,
+    workspace: Workspace | None = None,
+    *,
+    run_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, np.ndarray]:
     """Keypoint labels of the training frames, for the semi and supervised strategies.
 
     Returns {} for the unsupervised strategy and the baselines. ``semi`` with no labels for the
     training frames says so once and trains unsupervised; ``supervised`` without labels is refused.
+
+    With ``data.propagate_labels`` > 0 (not in the paper; ``ssn3d.label_propagation``) the labels are
+    also carried to the frames within 3 of each labeled frame of its tracklet, by the initial model's
+    backbone (the one ``build_model`` makes after ``torch.manual_seed(train.seed)``), and those frames
+    join the labeled ones. They are never written into the label store: ``RUN/propagated-labels.json``
+    keeps them, and a resume (or another rank) with the same labels and parameters reads them back.
+
+    Args:
+        cfg: the run's config.
+        dataset: its dataset.
+        workspace: where ``annotations/`` lives when ``data.annotations`` is empty.
+        run_dir: the run folder, where propagated labels are cached (None: not cached).
+        device: where the backbone runs for propagation.
     """
     m = cfg.model
     if m.arch != "ssn3d" or m.strategy == "unsupervised":
@@ -73,16 +105,98 @@ def load_labels(
             )
         _logger.warning("Semi-supervised SSN without anchors: %s, so this run trains unsupervised.", where)
         return {}
+    where = str(path)
+    if cfg.data.propagate_labels > 0:
+        propagated = propagated_labels(cfg, dataset, labels, run_dir=run_dir, device=device)
+        where = (
+            f"{path} ({len(labels)}) and propagation at similarity >= {cfg.data.propagate_labels:g} "
+            f"({len(propagated)})"
+        )
+        labels = {**propagated, **labels}  # a manual label always wins
     tracklets = sum(any(dataset.relpath(p) in labels for p in t.paths) for t in dataset.train)
     _logger.info(
         "%d labeled frames from %s anchor %s SSN (%d of %d training tracklets have labels).",
         len(labels),
-        path,
+        where,
         m.strategy,
         tracklets,
         len(dataset.train),
     )
     return labels
+
+
+def propagated_labels(
+    cfg: Config,
+    dataset: VideoReIDDataset,
+    labels: dict[str, np.ndarray],
+    *,
+    run_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+) -> dict[str, np.ndarray]:
+    """{frame key: (9, 3) keypoints} propagated from ``labels`` within the training tracklets (see ``load_labels``).
+
+    Computed with the initial model's backbone, or read from ``RUN/propagated-labels.json`` when that
+    file was written for the same labels, parameters, backbone, weights, frame size and seed.
+    """
+    m, d = cfg.model, cfg.data
+    params = PropagationParams(threshold=d.propagate_labels)
+    meta = params_record(
+        params,
+        labels=labels_digest(labels),
+        backbone=m.backbone,
+        backbone_stages=resolved_backbone_stages(m),
+        in_channels=m.in_channels,
+        weights=m.weights,
+        height=d.height,
+        width=d.width,
+        seed=cfg.train.seed,
+    )
+    cache = Path(run_dir) / PROPAGATED_FILE if run_dir is not None else None
+    with file_lock(cache) if cache is not None else contextlib.nullcontext():
+        if cache is not None and cache.is_file():  # one process computes, the others (ranks, resumes) read
+            try:
+                frames, stored = read_propagated(cache)
+            except AnnotationError as e:
+                _logger.warning("Propagated labels %s are not readable (%s); propagating again.", cache, e)
+            else:
+                if stored == meta:
+                    _logger.info("Propagated labels of %d frames read from %s.", len(frames), cache)
+                    return {k: f.keypoints for k, f in frames.items()}
+                _logger.info(
+                    "Propagated labels in %s were made for other labels or settings; propagating again.",
+                    cache,
+                )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.train.seed)  # what build_model draws first: the initial model's backbone
+            backbone = Backbone(
+                name=m.backbone,
+                stages=resolved_backbone_stages(m),
+                in_channels=m.in_channels,
+                weights=m.weights,
+            )
+        if m.weights in ("none", ""):
+            _logger.warning(
+                "data.propagate_labels matches features of a random-init backbone; it is meant with "
+                "model.weights=imagenet or a checkpoint."
+            )
+
+        def progress(done: int, total: int) -> None:
+            if done % max(1, total // 10) == 0 and done < total:
+                _logger.info("Propagating labels: %d of %d labeled tracklets.", done, total)
+
+        frames = propagate_labels(
+            backbone.to(device),
+            dataset.train,
+            labels,
+            dataset.relpath,
+            height=d.height,
+            width=d.width,
+            params=params,
+            progress=progress,
+        )
+        if cache is not None:
+            write_propagated(cache, frames, meta=meta)
+    return {k: f.keypoints for k, f in frames.items()}
 
 
 class ResumableBatches:

@@ -337,7 +337,7 @@ def _train(
 ) -> str:
     cuda = device.type == "cuda"
     dataset = load_dataset(cfg)
-    labels = load_labels(cfg, dataset)
+    labels = load_labels(cfg, dataset, run_dir=paths.root, device=device)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank (DDP also broadcasts them)
     model = build_model(cfg.model, load_weights=not resume).to(device)
     if cuda and cfg.train.channels_last:
