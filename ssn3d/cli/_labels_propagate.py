@@ -124,9 +124,8 @@ def _propagate(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("labels", help="label stores: propagate labeled keypoints to nearby frames")
-    cmds = p.add_subparsers(dest="labels_command", metavar="ACTION", required=True)
+def add_action(cmds: argparse._SubParsersAction) -> None:
+    """Add ``labels propagate`` to the ``labels`` command's actions (``ssn3d.cli.labels``)."""
     c = cmds.add_parser(
         "propagate",
         help="carry labeled keypoints to frames +-radius by feature matching (not in the paper); writes a new store",

@@ -64,9 +64,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("labels", help="label suggestions: which frames to label next")
-    kinds = p.add_subparsers(dest="labels_command", metavar="ACTION", required=True)
+def add_action(kinds: argparse._SubParsersAction) -> None:
+    """Add ``labels next`` to the ``labels`` command's actions (``ssn3d.cli.labels``)."""
     n = kinds.add_parser(
         "next",
         help="rank unlabeled frames by how unsure the model is about its parts",
