@@ -204,6 +204,16 @@ def labels_of(store: AnnotationStore) -> dict[str, np.ndarray]:
     return _labels(str(store.path), store.version())
 
 
+def repair_notice(store: AnnotationStore) -> str | None:
+    """Cut a torn journal tail of ``store`` now and return the store's sentence about it, else None.
+
+    Call it before ``labels_of``: that read repairs a torn tail too, but on a store object of its own
+    whose message the page never sees. The next call finds the journal clean, so the page shows the
+    sentence once.
+    """
+    return store.last_repair if store.repair() else None
+
+
 @st.cache_data(show_spinner=False, max_entries=4096)
 def _thumbnail(path: str, stamp: float, height: int) -> np.ndarray:
     from ssn3d.security import load_image

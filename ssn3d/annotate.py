@@ -11,7 +11,12 @@ so that it can be tested without a browser:
 * ``copy_previous``: start a frame from the nearest labeled frame before it;
 * ``tracklet_progress`` / ``dataset_progress``: labeled frames (every part done) against the goal;
 * ``next_unlabeled_frame`` / ``next_unlabeled_tracklet``: where the labeler goes next;
-* ``draw_keypoints``: the points and the skeleton in the fixed part colours of ``ssn3d.keypoints``.
+* ``draw_keypoints``: the points and the skeleton in the fixed part colours of ``ssn3d.keypoints``;
+* ``accept_suggestions`` / ``draw_suggestions``: a pose detector's keypoints (``ssn3d.pose``) offered
+  as suggestions, which become labels only when accepted.
+
+A point outside the frame is refused with the rule the importers use
+(``ssn3d.interchange.hide_outside_frame``): it could never anchor a part window there.
 
 Keypoints are (N, 3) float arrays of (x, y, v) in frame pixels, v as in COCO (0 not labeled,
 1 not visible, 2 visible). Every function returns a new array and never changes its input.
@@ -137,6 +142,7 @@ def handle_click(
     grabbed: int | None = None,
     radius: float = 6.0,
     part_names: Sequence[str] | None = None,
+    frame_size: Sequence[float] | None = None,
 ) -> ClickResult:
     """Apply one click at frame pixel (x, y).
 
@@ -155,6 +161,8 @@ def handle_click(
         grabbed: the part picked up by an earlier move click, or None.
         radius: how far (frame pixels) a click may land from a point to pick it.
         part_names: names for the message (default: part numbers).
+        frame_size: the frame's (width, height); a place or a move outside it (beyond the importers'
+            small tolerance) is refused with a message, one within the tolerance lands on the border.
 
     Returns:
         A ``ClickResult``.
@@ -163,6 +171,19 @@ def handle_click(
     if not 0 <= part < len(kps):
         raise ValueError(f"part {part} does not exist; choose 0..{len(kps) - 1}.")
     name = (lambda i: part_names[i]) if part_names is not None else (lambda i: f"part {i}")
+    putting = mode == "place" or (mode == "move" and grabbed is not None)
+    if putting and frame_size is not None:
+        w, h = float(frame_size[0]), float(frame_size[1])
+        if is_outside_frame(x, y, w, h):
+            return ClickResult(
+                kps,
+                part,
+                grabbed,
+                False,
+                f"({x:g}, {y:g}) lies outside the {w:g} x {h:g} frame; place the point inside it",
+            )
+        # onto the border, a hundredth inside: float32 storage would round nextafter(w) up to w itself
+        x, y = float(np.clip(x, 0.0, w - 0.01)), float(np.clip(y, 0.0, h - 0.01))
     if mode == "place":
         out = set_point(kps, part, x, y)
         nxt = next_unlabeled(out, part)
@@ -186,6 +207,14 @@ def handle_click(
         out = clear_point(kps, hit)
         return ClickResult(out, hit, None, True, f"deleted {name(hit)}")
     raise ValueError(f"click mode {mode!r} is unknown; choose place, move or delete.")
+
+
+def is_outside_frame(x: float, y: float, width: float, height: float) -> bool:
+    """Whether frame pixel (x, y) lies outside a ``width`` x ``height`` frame by the importers' rule."""
+    from ssn3d.interchange import hide_outside_frame
+
+    probe = np.array([[x, y, VISIBLE]], dtype=np.float64)  # (1, 3): one visible point
+    return hide_outside_frame(probe, width, height) > 0
 
 
 def part_state(kps: np.ndarray, part: int) -> str:
@@ -407,6 +436,81 @@ def draw_tag(image: Image.Image, lines: Sequence[str], color: tuple[int, int, in
     draw.rectangle([0, 0, right + 3, bottom + 3], fill=color)
     ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)  # dark text on light parts, light on dark
     draw.multiline_text((3, 2), text, fill=ink, font=font)
+    return image
+
+
+def accept_suggestions(
+    kps: np.ndarray | None, suggested: np.ndarray, parts: Iterable[int] | None = None
+) -> np.ndarray:
+    """A frame's keypoints with the confident suggestions accepted as labels.
+
+    Only parts the user has not labeled yet are filled, so a correction made before accepting stays;
+    only confident suggestions (v = 2, see ``ssn3d.pose.landmarks_to_parts``) are taken: an unsure one
+    is left for the user to place or mark hidden, rather than stored as a guess.
+
+    Args:
+        kps: the frame's saved keypoints (N, 3), or None for an unlabeled frame.
+        suggested: the detector's keypoints (N, 3).
+        parts: accept only these parts (default: every part).
+
+    Returns:
+        New (N, 3) keypoints.
+    """
+    out = new_keypoints() if kps is None else np.array(kps, dtype=np.float32, copy=True)
+    sug = np.asarray(suggested, dtype=np.float32)
+    take = (out[:, 2] == NOT_LABELED) & (sug[:, 2] >= VISIBLE)
+    if parts is not None:
+        chosen = np.zeros(len(out), dtype=bool)
+        chosen[list(parts)] = True
+        take &= chosen
+    out[take] = sug[take]
+    return out
+
+
+def draw_suggestions(
+    image: Image.Image,
+    kps: np.ndarray | None,
+    suggested: np.ndarray,
+    confidence: np.ndarray,
+    *,
+    scale: float = 1.0,
+    radius: float = 4.0,
+    colors: Sequence[tuple[int, int, int]] = PART_COLORS,
+) -> Image.Image:
+    """Draw a detector's suggestions on ``image`` (already at display ``scale``) in place.
+
+    A suggestion is a hollow ring in its part's colour (a label is a filled dot), with its confidence
+    beside it; an unsure one (v = 1) has a thin ring. Parts the user already labeled are not drawn.
+
+    Args:
+        image: the displayed frame (from ``draw_keypoints``).
+        kps: the frame's saved keypoints (N, 3), or None.
+        suggested: the detector's keypoints (N, 3) in frame pixels.
+        confidence: (N,) in [0, 1].
+        scale: display pixels per frame pixel.
+        radius: ring radius in display pixels.
+        colors: RGB per part.
+    """
+    labeled = np.zeros(len(suggested), dtype=bool) if kps is None else np.asarray(kps)[:, 2] > NOT_LABELED
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(9, round(radius * 2.2)))
+    r = radius + 1
+    for i, (x, y, v) in enumerate(np.asarray(suggested, dtype=np.float64)):
+        if labeled[i] or v == NOT_LABELED:
+            continue
+        cx, cy = x * scale, y * scale
+        color = tuple(colors[i % len(colors)])
+        thick = max(2, round(radius / 2)) if v >= VISIBLE else 1
+        draw.ellipse([cx - r - 1, cy - r - 1, cx + r + 1, cy + r + 1], outline=(0, 0, 0), width=1)
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=color, width=thick)
+        draw.text(
+            (cx + r + 2, cy - r),
+            f"{float(confidence[i]):.2f}",
+            fill=color,
+            font=font,
+            stroke_width=1,
+            stroke_fill=(0, 0, 0),
+        )
     return image
 
 

@@ -243,23 +243,27 @@ def hide_outside_frame(kps: np.ndarray, width: float, height: float) -> int:
 
 
 def import_coco_files(
-    paths: Iterable[str | os.PathLike],
+    paths: Iterable[str | os.PathLike] | Mapping[str, bytes],
     dataset: FrameIndex | str | os.PathLike | Iterable[str],
     store: AnnotationStore,
     **kwargs: Any,
 ) -> list[tuple[str, ImportReport | str]]:
     """``import_coco`` for several files, one after another; a bad file does not stop the ones after it.
 
+    Args:
+        paths: file paths, or ``{file name: its bytes}`` (the app's uploads).
+
     Returns:
         [(file name, its ImportReport, or the one-sentence reason it was refused)], in order.
     """
     index = as_frame_index(dataset)
+    items = paths.items() if isinstance(paths, Mapping) else ((os.fspath(p), Path(p)) for p in paths)
     out: list[tuple[str, ImportReport | str]] = []
-    for path in paths:
+    for name, source in items:
         try:
-            out.append((os.fspath(path), import_coco(Path(path), index, store, **kwargs)))
+            out.append((name, import_coco(source, index, store, **kwargs)))
         except (InterchangeError, AnnotationError, OSError) as e:
-            out.append((os.fspath(path), str(e)))
+            out.append((name, str(e)))
     return out
 
 
@@ -445,7 +449,24 @@ def import_openpose(
         progress(done, total)
     if weak:
         report.notes.append(f"{weak} detected joint(s) below confidence {min_confidence} were left unlabeled")
-    return _commit(store, _match_frames(found, index, report), report, overwrite, dry_run, "openpose-import")
+    changes = _match_frames(found, index, report)
+    for frame, kps in list(changes.items()):
+        # OpenPose files do not say the image size: the matched frame of the dataset does
+        size = index.size(frame)
+        if size is not None and hide_outside_frame(kps, *size):
+            report.notes.append(f"{frame}: keypoints outside the image marked not visible")
+            if not _labeled(kps):
+                report.skip(frame, "every keypoint lies outside the image")
+                del changes[frame]
+    return _commit(store, changes, report, overwrite, dry_run, "openpose-import")
+
+    from PIL import Image
+
+    try:
+        with Image.open(index.root / frame) as im:
+            return float(im.width), float(im.height)
+    except (OSError, ValueError):
+        return None
 
 
 def _openpose_person(doc: Any, min_confidence: float) -> tuple[np.ndarray, int] | str:

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ssn3d.annotate import GOAL_PER_TRACKLET, is_complete, is_labeled
+from ssn3d.annotate import GOAL_PER_TRACKLET, is_labeled, is_started
 from ssn3d.annotations import AnnotationStore
 from ssn3d.attention import peak_cells
 
@@ -210,12 +210,12 @@ def rank_maps(
             continue
         ent, jump = frame_entropy(maps), frame_jumps(maps)
         score = combine(ent, jump)
-        done = sum(is_complete(labels.get(k)) for k in keys)
+        done = sum(is_labeled(labels.get(k)) for k in keys)
         g = min(goal, len(keys))
         name = names[index] if names is not None else PurePosixPath(keys[0]).parent.as_posix()
         scores.append(TrackletScore(index, name, float(score.mean()), done, g))
         for k, s, e, j in zip(keys, score, ent, jump):
-            if not is_labeled(labels.get(k)):
+            if not is_started(labels.get(k)):
                 frames.append(FrameScore(k, index, float(s), float(e), float(j), _reason(e, j, done, g)))
     frames.sort(key=lambda f: (-f.score, f.key))
     scores.sort(key=lambda t: (-t.score, t.index))

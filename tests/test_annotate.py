@@ -205,3 +205,47 @@ def test_display_scale_shows_small_frames_large_and_never_shrinks():
     assert an.display_scale((600, 1200), 512) == 1.0
     kps = an.mark_not_visible(an.new_keypoints(), 3)
     assert kps[3, 2] == NOT_VISIBLE
+
+
+def test_a_point_outside_the_frame_is_refused_and_one_at_the_border_lands_on_it():
+    kps = an.new_keypoints()
+    far = an.handle_click(kps, 0, 500.0, 10.0, frame_size=(64, 128))
+    assert not far.changed and "outside the 64 x 128 frame" in far.message and far.part == 0
+    assert (far.keypoints == kps).all()
+    near = an.handle_click(kps, 0, 65.0, 10.0, frame_size=(64, 128))  # 1 px past: within the tolerance
+    assert near.changed and 63.0 < near.keypoints[0, 0] < 64.0 and near.keypoints[0, 2] == VISIBLE
+    # a move is put down under the same rule
+    placed = an.set_point(kps, 3, 10.0, 10.0)
+    move = an.handle_click(placed, 3, 10.0, -40.0, mode="move", grabbed=3, frame_size=(64, 128))
+    assert not move.changed and move.grabbed == 3 and tuple(move.keypoints[3]) == (10.0, 10.0, VISIBLE)
+    assert an.is_outside_frame(-10.0, 5.0, 64, 128) and not an.is_outside_frame(0.0, 127.9, 64, 128)
+
+
+def test_accepting_suggestions_keeps_corrections_and_skips_unsure_points():
+    sug = np.zeros((NUM_PARTS, 3), dtype=np.float32)
+    sug[:, 0], sug[:, 1], sug[:, 2] = np.arange(NUM_PARTS) + 1, 2.0, VISIBLE
+    sug[4, 2] = NOT_VISIBLE  # the detector was unsure of the right elbow
+    mine = an.set_point(an.new_keypoints(), 0, 30.0, 40.0)  # the user corrected the head first
+    out = an.accept_suggestions(mine, sug)
+    assert tuple(out[0]) == (30.0, 40.0, VISIBLE)  # the correction stays
+    assert out[4, 2] == NOT_LABELED  # left for the user, not stored as a guess
+    keep = [i for i in range(NUM_PARTS) if i not in (0, 4)]
+    np.testing.assert_array_equal(out[keep], sug[keep])
+    assert (mine[1:, 2] == NOT_LABELED).all()  # the input is not changed
+    only = an.accept_suggestions(None, sug, parts=[2])
+    assert only[2, 2] == VISIBLE and (np.delete(only, 2, axis=0)[:, 2] == NOT_LABELED).all()
+
+
+def test_suggestions_are_drawn_as_rings_in_the_part_colour_and_labeled_parts_are_not():
+    frame = Image.new("RGB", (40, 80), (128, 128, 128))
+    sug = np.zeros((NUM_PARTS, 3), dtype=np.float32)
+    sug[0], sug[7] = (20.0, 20.0, VISIBLE), (20.0, 60.0, VISIBLE)
+    labels = an.set_point(an.new_keypoints(), 7, 20.0, 60.0)
+    conf = np.full(NUM_PARTS, 0.9, dtype=np.float32)
+    img = an.draw_keypoints(frame, labels, scale=2.0, radius=4.0)
+    before = np.asarray(img).copy()
+    out = np.asarray(an.draw_suggestions(img, labels, sug, conf, scale=2.0, radius=4.0))
+    assert (out[40, 40] == before[40, 40]).all()  # the centre of a ring stays see-through: hollow
+    ring = out[35:46, 35:46].reshape(-1, 3)
+    assert (np.abs(ring.astype(int) - PART_COLORS[0]).sum(1) < 30).any()  # the head's colour
+    assert (out[112:129, 32:49] == before[112:129, 32:49]).all()  # the labeled left foot: no ring drawn

@@ -436,6 +436,141 @@ def test_import_openpose_reports_frames_it_cannot_match(demo_home: Path):
     assert at.dataframe[-1].value["item"].tolist() == ["000001_keypoints.json"]
 
 
+def test_suggest_is_disabled_with_how_to_enable_it_when_the_detector_is_missing(
+    demo_home: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("SSN3D_POSE_PYTHON", str(demo_home / "no-such-python"))
+    at = _page(_app(), "annotate")
+    assert at.button(key="ann_suggest").disabled and at.button(key="ann_suggest_all").disabled
+    assert at.button(key="ann_accept").disabled
+    assert "bash scripts/install-pose.sh" in _texts(at)
+
+
+def test_a_torn_label_journal_is_cut_and_said_once(demo_home: Path):
+    store = _demo_store(demo_home)
+    at = _page(_app(), "annotate")
+    frames = at.session_state["ann_ctx"]["frames"]
+    for f in frames[:4]:
+        _label_whole_frame(store, f)
+    journal = store.journal
+    journal.write_bytes(journal.read_bytes()[:-40])  # a save cut short (disk full, a kill)
+    at.run()
+    assert len(at.warning) == 1 and "bytes of an interrupted save" in at.warning[0].value
+    saved = AnnotationStore(store.path).frames()
+    assert all(f in saved for f in frames[:3]) and frames[3] not in saved  # every complete record kept
+    _place(at, 5.0, 5.0)  # a save after the repair writes a clean record (frame 0's head)
+    at.button(key="ann_next").click().run()
+    saved = AnnotationStore(store.path).frames()
+    assert not at.warning and len(saved) == 3 and tuple(saved[frames[0]][0]) == (5.0, 5.0, 2.0)
+
+
+def test_a_typed_point_on_the_frame_border_lands_inside_the_frame(demo_home: Path):
+    """The fields stop at the frame's size; the library's rule (``handle_click(frame_size=...)``) puts a
+    point on the border a hair inside, so it anchors a window of this frame (far outside is refused there)."""
+    at = _page(_app(), "annotate")
+    frame = at.session_state["ann_ctx"]["frame"]
+    width, height = at.session_state["ann_ctx"]["size"]
+    _place(at, float(width), float(height))
+    x, y, v = _demo_store(demo_home).get(frame)[0]
+    assert v == 2 and width - 0.02 < x < width and height - 0.02 < y < height
+
+
+def test_label_the_most_useful_frame_next_jumps_to_the_ranked_frame(demo_home: Path):
+    from app.common import DEMO_CHECKPOINT
+
+    if not DEMO_CHECKPOINT.is_file():
+        pytest.skip("the demo model assets/demo_model.pt is not installed")
+    at = _page(_app(), "annotate")
+    at.selectbox(key="ann_next_model").set_value("demo model (assets/demo_model.pt)").run()
+    assert not at.exception, at.exception
+    ranked = at.dataframe[0].value
+    assert len(ranked) > 0 and (ranked["score"].diff().dropna() <= 0).all()  # best first
+    at.button(key="ann_next_useful").click().run()
+    assert not at.exception
+    frame = at.session_state["ann_ctx"]["frame"]
+    caption = next(c.value for c in at.caption if "score" in c.value and "entropy" in c.value)
+    assert f"`{frame}`" in caption  # the frame opened is the one the reason is about
+    assert at.session_state["ann_ctx"]["frames"].index(frame) == at.session_state["ann_ctx"]["index"]
+
+
+# ----------------------------------------------------------------------------- real footage (vtest.avi)
+
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")  # Debian's opencv-doc (scripts/test.sh)
+
+
+@pytest.fixture(scope="session")
+def vtest_tracklets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tracklets of people walking past one real camera: the first 60 frames of vtest.avi."""
+    if not VTEST.is_file():
+        pytest.skip(f"{VTEST} is missing: apt-get install opencv-doc")
+    pytest.importorskip("trackers", reason="the video extra is not installed (pip install -e .[video])")
+    import cv2
+
+    from ssn3d.data.video_import import import_video
+
+    cv2.setNumThreads(1)
+    out = tmp_path_factory.mktemp("vtest") / "vtest"
+    return import_video(VTEST, out, every=2, max_frames=60, min_length=5).root
+
+
+@pytest.fixture
+def vtest_home(demo_home: Path, vtest_tracklets: Path) -> AppTest:
+    """The app with the imported vtest tracklets opened on the Data page (as a user would)."""
+    root = demo_home / "data" / "vtest"
+    shutil.copytree(vtest_tracklets, root)
+    at = _app()
+    at.text_input(key="ds_root").set_value(str(root))
+    at.button[[b.label for b in at.button].index("Open")].click().run()
+    assert not at.exception and at.session_state["ssn3d_dataset"]["root"] == str(root)
+    return at
+
+
+def test_suggestions_on_real_frames_become_labels_only_when_accepted(vtest_home: AppTest, demo_home: Path):
+    from ssn3d.pose import pose_available
+
+    if not pose_available():
+        pytest.skip("the pose detector is not installed: bash scripts/install-pose.sh")
+    at = _page(vtest_home, "annotate")
+    store = AnnotationStore(demo_home / "annotations" / "folder-vtest.json")
+    at.button(key="ann_suggest_all").click().run()  # the whole tracklet in one detector start
+    assert not at.exception, at.exception
+    suggested = at.session_state["ann_sugg"]
+    assert len(suggested) >= 1 and store.frames() == {}  # suggestions are not labels
+    frames = at.session_state["ann_ctx"]["frames"]
+    j = next(i for i, f in enumerate(frames) if f in suggested)
+    at.slider(key="ann_frame").set_value(j).run()
+    frame = frames[j]
+    sug = np.asarray(suggested[frame]["keypoints"])
+    assert "Suggested: head" in _texts(at)  # each open part with its confidence
+    # correct the head first with a usual click, then accept the rest
+    _place(at, 10.0, 12.0)
+    at.button(key="ann_accept").click().run()
+    kps = store.get(frame)
+    assert tuple(kps[0]) == (10.0, 12.0, 2.0)  # the correction stays
+    confident = [i for i in range(1, 9) if sug[i, 2] == 2]
+    np.testing.assert_allclose(kps[confident], sug[confident], atol=0.006)  # the store keeps 2 decimals
+    assert (kps[[i for i in range(1, 9) if i not in confident], 2] == 0).all()  # unsure ones are left open
+    assert store.read()["frames"][frame]["source"] == "pose-accepted"
+    # undo takes the accept back, not the correction
+    at.button(key="ann_undo_btn").click().run()
+    kps = store.get(frame)
+    assert tuple(kps[0]) == (10.0, 12.0, 2.0) and (kps[1:, 2] == 0).all()
+
+
+def test_the_attention_page_draws_the_demo_models_maps_over_real_frames(vtest_home: AppTest):
+    from app.common import DEMO_CHECKPOINT
+
+    if not DEMO_CHECKPOINT.is_file():
+        pytest.skip("the demo model assets/demo_model.pt is not installed")
+    at = _page(vtest_home, "attention")
+    at.selectbox(key="att_ckpt").set_value("demo model (assets/demo_model.pt)").run()
+    assert not at.exception, at.exception
+    assert len(at.image) == 1  # the T x N grid over the real crops
+    grid = at.image[0]
+    assert grid.proto.imgs and grid.proto.imgs[0].url  # an image was drawn and sent
+    assert "vtest" in "\n".join(c.value for c in at.sidebar.caption)
+
+
 # ----------------------------------------------------------------------------- train
 
 

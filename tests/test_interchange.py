@@ -469,3 +469,33 @@ def test_one_bad_file_in_a_multi_file_coco_import_does_not_stop_the_others(tmp_p
     assert isinstance(results[1][1], str) and one_sentence(results[1][1])
     assert all(isinstance(r, ImportReport) and r.imported for _, r in (results[0], results[2]))
     assert sorted(store.frames()) == sorted(FRAMES[:2])
+
+
+def test_openpose_points_far_outside_the_frame_are_not_stored_as_visible_anchors(tmp_path, store):
+    root = tmp_path / "ds"
+    (root / "0001/c1/t1").mkdir(parents=True)
+    Image.new("RGB", (32, 96)).save(root / FRAMES[0])  # OpenPose files carry no size: the frame does
+    j = {"Nose": (5000, 10, 0.9), "Neck": (16, 20, 0.9), "MidHip": (33, 50, 0.9), "RKnee": (14, 70, 0.9)}
+    doc = {"people": [{"pose_keypoints_2d": person(OPENPOSE_BODY_25, j)}]}
+    report = import_openpose({"000_keypoints.json": json.dumps(doc)}, FrameIndex(FRAMES[:1], root), store)
+    kps = store.get(FRAMES[0])
+    assert report.imported == [FRAMES[0]] and any("outside the image" in n for n in report.notes)
+    assert kps[P["head"], 2] == 0  # the nose at x = 5000
+    assert kps[P["crotch"], 2] == 2 and kps[P["body"], 2] == 2  # 1.5 px past the border: within tolerance
+    # a file whose every point lies outside is skipped with its reason, not stored empty
+    far = {"Nose": (900, 10, 0.9), "Neck": (900, 20, 0.9)}
+    doc = {"people": [{"pose_keypoints_2d": person(OPENPOSE_BODY_25, far)}]}
+    other = AnnotationStore(tmp_path / "other.json")
+    report = import_openpose({"000_keypoints.json": json.dumps(doc)}, FrameIndex(FRAMES[:1], root), other)
+    assert report.imported == [] and report.skipped == [(FRAMES[0], "every keypoint lies outside the image")]
+    assert other.frames() == {}
+
+
+def test_coco_uploads_given_as_bytes_import_one_by_one(store):
+    from ssn3d.interchange import import_coco_files
+
+    good = json.dumps(coco_doc({FRAMES[1]: person(COCO_17, FULL_COCO)})).encode()
+    results = import_coco_files({"bad.json": b"[1, 2", "good.json": good}, FRAMES, store)
+    assert [name for name, _ in results] == ["bad.json", "good.json"]
+    assert isinstance(results[0][1], str) and one_sentence(results[0][1])
+    assert results[1][1].imported == [FRAMES[1]] and list(store.frames()) == [FRAMES[1]]

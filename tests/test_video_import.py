@@ -131,3 +131,55 @@ def test_cli_imports_the_footage(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "identities are unverified track ids" in proc.stdout
     assert len(build_dataset("folder", out).train) >= 2
+
+
+# --------------------------------------------------------------------------- the Data page
+
+
+def _data_page(home: Path):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "main.py"), default_timeout=90)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def _import_from_page(at, path: str, max_frames: int) -> None:
+    at.text_input(key="vid_path").set_value(path)
+    at.number_input(key="vid_every").set_value(2)
+    at.number_input(key="vid_min").set_value(5)
+    at.number_input(key="vid_max").set_value(max_frames)
+    at.button[[b.label for b in at.button].index("Import video")].click().run()
+    assert not at.exception, at.exception
+
+
+@needs_vtest
+def test_the_data_page_imports_a_video_and_opens_it_for_labeling(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    monkeypatch.setenv("SSN3D_HOME", str(tmp_path))
+    monkeypatch.delenv("SSN3D_DATA_ROOTS", raising=False)
+    monkeypatch.delenv("SSN3D_DEMO", raising=False)
+    cv2.setNumThreads(1)
+    at = _data_page(tmp_path)
+    # outside the workspace and its data roots: one sentence, nothing written
+    _import_from_page(at, str(VTEST), 60)
+    assert len(at.error) == 1 and "outside" in at.error[0].value and "Traceback" not in at.error[0].value
+    assert not (tmp_path / "data" / "vtest").exists()
+    # a file that is not a video
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "notes.avi").write_bytes(b"not a video at all")
+    _import_from_page(at, str(tmp_path / "data" / "notes.avi"), 60)
+    assert len(at.error) == 1 and "cannot be decoded" in at.error[0].value
+    # the real footage, inside the workspace: tracklets, the progress bar, and the dataset opened
+    shutil.copy(VTEST, tmp_path / "data" / "vtest.avi")
+    _import_from_page(at, str(tmp_path / "data" / "vtest.avi"), 60)
+    assert not at.error, [e.value for e in at.error]
+    assert "Imported" in at.success[0].value and "data/vtest" in at.success[0].value
+    root = tmp_path / "data" / "vtest"
+    assert (root / "dataset.json").is_file() and len(build_dataset("folder", root).train) >= 1
+    assert at.session_state["ssn3d_dataset"]["root"] == str(root)
+    assert "vtest" in "\n".join(c.value for c in at.sidebar.caption)
+    at.switch_page("views/annotate.py").run()
+    assert not at.exception and at.session_state["ann_ctx"]["frame"].startswith("train/")

@@ -4,21 +4,32 @@ Paper, "Different Learning Strategy": the semi-supervised strategy uses two labe
 tracklet. Every change is saved at once to the dataset's label store (``ssn3d.annotations``:
 locked, atomic), so two sessions can label one dataset and nothing is lost if the server dies.
 The click logic is ``ssn3d.annotate``; this page only wires widgets to it.
+
+Two helpers sit beside the clicks: "Suggest" asks the offline pose detector (``ssn3d.pose``) for the
+frame's or the tracklet's keypoints, which stay in this session as hollow rings until accepted (only
+accepted points are labels, and undo covers an accept); "Label the most useful frame next" ranks the
+frames by how unsure a model is about its parts (``ssn3d.label_next``) and jumps to the best one.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from app.common import (
+    DatasetSpec,
+    checkpoint_choices,
     frame_keys,
     label_store,
     labels_of,
+    load_dataset,
+    load_extractor,
     read_frame,
+    repair_notice,
     require_dataset,
     shown_errors,
     thumbnail,
@@ -27,6 +38,7 @@ from app.common import (
 )
 from ssn3d import annotate as an
 from ssn3d.keypoints import PART_COLORS, PARTS
+from ssn3d.pose import INSTALL_HINT, pose_available
 
 S = st.session_state
 S.setdefault("ann_part", 0)
@@ -35,14 +47,20 @@ S.setdefault("ann_grabbed", None)
 S.setdefault("ann_undo", an.UndoStack())
 S.setdefault("ann_msg", "")
 S.setdefault("ann_zoom", 1)
+S.setdefault("ann_sugg", {})  # {frame key: {"keypoints": (9, 3) list, "confidence": (9,) list}}: not labels
 S.pop("ann_rerun_app", None)  # this is the whole page's run that the fragment below may ask for
 
 spec, dataset = require_dataset()
 ws = workspace()
 store = label_store(ws, dataset)
+if S.get("ann_sugg_dataset") != dataset.dataset_id:  # suggestions belong to the frames they were made for
+    S["ann_sugg"], S["ann_sugg_dataset"] = {}, dataset.dataset_id
 with shown_errors(stop=True):
+    repaired = repair_notice(store)  # before the labels are read, which would cut a torn tail unseen
     keys = frame_keys(spec)
     labels = labels_of(store)
+if repaired or S.get("ann_repair"):
+    st.warning(repaired or S.pop("ann_repair"))
 NAMES = [p.replace("_", " ") for p in PARTS]
 DISPLAY_HEIGHT = 384  # frame pixels on screen: the whole frame fits a 900-pixel-tall window
 ZOOMS = (1, 2, 3)  # times the fitted size, for small parts (feet, elbows) on low-resolution crops
@@ -65,9 +83,12 @@ def _follow(before: np.ndarray | None, after: np.ndarray | None) -> None:
         S["ann_rerun_app"] = True
 
 
-def _save(frame: str, before: np.ndarray | None, after: np.ndarray | None) -> None:
+def _save(frame: str, before: np.ndarray | None, after: np.ndarray | None, source: str = "manual") -> None:
     S["ann_undo"].push(frame, before)
-    store.update({frame: after})
+    cut = store.repaired_bytes
+    store.update({frame: after}, source=source)
+    if store.repaired_bytes > cut:  # this save cut a torn tail first: say it once
+        S["ann_repair"], S["ann_rerun_app"] = store.last_repair, True
     _follow(before, after)
 
 
@@ -94,6 +115,7 @@ def apply_point(x: float, y: float) -> None:
         grabbed=S["ann_grabbed"],
         radius=12.0 / ctx["scale"],
         part_names=NAMES,
+        frame_size=ctx["size"],  # a typed point outside the frame is refused, as imports hide one
     )
     if res.changed:
         _save(frame, before, res.keypoints)
@@ -185,6 +207,69 @@ def undo() -> None:
         S["ann_msg"] = f"undid the last change of {frame}"
 
     _act(run)
+
+
+def suggest(whole: bool) -> None:
+    """Ask the pose detector for the current frame (or every frame of the tracklet); keep them as suggestions."""
+
+    def run() -> None:
+        from ssn3d.pose import suggest_keypoints
+
+        ctx = _ctx()
+        picks = list(range(ctx["count"])) if whole else [ctx["index"]]
+        results = suggest_keypoints([ctx["paths"][j] for j in picks], roots=ws.allowed_roots)
+        found = 0
+        for j, res in zip(picks, results):
+            S["ann_sugg"].pop(ctx["frames"][j], None)
+            if res.keypoints is not None:
+                S["ann_sugg"][ctx["frames"][j]] = {
+                    "keypoints": res.keypoints.tolist(),
+                    "confidence": res.confidence.tolist(),
+                }
+                found += 1
+        where = "this frame" if not whole else f"{found} of {len(picks)} frames"
+        S["ann_msg"] = (
+            f"suggested points for {where}: accept them, or click to place a part where it belongs"
+            if found
+            else "the detector found no person here; place the points by hand"
+        )
+
+    _act(run)
+
+
+def accept() -> None:
+    """Turn the current frame's confident suggestions into labels (parts already labeled are kept)."""
+
+    def run() -> None:
+        frame = _ctx()["frame"]
+        sug = S["ann_sugg"].get(frame)
+        if sug is None:
+            S["ann_msg"] = "no suggestion for this frame: press Suggest first"
+            return
+        before = _current(frame)
+        after = an.accept_suggestions(before, np.asarray(sug["keypoints"], dtype=np.float32))
+        added = int((after[:, 2] > 0).sum() - (0 if before is None else (before[:, 2] > 0).sum()))
+        if added == 0:
+            S["ann_msg"] = "nothing to accept: the confident suggestions' parts are labeled already"
+            return
+        _save(frame, before, after, source="pose-accepted")
+        left = an.next_unlabeled(after, -1)
+        S["ann_part"], S["ann_grabbed"] = (S["ann_part"] if left is None else left), None
+        S["ann_msg"] = f"accepted {added} suggested point(s)" + (
+            "" if left is None else f"; place or hide the rest, starting with {NAMES[left]}"
+        )
+
+    _act(run)
+
+
+def jump_to(key: str) -> None:
+    """Open the frame with label-store key ``key`` (the ranking's choice)."""
+    for t, frames_of in enumerate(_ctx()["tracklets"]):
+        if key in frames_of:
+            S["ann_tracklet"] = t
+            goto_frame(frames_of.index(key))
+            return
+    S["ann_msg"] = f"{key} is not a frame of this split"
 
 
 def select_part(i: int) -> None:
@@ -377,10 +462,59 @@ S["ann_ctx"] = {
     "frames": frames,
     "index": cur,
     "count": len(frames),
+    "paths": [str(p) for p in paths],
     "tracklets": split_keys,
 }
 remember_place(split, idx, cur)
 st.html(FOCUS_BACK, unsafe_allow_javascript=True)
+
+
+def suggestion_tools(kps: np.ndarray | None) -> None:
+    """Suggest (this frame or the whole tracklet) and accept; disabled with the fix when no detector is here."""
+    ready = pose_available()
+    st.caption("Pose detector suggestions (hollow rings with their confidence)")
+    row = st.columns(3)
+    row[0].button(
+        "Suggest",
+        key="ann_suggest",
+        on_click=suggest,
+        args=(False,),
+        shortcut="S",
+        width="stretch",
+        disabled=not ready,
+        help="the detector's points for this frame (key S); they are not labels until accepted",
+    )
+    row[1].button(
+        "Whole tracklet",
+        key="ann_suggest_all",
+        on_click=suggest,
+        args=(True,),
+        width="stretch",
+        disabled=not ready,
+        help="suggestions for every frame of this tracklet (about 0.1 s a frame)",
+    )
+    sug = S["ann_sugg"].get(frame)
+    row[2].button(
+        "Accept suggestions",
+        key="ann_accept",
+        on_click=accept,
+        shortcut="A",
+        width="stretch",
+        type="primary" if sug is not None else "secondary",
+        disabled=sug is None,
+        help="the confident points become labels (key A); parts you placed stay; undo takes it back",
+    )
+    if not ready:
+        st.caption(f"Suggestions need the offline pose detector: {INSTALL_HINT}, then reload the page.")
+    elif sug is not None:
+        open_ = [i for i in range(len(NAMES)) if kps is None or kps[i, 2] == 0]
+        st.caption(
+            "Suggested: "
+            + ", ".join(
+                f"{NAMES[i]} {sug['confidence'][i]:.2f}{'' if sug['keypoints'][i][2] >= 2 else ' (unsure)'}"
+                for i in open_
+            )
+        )
 
 
 @st.fragment
@@ -432,7 +566,18 @@ def frame_and_tools() -> None:
         )
         shown = scale * (zoom or 1)
         S["ann_ctx"]["scale"] = shown  # the click radius follows the zoom
-        drawn = an.draw_keypoints(image, kps, scale=shown, radius=max(3.0, 1.5 * shown), selected=part)
+        radius = max(3.0, 1.5 * shown)
+        drawn = an.draw_keypoints(image, kps, scale=shown, radius=radius, selected=part)
+        sug = S["ann_sugg"].get(frame)
+        if sug is not None:
+            an.draw_suggestions(
+                drawn,
+                kps,
+                np.asarray(sug["keypoints"]),
+                np.asarray(sug["confidence"]),
+                scale=shown,
+                radius=radius,
+            )
         hidden = [n for i, n in enumerate(NAMES) if kps is not None and an.part_state(kps, i) == "hidden"]
         tag = [f"{S['ann_mode'] or 'place'}: {NAMES[part]}"] + (
             [f"hidden: {', '.join(hidden)}"] if hidden else []
@@ -503,6 +648,7 @@ def frame_and_tools() -> None:
         st.button(
             "Clear frame", key="ann_clear_frame", on_click=clear_frame, width="stretch", disabled=kps is None
         )
+        suggestion_tools(kps)
         with st.form("ann_type_point", clear_on_submit=False, border=True):
             st.caption("Or type the point in frame pixels (Enter places it)")
             c = st.columns(2)
@@ -525,10 +671,63 @@ for col, j in zip(strip, range(lo, min(len(frames), lo + 12))):
             "open", key=f"ann_go_{j}", on_click=goto_frame, args=(j,), type="tertiary", disabled=j == cur
         )
 
+# ----------------------------------------------------------------------------- what to label next
+
+
+@st.cache_data(show_spinner="Ranking the frames by how unsure the model is about its parts...", max_entries=8)
+def ranking(ckpt: str, stamp: float, spec_key: str, split: str, version: tuple) -> object:
+    """``suggest_labels`` for a model and the dataset, computed again when the model or the labels change."""
+    from ssn3d.label_next import suggest_labels
+
+    del stamp, version  # cache keys only: the checkpoint's mtime and the label store's version
+    chosen = load_dataset(DatasetSpec(**json.loads(spec_key)))
+    return suggest_labels(
+        load_extractor(Path(ckpt)), chosen, label_store(workspace(), chosen).frames(), split=split
+    )
+
+
+with st.expander("Label the most useful frame next", expanded=bool(S.get("ann_next_model"))):
+    models = checkpoint_choices(ws)
+    if split != "train":
+        st.caption("Only training labels anchor the parts: choose the train split to rank its frames.")
+    elif not models:
+        st.caption("Ranking needs a model: the demo model (assets/demo_model.pt) or a run's checkpoint.")
+    else:
+        choice = st.selectbox(
+            "Model",
+            list(models),
+            index=None,
+            placeholder="choose a model to rank the frames",
+            key="ann_next_model",
+            help="frames whose part maps are spread out, or whose part peaks jump between frames, come first",
+        )
+        if choice is not None:
+            ckpt = models[choice]
+            result = None
+            with shown_errors():
+                result = ranking(str(ckpt), ckpt.stat().st_mtime, spec.key(), split, store.version())
+            if result is not None and result.next_frame is None:
+                st.success("Every scored frame is labeled.")
+            elif result is not None:
+                best = next(f for f in result.frames if f.key == result.next_frame)
+                st.button(
+                    f"Open the most useful frame: tracklet #{best.tracklet}",
+                    key="ann_next_useful",
+                    on_click=jump_to,
+                    args=(best.key,),
+                    type="primary",
+                    icon=":material/my_location:",
+                )
+                st.caption(f"`{best.key}`: score {best.score:.2f}, {best.reason}.")
+                st.dataframe(
+                    [{"frame": k, "score": round(v, 3), "why": r} for k, v, r in result.ranking()[:10]],
+                    hide_index=True,
+                )
+
 # ----------------------------------------------------------------------------- import and export
 
 with st.expander("Import and export (COCO keypoints, OpenPose)"):
-    from ssn3d.interchange import FrameIndex, export_coco, import_coco, import_openpose
+    from ssn3d.interchange import FrameIndex, export_coco, import_coco_files, import_openpose
     from ssn3d.security import check_upload_size
 
     index = FrameIndex([k for ks in keys.values() for t in ks for k in t], dataset.root)
@@ -547,12 +746,17 @@ with st.expander("Import and export (COCO keypoints, OpenPose)"):
     if st.button("Import", key="ann_import", disabled=not files):
         with shown_errors():
             blobs = {f.name: f.getvalue() for f in files if check_upload_size(f, name=f.name)}
-            if kind == "COCO keypoints":
-                reports = [import_coco(b, index, store, overwrite=overwrite) for b in blobs.values()]
+            if kind == "COCO keypoints":  # one refused file is named and the files after it still import
+                reports = import_coco_files(blobs, index, store, overwrite=overwrite)
             else:
-                reports = [import_openpose(blobs, index, store, overwrite=overwrite)]
-            for rep in reports:
-                (st.success if rep.imported else st.warning)(rep.summary())
+                reports = [("", import_openpose(blobs, index, store, overwrite=overwrite))]
+            for name, rep in reports:
+                if isinstance(rep, str):
+                    st.error(f"{name}: {rep}")
+                    continue
+                (st.success if rep.imported else st.warning)(
+                    f"{name}: {rep.summary()}" if name else rep.summary()
+                )
                 if rep.skipped:
                     st.dataframe(
                         [{"item": i, "skipped because": r} for i, r in rep.skipped[:500]], hide_index=True

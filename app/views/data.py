@@ -1,4 +1,5 @@
-"""Data: set up the demo, or open a dataset folder (MARS, iLIDS-VID, DukeMTMC-VideoReID, PRID2011, folder)."""
+"""Data: set up the demo, open a dataset folder (MARS, iLIDS-VID, DukeMTMC-VideoReID, PRID2011, folder), or
+make one from a camera video (people detected, tracked and cropped by ``ssn3d.data.video_import``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from app.common import (
     label_store,
     labels_of,
     load_dataset,
+    repair_notice,
     shown_errors,
     thumbnail,
     workspace,
@@ -137,6 +139,79 @@ with st.expander("Generate a synthetic set (walkers, Pedestrian-128 style, Amber
         if done:
             announce(done)
 
+
+def new_folder(stem: str) -> Path:
+    """A folder under data/ named after the video that does not exist yet (``vtest``, ``vtest-2``, ...)."""
+    base = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem).strip("-") or "video"
+    out, n = ws.data / base, 1
+    while out.exists():
+        n += 1
+        out = ws.data / f"{base}-{n}"
+    return out
+
+
+with st.expander("Import a video: people tracked into tracklets, then labeled here"):
+    from ssn3d.data.video_import import VIDEO_EXTS
+    from ssn3d.security import MAX_UPLOAD_MB
+
+    with st.form("video_form"):
+        video_path = st.text_input(
+            "Video file inside the workspace or a data root",
+            key="vid_path",
+            placeholder=str(ws.data / "street.mp4"),
+        )
+        upload = st.file_uploader(
+            f"or upload one (up to {MAX_UPLOAD_MB} MB)", type=[e[1:] for e in VIDEO_EXTS], key="vid_upload"
+        )
+        c = st.columns(3)
+        every = c[0].number_input("Every N-th frame", 1, 100, 1, key="vid_every")
+        min_length = c[1].number_input("Shortest tracklet (crops)", 1, 1000, 8, key="vid_min")
+        max_frames = c[2].number_input("Frames to read (0 = all)", 0, 10**7, 0, key="vid_max")
+        go = st.form_submit_button("Import video", icon=":material/movie:")
+    st.caption(
+        "People are found by OpenCV's HOG detector and linked by ByteTrack; identities are track ids, "
+        "not checked. The new dataset opens for labeling."
+    )
+    if go:
+        from ssn3d.data.video_import import import_video
+        from ssn3d.security import check_upload_size
+
+        bar = st.progress(0.0, text="Reading the video...")
+
+        def frames_done(done: int, total: int) -> None:
+            text = f"Detecting and tracking people: frame {done}" + (f" of {total}" if total else "")
+            bar.progress(min(1.0, done / total) if total else 0.0, text=text)
+
+        done = ""
+        with shown_errors():
+            if upload is not None:
+                check_upload_size(upload, name=upload.name)
+                video = ws.data / "uploads" / Path(upload.name).name
+                video.parent.mkdir(parents=True, exist_ok=True)
+                video.write_bytes(upload.getvalue())
+            elif video_path.strip():
+                video = Path(video_path.strip()).expanduser()
+            else:
+                raise ValueError("Give the path of a video file, or upload one.")
+            result = import_video(
+                video,
+                new_folder(video.stem),
+                every=int(every),
+                min_length=int(min_length),
+                max_frames=int(max_frames) or None,
+                progress=frames_done,
+                roots=ws.allowed_roots,
+            )
+            choose_dataset(DatasetSpec("folder", str(result.root), {}, result.root.name))
+            crops = sum(result.tracklets.values())
+            done = (
+                f"Imported {len(result.tracklets)} tracklets ({crops} crops) from {video.name} into "
+                f"data/{result.root.name} and opened it: label it on the Annotate page."
+            )
+        bar.empty()
+        if done:
+            announce(done)
+
 st.divider()
 spec = current_spec()
 if spec is None:
@@ -148,6 +223,9 @@ st.subheader(f"Current dataset: {spec.label or dataset.dataset_id}")
 st.code(dataset.summary(), language=None)
 store = label_store(ws, dataset)
 with shown_errors():
+    repaired = repair_notice(store)  # said once: the next read finds the journal clean
+    if repaired:
+        st.warning(repaired)
     labels = labels_of(store)
     keys = [[dataset.relpath(p) for p in t.paths] for t in dataset.train]
     prog = dataset_progress(keys, labels)
