@@ -93,7 +93,7 @@ with st.expander("Generate a synthetic set (walkers, Pedestrian-128 style, Amber
     if make:
         from ssn3d.data.synth.amber import generate_amber
         from ssn3d.data.synth.walkers import generate_pedestrian128, generate_walkers
-        from ssn3d.security import resolve_inside
+        from ssn3d.serving.paths import resolve_inside
 
         bar = st.progress(0.0, text="Generating...")
 

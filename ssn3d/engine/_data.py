@@ -24,7 +24,7 @@ from ssn3d.data.sampling import IdentitySampler
 from ssn3d.data.transforms import ClipTransform
 from ssn3d.data.video import TrainClips, build_train_loader
 from ssn3d.engine.distributed import DistInfo
-from ssn3d.workspace import Workspace
+from ssn3d.serving.workspace import Workspace
 
 _logger = logging.getLogger(__name__)
 
