@@ -22,7 +22,7 @@ import streamlit as st
 from PIL import Image
 
 from ssn3d.annotations import AnnotationStore
-from ssn3d.workspace import Workspace
+from ssn3d.serving.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def _load_dataset(name: str, root: str, options_json: str, stamp: float) -> Any:
 
 
 def _dataset_args(spec: DatasetSpec) -> tuple[str, str, str, float]:
-    from ssn3d.security import resolve_inside
+    from ssn3d.serving.paths import resolve_inside
 
     root = resolve_inside(spec.root, workspace().allowed_roots, must_exist=True, what="dataset root")
     return spec.name, str(root), json.dumps(spec.options, sort_keys=True), _root_stamp(str(root))
@@ -216,9 +216,9 @@ def repair_notice(store: AnnotationStore) -> str | None:
 
 @st.cache_data(show_spinner=False, max_entries=4096)
 def _thumbnail(path: str, stamp: float, height: int) -> np.ndarray:
-    from ssn3d.security import load_image
+    from ssn3d.data.images import load_image
 
-    img = load_image(path).convert("RGB")
+    img = load_image(path)[0]
     width = max(1, round(img.width * height / img.height))
     return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR))
 
@@ -235,10 +235,10 @@ def thumbnail(path: str, height: int = 96) -> np.ndarray:
 
 
 def read_frame(path: str) -> Image.Image:
-    """A frame of the dataset, through the image checks of ``ssn3d.security``."""
-    from ssn3d.security import load_image
+    """A frame of the dataset, through the image checks of ``ssn3d.data.images``."""
+    from ssn3d.data.images import load_image
 
-    return load_image(path).convert("RGB")
+    return load_image(path)[0]
 
 
 def sidebar_dataset(spec: DatasetSpec | None) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from app.common import choose_dataset, demo_spec, label_store, load_dataset, shown_errors, workspace
-from ssn3d.workspace import Workspace
+from ssn3d.serving.workspace import Workspace
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ssn3d.annotations import atomic_write_json  # noqa: E402
+from ssn3d.io import atomic_write_json  # noqa: E402
 
 # --------------------------------------------------------------------------- what is run, fixed in advance
 

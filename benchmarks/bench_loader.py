@@ -23,9 +23,10 @@ import torch
 from PIL import Image
 
 from ssn3d.data.datasets import build_dataset
+from ssn3d.data.images import load_image
 from ssn3d.data.sampling import IdentitySampler
 from ssn3d.data.transforms import ClipTransform
-from ssn3d.data.video import TrainClips, build_train_loader, load_image
+from ssn3d.data.video import TrainClips, build_train_loader
 
 
 def textured(w: int, h: int, rng: np.random.Generator) -> Image.Image:

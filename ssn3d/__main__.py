@@ -14,7 +14,7 @@ import pkgutil
 import sys
 
 import ssn3d.cli
-from ssn3d.redact import install_log_redaction
+from ssn3d.serving.redact import install_log_redaction
 
 
 def get_parser() -> argparse.ArgumentParser:

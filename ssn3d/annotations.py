@@ -25,20 +25,19 @@ whole record) are salvaged: the record is kept and the store folded.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import math
 import os
-import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ssn3d.io import atomic_write_json, file_lock
 from ssn3d.keypoints import NUM_PARTS, PARTS
 
 _logger = logging.getLogger(__name__)
@@ -49,44 +48,6 @@ VERSION = 1
 
 class AnnotationError(ValueError):
     """A label file that cannot be read as a label store; the message names the file and the fix."""
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a mix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> None:
-    """Atomic JSON write; compact by default, since only ``indent=None`` uses json's C encoder
-    (a 20k-frame label store then saves in tens of milliseconds instead of seconds)."""
-    atomic_write_text(
-        path, json.dumps(obj, indent=indent, sort_keys=True, separators=None if indent else (",", ":"))
-    )
-
-
-@contextlib.contextmanager
-def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """An exclusive advisory lock on ``<path>.lock``, held for the ``with`` block."""
-    lock_path = Path(f"{path}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def validate_keypoints(value: Any, where: str) -> np.ndarray:

@@ -55,7 +55,8 @@ from ssn3d._interchange import (
     parse_points,
     read_json,
 )
-from ssn3d.annotations import AnnotationError, AnnotationStore, file_lock, validate_keypoints
+from ssn3d.annotations import AnnotationError, AnnotationStore, validate_keypoints
+from ssn3d.io import file_lock
 from ssn3d.keypoints import PARTS, SKELETON
 
 __all__ = [

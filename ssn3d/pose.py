@@ -201,7 +201,7 @@ def suggest_keypoints(
         frame_paths: frame files.
         min_confidence: see ``landmarks_to_parts``.
         roots: when given (the app: ``Workspace.allowed_roots``), every frame must lie inside these
-            folders (``ssn3d.security.resolve_inside``), checked before the detector starts.
+            folders (``ssn3d.serving.paths.resolve_inside``), checked before the detector starts.
 
     Returns:
         One ``PoseResult`` per frame: keypoints (9, 3) and confidence (9,), or None for both when no
@@ -212,7 +212,7 @@ def suggest_keypoints(
         UnsafePathError: a frame outside ``roots``.
     """
     if roots is not None:
-        from ssn3d.security import resolve_inside
+        from ssn3d.serving.paths import resolve_inside
 
         frame_paths = [resolve_inside(p, roots, must_exist=True, what="frame") for p in frame_paths]
     with PoseDetector(min_confidence=min_confidence) as detector:

@@ -1,9 +1,9 @@
 """The Streamlit app through ``streamlit.testing.v1.AppTest``: every page on an empty install, on the
 demo and with a bad dataset path, and the flows AppTest can drive (forms, buttons, selections, uploads).
 
-Each test gets its own workspace (``SSN3D_HOME``) in ``tmp_path``; the demo dataset is the session's
-tiny generated walkers copied in, so no test waits for the full demo. A checkpoint, where a page
-needs one, is trained for a few steps by the engine itself.
+Each test gets its own workspace (conftest's ``workspace``, an ``SSN3D_HOME`` in ``tmp_path``); the
+demo dataset is the session's tiny generated walkers copied in, so no test waits for the full demo.
+A checkpoint, where a page needs one, is conftest's ``tiny_run``, trained for two steps by the engine.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ssn3d.annotations import AnnotationStore
-from ssn3d.workspace import Workspace
+from ssn3d.serving.workspace import Workspace
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 PAGES = ("data", "annotate", "train", "attention", "retrieval", "studies")
@@ -60,19 +60,10 @@ def _keep_torch_threads():
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SSN3D_HOME", str(tmp_path))
-    monkeypatch.delenv("SSN3D_DEMO", raising=False)
-    monkeypatch.delenv("SSN3D_DATA_ROOTS", raising=False)
-    monkeypatch.setenv("SSN3D_MAX_RUNS", "1")
-    return tmp_path
-
-
-@pytest.fixture
-def demo_home(home: Path, tiny_walkers: Path) -> Path:
+def demo_home(workspace: Workspace, tiny_walkers: Path) -> Path:
     """A workspace whose demo dataset is already generated (the tiny walkers)."""
-    shutil.copytree(tiny_walkers, home / "data" / "demo-walkers")
-    return home
+    shutil.copytree(tiny_walkers, workspace.demo_dataset)
+    return workspace.home
 
 
 def _demo_store(home: Path) -> AnnotationStore:
@@ -82,7 +73,7 @@ def _demo_store(home: Path) -> AnnotationStore:
 # ----------------------------------------------------------------------------- every page, three installs
 
 
-def test_every_page_renders_on_an_empty_install(home: Path):
+def test_every_page_renders_on_an_empty_install(workspace: Workspace):
     at = _app()
     assert not at.exception
     assert at.button(key="setup_demo").label == "Set up the demo"
@@ -91,10 +82,12 @@ def test_every_page_renders_on_an_empty_install(home: Path):
         text = _texts(at)
         if name in ("annotate", "attention", "retrieval"):
             assert "No dataset yet" in text
-    assert not (home / "data").exists()  # nothing is generated without asking
+    assert not (workspace.home / "data").exists()  # nothing is generated without asking
 
 
-def test_demo_button_generates_the_demo_with_example_labels(home: Path, monkeypatch: pytest.MonkeyPatch):
+def test_demo_button_generates_the_demo_with_example_labels(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+):
     from ssn3d.data.synth import walkers
 
     tiny = dict(ids=4, cameras=2, tracklets_per_camera=1, frames=4, size=(64, 32))
@@ -102,19 +95,19 @@ def test_demo_button_generates_the_demo_with_example_labels(home: Path, monkeypa
     at = _app()
     at.button(key="setup_demo").click().run()
     assert not at.exception and not at.error
-    assert (home / "data" / "demo-walkers" / "dataset.json").is_file()
-    labels = _demo_store(home).frames()
+    assert (workspace.home / "data" / "demo-walkers" / "dataset.json").is_file()
+    labels = _demo_store(workspace.home).frames()
     train_tracklets = {Path(k).parent for k in labels}
     assert len(train_tracklets) == 4 and len(labels) == 8  # 2 ids x 2 cameras, 2 example frames each
     assert all(k.startswith("train/") for k in labels)
     assert "folder-demo-walkers" in at.code[0].value
     # the examples are loaded once: a second press keeps the user's labels as they are
-    _demo_store(home).delete(sorted(labels)[0])
+    _demo_store(workspace.home).delete(sorted(labels)[0])
     at.button(key="use_demo").click().run()
-    assert len(_demo_store(home).frames()) == 7
+    assert len(_demo_store(workspace.home).frames()) == 7
 
 
-def test_demo_mode_prepares_the_demo_without_a_click(home: Path, monkeypatch: pytest.MonkeyPatch):
+def test_demo_mode_prepares_the_demo_without_a_click(workspace: Workspace, monkeypatch: pytest.MonkeyPatch):
     from ssn3d.data.synth import walkers
 
     monkeypatch.setattr(
@@ -123,7 +116,7 @@ def test_demo_mode_prepares_the_demo_without_a_click(home: Path, monkeypatch: py
     monkeypatch.setenv("SSN3D_DEMO", "1")
     at = _app()
     assert not at.exception
-    assert (home / "data" / "demo-walkers" / "train").is_dir()
+    assert (workspace.home / "data" / "demo-walkers" / "train").is_dir()
     assert "demo walkers" in "\n".join(c.value for c in at.sidebar.caption)
 
 
@@ -174,7 +167,7 @@ def test_a_bad_dataset_path_shows_the_loaders_message_and_the_app_keeps_working(
     assert not at.error
 
 
-def test_generate_synthetic_sets_from_the_data_page(home: Path):
+def test_generate_synthetic_sets_from_the_data_page(workspace: Workspace):
     at = _app()
 
     def generate(kind: str, name: str, count: int) -> None:
@@ -187,18 +180,18 @@ def test_generate_synthetic_sets_from_the_data_page(home: Path):
 
     assert at.text_input(key="syn_name").value == ""  # the example name is a hint, not a value
     generate("walkers", "w2", 2)
-    assert (home / "data" / "w2" / "train").is_dir() and not at.error
+    assert (workspace.home / "data" / "w2" / "train").is_dir() and not at.error
     assert "folder-w2" in at.code[0].value  # generated walkers are opened at once
     assert "Generated w2 and opened it" in at.success[0].value  # the message outlives the page's rerun
     assert "Dataset: **w2**" in "\n".join(c.value for c in at.sidebar.caption)  # the sidebar follows
     at.run()
     assert "Generated w2" in at.success[0].value
     generate("pedestrians", "p3", 3)
-    assert len(list((home / "data" / "p3" / "images").iterdir())) == 3
+    assert len(list((workspace.home / "data" / "p3" / "images").iterdir())) == 3
     generate("amber", "a2", 2)
-    assert (home / "data" / "a2" / "motifs.json").is_file()
+    assert (workspace.home / "data" / "a2" / "motifs.json").is_file()
     generate("walkers", "../escape", 2)
-    assert "contains '..'" in at.error[0].value and not (home / "escape").exists()
+    assert "contains '..'" in at.error[0].value and not (workspace.home / "escape").exists()
     generate("walkers", " ", 2)
     assert "Name the folder" in at.error[0].value
 
@@ -901,20 +894,19 @@ def test_studies_page_shows_loss_curves_pck_and_figures(demo_home: Path):
     assert list(table["overall"]) == [0.85, 0.4, 0.3]
 
 
-def test_a_quick_study_runs_in_the_background_from_the_page_and_is_then_shown(home: Path):
+def test_a_quick_study_runs_in_the_background_from_the_page_and_is_then_shown(workspace: Workspace):
     from ssn3d.engine.runs import RunBusyError
     from ssn3d.studies.jobs import job_folder, job_state, launch_study
 
-    ws = Workspace.from_env()
     at = _page(_app(), "studies")
     assert "run one above" in _texts(at)
     [b for b in at.button if b.label.startswith("Run Random data")][0].click().run()
     assert not at.exception
-    folder = job_folder(ws, "random")
+    folder = job_folder(workspace, "random")
     assert job_state(folder)["state"] == "running"  # a real process, detached from the app
     assert all(b.disabled for b in at.button if b.label.startswith("Run "))  # one study at a time
     with pytest.raises(RunBusyError, match="random study is still running"):
-        launch_study(ws, "amber")
+        launch_study(workspace, "amber")
     deadline = time.monotonic() + 180
     while job_state(folder)["state"] == "running" and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -930,12 +922,12 @@ def test_a_quick_study_runs_in_the_background_from_the_page_and_is_then_shown(ho
     assert not any(b.disabled for b in at.button if b.label.startswith("Run "))
 
 
-def test_a_study_job_that_died_shows_the_end_of_its_log(home: Path):
+def test_a_study_job_that_died_shows_the_end_of_its_log(workspace: Workspace):
     from ssn3d.studies.jobs import job_folder
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    folder = job_folder(Workspace.from_env(), "amber")
+    folder = job_folder(workspace, "amber")
     folder.mkdir(parents=True)
     (folder / "job.json").write_text(
         json.dumps({"kind": "amber", "pid": gone.pid, "started": time.time() - 5})
@@ -947,33 +939,6 @@ def test_a_study_job_that_died_shows_the_end_of_its_log(home: Path):
 
 
 # ----------------------------------------------------------------------------- attention and retrieval
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tiny_walkers: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run folder with real checkpoints: the tiny config trained by the engine for two steps.
-
-    It trains on a copy of the tiny walkers named like the demo, so the dataset id of its final
-    evaluation (RUN/eval.json) is the demo's, as for a run launched from the app on the demo.
-    """
-    from ssn3d.config import load_config
-    from ssn3d.engine.train import main
-
-    out = tmp_path_factory.mktemp("tiny-run")
-    data = shutil.copytree(tiny_walkers, out / "demo-walkers")
-    cfg = load_config(
-        Path(MAIN).parents[1] / "configs" / "walkers-tiny.yaml",
-        [
-            f"data.root={data}",
-            "train.max_steps=2",
-            "train.epochs=1",
-            "train.device=cpu",
-            "model.strategy=unsupervised",
-            f"data.annotations={out / 'none.json'}",
-        ],
-    )
-    assert main(cfg, out / "tiny") == "done"
-    return out / "tiny"
 
 
 @pytest.fixture

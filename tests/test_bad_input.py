@@ -18,11 +18,11 @@ from PIL import Image
 from ssn3d.config import Config, ConfigError, config_from_dict, load_config
 from ssn3d.data.datasets import build_dataset
 from ssn3d.data.datasets.base import DatasetError
+from ssn3d.data.images import BadImageError, load_image
 from ssn3d.engine.checkpoint import FORMAT, VERSION, CheckpointError, load_checkpoint, save_checkpoint
 from ssn3d.engine.runs import RunBusyError, TooManyRunsError, launch_run, refresh_status
 from ssn3d.models import build_model
-from ssn3d.security import BadImageError, load_image
-from ssn3d.workspace import Workspace
+from ssn3d.serving.workspace import Workspace
 
 SMALL = dict(arch="ssn3d", strategy="unsupervised", backbone="none", in_channels=3, num_parts=3, window=3, attn_channels=8,
              part_channels=8, embed_dim=16, weights="none")  # fmt: skip

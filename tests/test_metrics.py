@@ -13,7 +13,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tiny import TRAINING, tiny_overrides
 
 from ssn3d.annotations import AnnotationStore
 from ssn3d.attention import maps_pck
@@ -272,31 +271,6 @@ def test_mean_position_baseline_uses_the_given_labels() -> None:
     hidden[:2, 0] = [1, 1, 1]  # not-visible labels do not move the mean
     np.testing.assert_allclose(mean_positions(hidden)[0], kps[0, 0, :2])
     assert pck_report(kps[..., :2], kps, 1.0)["overall"] == 1.0
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_walkers: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A semi-supervised tiny run trained for two steps by the engine (ground-truth labels as anchors)."""
-    from ssn3d.config import load_config
-    from ssn3d.engine.train import main
-
-    out = tmp_path_factory.mktemp("pck-run")
-    labels = AnnotationStore(out / "labels.json")
-    truth = AnnotationStore(tiny_walkers / "keypoints.json").frames()
-    labels.update({k: v for k, v in truth.items() if k.startswith("train/") and k.endswith("00.jpg")})
-    cfg = load_config(
-        None,
-        [
-            *tiny_overrides(TRAINING, {"data": {"seq_len": 4}}),
-            f"data.root={tiny_walkers}",
-            f"data.annotations={labels.path}",
-            "train.max_steps=2",
-            "train.epochs=1",
-            "train.device=cpu",
-        ],
-    )
-    assert main(cfg, out / "run") == "done"
-    return out / "run"
 
 
 def test_training_and_the_evaluate_cli_report_part_pck(tiny_run: Path, tmp_path: Path) -> None:

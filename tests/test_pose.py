@@ -15,7 +15,7 @@ from ssn3d.annotations import AnnotationStore
 from ssn3d.data.datasets import build_dataset
 from ssn3d.keypoints import NOT_VISIBLE, PARTS, VISIBLE
 from ssn3d.pose import PoseDetector, PoseDetectorError, landmarks_to_parts, pose_available, suggest_keypoints
-from ssn3d.security import UnsafePathError
+from ssn3d.serving.paths import UnsafePathError
 
 VTEST = Path(os.environ.get("SSN3D_TEST_VIDEO", "/usr/share/doc/opencv-doc/examples/data/vtest.avi"))
 needs_detector = pytest.mark.skipif(

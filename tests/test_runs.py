@@ -35,7 +35,7 @@ from ssn3d.engine.runs import (
     refresh_status,
     resume_run,
 )
-from ssn3d.workspace import Workspace
+from ssn3d.serving.workspace import Workspace
 
 ENV = {"OMP_NUM_THREADS": "1"}  # tiny models; threads only fight over a busy machine's 2 cores
 LONG = {  # runs until cancelled: the tests stop, kill and resume it
@@ -60,21 +60,16 @@ def train_steps(run: Path) -> list[int]:
     return [r["step"] for r in read_metrics(run).records if r.get("kind") == "train"]
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    return Workspace(home=tmp_path, max_runs=1)
-
-
 def test_launch_refuses_duplicates_and_the_cap_then_sigterm_cancels_cleanly(
-    tiny_walkers: Path, tmp_path: Path, ws: Workspace
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace
 ) -> None:
     config = write_config(tmp_path, tiny_walkers)
-    run = ws.runs / "a"
+    run = workspace.runs / "a"
     outcomes: list[str] = []
 
     def click() -> None:  # a double click, or two browser tabs, at the same moment
         try:
-            launch_run(run, config=config, workspace=ws, env=ENV)
+            launch_run(run, config=config, workspace=workspace, env=ENV)
             outcomes.append("launched")
         except RunBusyError:
             outcomes.append("busy")
@@ -88,8 +83,8 @@ def test_launch_refuses_duplicates_and_the_cap_then_sigterm_cancels_cleanly(
     status = read_status(run)
     assert status["state"] in ("starting", "running") and pid_alive(status["pid"])
     with pytest.raises(TooManyRunsError, match="SSN3D_MAX_RUNS"):
-        launch_run(ws.runs / "b", config=config, workspace=ws, env=ENV)
-    assert not (ws.runs / "b" / "status.json").exists()
+        launch_run(workspace.runs / "b", config=config, workspace=workspace, env=ENV)
+    assert not (workspace.runs / "b" / "status.json").exists()
 
     wait_for(lambda: read_status(run).get("step", 0) >= 2, 120, "two training steps")
     pid = read_status(run)["pid"]
@@ -103,10 +98,10 @@ def test_launch_refuses_duplicates_and_the_cap_then_sigterm_cancels_cleanly(
 
 
 def test_kill_9_then_resume_continues_the_steps_with_intact_checkpoints(
-    tiny_walkers: Path, tmp_path: Path, ws: Workspace
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace
 ) -> None:
-    run = ws.runs / "k"
-    status = launch_run(run, config=write_config(tmp_path, tiny_walkers), workspace=ws, env=ENV)
+    run = workspace.runs / "k"
+    status = launch_run(run, config=write_config(tmp_path, tiny_walkers), workspace=workspace, env=ENV)
     paths = RunPaths(run)
     wait_for(
         lambda: paths.last.exists() and read_status(run).get("step", 0) >= 3, 120, "a checkpoint and 3 steps"
@@ -118,8 +113,8 @@ def test_kill_9_then_resume_continues_the_steps_with_intact_checkpoints(
     _, _, meta = load_checkpoint(paths.last)  # an atomic write: never half a file
     done = meta["step"]
     with pytest.raises(RunError, match="already holds a run"):
-        launch_run(run, config=tmp_path / "tiny.yaml", workspace=ws, env=ENV)
-    resume_run(run, [f"train.max_steps={done + 3}"], workspace=ws, env=ENV)
+        launch_run(run, config=tmp_path / "tiny.yaml", workspace=workspace, env=ENV)
+    resume_run(run, [f"train.max_steps={done + 3}"], workspace=workspace, env=ENV)
     wait_for(lambda: read_status(run).get("state") not in ("starting", "running"), 120, "the resumed run")
     final = read_status(run)
     assert final["state"] == "done" and final["resumed"] is True and final["step"] == done + 3
@@ -129,14 +124,14 @@ def test_kill_9_then_resume_continues_the_steps_with_intact_checkpoints(
 
 
 def test_a_launched_run_that_cannot_start_says_why_in_its_status(
-    tiny_walkers: Path, tmp_path: Path, ws: Workspace
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace
 ) -> None:
-    run = ws.runs / "bad"
+    run = workspace.runs / "bad"
     launch_run(
         run,
         config=write_config(tmp_path, tiny_walkers),
         overrides=["model.num_parts=1"],
-        workspace=ws,
+        workspace=workspace,
         env=ENV,
     )
     wait_for(lambda: refresh_status(run)["state"] == "failed", 60, "the run to fail")
@@ -144,10 +139,10 @@ def test_a_launched_run_that_cannot_start_says_why_in_its_status(
     assert "error: " in RunPaths(run).log.read_text()
 
 
-def test_resume_needs_a_checkpoint(tmp_path: Path, ws: Workspace) -> None:
-    (ws.runs / "empty").mkdir(parents=True)
+def test_resume_needs_a_checkpoint(tmp_path: Path, workspace: Workspace) -> None:
+    (workspace.runs / "empty").mkdir(parents=True)
     with pytest.raises(RunError, match="no checkpoint"):
-        resume_run(ws.runs / "empty", workspace=ws)
+        resume_run(workspace.runs / "empty", workspace=workspace)
 
 
 def _fake_run(root: Path, name: str, **status) -> Path:
@@ -339,10 +334,10 @@ def test_one_writer_per_run_whichever_command_starts_it(tmp_path: Path) -> None:
 
 
 def test_train_resume_is_locked_and_a_refused_resume_changes_nothing(
-    tiny_walkers: Path, tmp_path: Path, ws: Workspace
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace
 ) -> None:
-    run = ws.runs / "r"
-    status = launch_run(run, config=write_config(tmp_path, tiny_walkers), workspace=ws, env=ENV)
+    run = workspace.runs / "r"
+    status = launch_run(run, config=write_config(tmp_path, tiny_walkers), workspace=workspace, env=ENV)
     paths = RunPaths(run)
     wait_for(lambda: paths.last.exists() and read_status(run).get("step", 0) >= 2, 120, "a checkpoint")
     second = _cli("train", "--resume", str(run), cwd=tmp_path)  # the launched process holds the lock
@@ -360,5 +355,5 @@ def test_train_resume_is_locked_and_a_refused_resume_changes_nothing(
         res = _cli("train", "--resume", str(run), override, cwd=tmp_path)
         assert res.returncode == 2 and words in res.stderr and "Traceback" not in res.stderr, res.stderr
         with pytest.raises(ValueError, match=words):
-            resume_run(run, [override], workspace=ws, env=ENV)
+            resume_run(run, [override], workspace=workspace, env=ENV)
         assert (paths.config.read_bytes(), paths.status.read_bytes()) == before, override

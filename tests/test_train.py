@@ -22,6 +22,7 @@ from ssn3d.engine.checkpoint import CheckpointError, load_checkpoint
 from ssn3d.engine.rundir import RunPaths, read_metrics, read_status
 from ssn3d.engine.train import build_optimizer, channels_last_2d, main, train_one_epoch
 from ssn3d.models import build_model
+from ssn3d.serving.workspace import Workspace
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 MODEL = tiny_overrides()
@@ -32,21 +33,12 @@ def tiny_cfg(root: Path, *overrides: str):
     return load_config(None, [*TINY, f"data.root={root}", *overrides])
 
 
-@pytest.fixture
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty workspace, so no label store of another test or of the developer is found."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("SSN3D_HOME", str(home))
-    return home
-
-
 def train_lines(run: Path) -> list[dict]:
     return [r for r in read_metrics(run).records if r["kind"] == "train"]
 
 
 def test_semi_run_writes_a_valid_run_folder(
-    tiny_walkers: Path, tmp_path: Path, isolated_home: Path, caplog
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace, caplog
 ) -> None:
     ds = build_dataset("folder", tiny_walkers)
     gt = AnnotationStore(ds.ground_truth_path).frames()
@@ -77,17 +69,17 @@ def test_semi_run_writes_a_valid_run_folder(
 
 
 def test_semi_without_labels_says_so_and_trains_unsupervised(
-    tiny_walkers: Path, tmp_path: Path, isolated_home: Path, caplog
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace, caplog
 ) -> None:
     cfg = tiny_cfg(tiny_walkers, "train.max_steps=1")
     with caplog.at_level(logging.WARNING, logger="ssn3d"):
         assert main(cfg, tmp_path / "run") == "done"
     assert "trains unsupervised" in caplog.text
-    assert str(isolated_home / "annotations") in caplog.text  # names the label file it looked for
+    assert str(workspace.annotations) in caplog.text  # names the label file it looked for
 
 
 def test_supervised_without_labels_fails_with_the_reason_in_the_status(
-    tiny_walkers: Path, tmp_path: Path, isolated_home: Path
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace
 ) -> None:
     cfg = tiny_cfg(tiny_walkers, "model.strategy=supervised", "train.max_steps=1")
     with pytest.raises(ConfigError, match="supervised"):
@@ -108,7 +100,7 @@ def test_supervised_without_labels_fails_with_the_reason_in_the_status(
     ids=["supervised-noisy-labels", "temporal-pooling", "conv3d", "non-shared"],
 )
 def test_strategies_and_baselines_are_config_choices(
-    tiny_walkers: Path, tmp_path: Path, isolated_home: Path, overrides: tuple[str, ...]
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace, overrides: tuple[str, ...]
 ) -> None:
     gt = AnnotationStore(tiny_walkers / "keypoints.json").frames()  # every frame, train and test
     noisy = AnnotationStore(tmp_path / "detector.json")  # what a pose detector would give (paper: OpenPose)
@@ -131,7 +123,7 @@ def test_strategies_and_baselines_are_config_choices(
 
 
 def test_sigterm_finishes_the_step_saves_last_and_marks_cancelled(
-    tiny_walkers: Path, tmp_path: Path, isolated_home: Path
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace
 ) -> None:
     cfg = tiny_cfg(tiny_walkers, "train.epochs=5")
     run = tmp_path / "run"
@@ -150,7 +142,7 @@ def test_sigterm_finishes_the_step_saves_last_and_marks_cancelled(
 
 
 def test_resume_continues_exactly_where_it_stopped(
-    tiny_walkers: Path, tmp_path: Path, isolated_home: Path
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace
 ) -> None:
     base = ("model.strategy=unsupervised", "train.iters_per_epoch=3", "train.epochs=2")
     assert main(tiny_cfg(tiny_walkers, *base), tmp_path / "straight") == "done"
@@ -168,7 +160,7 @@ def test_resume_continues_exactly_where_it_stopped(
 
 
 def test_resume_with_another_architecture_is_refused(
-    tiny_walkers: Path, tmp_path: Path, isolated_home: Path
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace
 ) -> None:
     run = tmp_path / "run"
     assert main(tiny_cfg(tiny_walkers, "train.max_steps=1"), run) == "done"
@@ -225,7 +217,7 @@ def test_channels_last_applies_to_the_2d_convolutions_only_and_keeps_outputs() -
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_run_with_bf16_autocast_and_channels_last(
-    tiny_walkers: Path, tmp_path: Path, isolated_home: Path
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace
 ) -> None:
     cfg = tiny_cfg(
         tiny_walkers, "train.device=cuda", "train.amp=true", "train.channels_last=true", "train.max_steps=3"
@@ -261,7 +253,7 @@ def _unsupervised_run(root: Path, tmp_path: Path, caplog, *overrides: str) -> di
 
 
 def test_a_run_whose_ssn_cannot_separate_warns_once_in_the_log_and_the_status(
-    tiny_walkers: Path, tmp_path: Path, isolated_home: Path, caplog
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace, caplog
 ) -> None:
     # lambda 0: nothing teaches SSN to tell parts apart (its L_SSN climbs above log N on the walkers)
     status = _unsupervised_run(
@@ -273,7 +265,7 @@ def test_a_run_whose_ssn_cannot_separate_warns_once_in_the_log_and_the_status(
 
 
 def test_a_run_whose_ssn_separates_gets_no_warning(
-    tiny_walkers: Path, tmp_path: Path, isolated_home: Path, caplog
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace, caplog
 ) -> None:
     status = _unsupervised_run(
         tiny_walkers, tmp_path, caplog, "loss.ssn_lambda=5", "train.lr=0.005", "train.epochs=6"
@@ -299,7 +291,7 @@ def test_lr_decays_once_after_lr_step_epochs_and_the_schedule_resumes() -> None:
 
 
 def test_anchors_reach_the_model_in_a_training_batch(
-    tiny_walkers: Path, tmp_path: Path, isolated_home: Path
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace
 ) -> None:
     from ssn3d.engine._data import TrainData, load_dataset, load_labels
     from ssn3d.engine.distributed import DistInfo

@@ -113,7 +113,7 @@ def test_erasing_hides_keypoints_inside_the_box() -> None:
 
 def test_uint8_clips_normalized_on_the_device_equal_the_float_worker_path(tiny_walkers) -> None:
     """Real generated JPEG frames, resized; the same rng gives the same flips, keypoints and pixels."""
-    from ssn3d.data.video import load_image
+    from ssn3d.data.images import load_image
 
     paths = sorted(tiny_walkers.rglob("*.jpg"))[:4]
     frames = [load_image(str(p))[0] for p in paths]

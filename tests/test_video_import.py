@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ssn3d.data.datasets import build_dataset
-from ssn3d.security import UnsafePathError
+from ssn3d.serving.paths import UnsafePathError
 
 cv2 = pytest.importorskip("cv2", reason="the video extra is not installed (pip install -e .[video])")
 pytest.importorskip("trackers", reason="the video extra is not installed (pip install -e .[video])")

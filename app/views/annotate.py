@@ -728,7 +728,7 @@ with st.expander("Label the most useful frame next", expanded=bool(S.get("ann_ne
 
 with st.expander("Import and export (COCO keypoints, OpenPose)"):
     from ssn3d.interchange import FrameIndex, export_coco, import_coco_files, import_openpose
-    from ssn3d.security import check_upload_size
+    from ssn3d.serving.uploads import check_upload_size
 
     index = FrameIndex([k for ks in keys.values() for t in ks for k in t], dataset.root)
     st.download_button(

@@ -110,7 +110,7 @@ with st.expander("Generate a synthetic set (walkers, Pedestrian-128 style, Amber
     if make:
         from ssn3d.data.synth.amber import generate_amber
         from ssn3d.data.synth.walkers import generate_pedestrian128, generate_walkers
-        from ssn3d.security import resolve_inside
+        from ssn3d.serving.paths import resolve_inside
 
         bar = st.progress(0.0, text="Generating...")
 
@@ -152,7 +152,7 @@ def new_folder(stem: str) -> Path:
 
 with st.expander("Import a video: people tracked into tracklets, then labeled here"):
     from ssn3d.data.video_import import VIDEO_EXTS
-    from ssn3d.security import MAX_UPLOAD_MB
+    from ssn3d.serving.uploads import MAX_UPLOAD_MB
 
     with st.form("video_form"):
         video_path = st.text_input(
@@ -174,7 +174,7 @@ with st.expander("Import a video: people tracked into tracklets, then labeled he
     )
     if go:
         from ssn3d.data.video_import import import_video
-        from ssn3d.security import check_upload_size
+        from ssn3d.serving.uploads import check_upload_size
 
         bar = st.progress(0.0, text="Reading the video...")
 

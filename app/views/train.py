@@ -19,10 +19,10 @@ import streamlit as st
 
 from app.auth import current_role, may_control, owner_tag
 from app.common import REPO, current_spec, label_store, load_dataset, shown_errors, workspace
-from ssn3d.annotations import atomic_write_text
 from ssn3d.config import Config, config_from_dict, load_config
+from ssn3d.io import atomic_write_text
 from ssn3d.keypoints import NUM_PARTS
-from ssn3d.security import resolve_inside
+from ssn3d.serving.paths import resolve_inside
 
 S = st.session_state
 ws = workspace()

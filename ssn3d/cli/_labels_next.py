@@ -24,7 +24,7 @@ def _run(args: argparse.Namespace) -> int:
     from ssn3d.engine.evaluate import resolve_checkpoint
     from ssn3d.engine.inference import FeatureExtractor
     from ssn3d.label_next import suggest_labels
-    from ssn3d.workspace import Workspace
+    from ssn3d.serving.workspace import Workspace
 
     if args.top < 1:
         raise UsageError(f"--top {args.top} must be at least 1.")

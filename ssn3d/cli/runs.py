@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from ssn3d.workspace import Workspace
+from ssn3d.serving.workspace import Workspace
 
 
 def _root(args: argparse.Namespace) -> Path:

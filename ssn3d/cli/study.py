@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ssn3d.annotations import atomic_write_text
+from ssn3d.io import atomic_write_text
 
 GRID_PARTS = (3, 9, 16)  # the 3 values of N in the --grid run (paper Fig. 5 shows 9 runs; N not given)
 
@@ -66,7 +66,7 @@ def _device(name: str) -> str:
 
 
 def _out_dir(arg: str | None, name: str) -> Path:
-    from ssn3d.workspace import Workspace
+    from ssn3d.serving.workspace import Workspace
 
     return Path(arg) if arg else Workspace.from_env().home / "studies" / name
 

@@ -65,7 +65,7 @@ def _pedestrians(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from ssn3d.data.synth.walkers import generate_demo
-    from ssn3d.workspace import Workspace
+    from ssn3d.serving.workspace import Workspace
 
     out = Path(args.out) if args.out else Workspace.from_env().demo_dataset
     generate_demo(out, seed=args.seed, progress=not args.quiet)

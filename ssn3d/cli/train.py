@@ -67,7 +67,7 @@ def _prepare(args: argparse.Namespace, info: DistInfo | _Rank) -> tuple[Config, 
     """The resolved Config and the run's paths, or a one-sentence error."""
     from ssn3d.engine.rundir import RunPaths
     from ssn3d.engine.runs import new_run_dir
-    from ssn3d.workspace import Workspace
+    from ssn3d.serving.workspace import Workspace
 
     config, overrides = split_args(args.items)
     if args.resume:

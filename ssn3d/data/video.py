@@ -37,6 +37,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ssn3d.data.datasets.base import DatasetError
+from ssn3d.data.images import load_image
 from ssn3d.data.sampling import IdentitySampler
 from ssn3d.data.tracklet import Tracklet
 from ssn3d.keypoints import NUM_PARTS, resize_keypoints
@@ -47,22 +48,6 @@ _UNREADABLE: set[str] = set()  # per process: frames already reported
 
 
 # --------------------------------------------------------------------------- decoding
-
-
-def load_image(path: str, size: tuple[int, int] | None = None) -> tuple[Image.Image, tuple[int, int]]:
-    """Decode one frame as RGB; returns the image and its original (width, height).
-
-    For a JPEG larger than ``size`` (width, height), ``Image.draft`` lets libjpeg decode at 1/2, 1/4 or
-    1/8 scale (never below ``size``), which is several times faster than decoding and then resizing.
-    """
-    with Image.open(path) as img:
-        original = img.size
-        if size is not None and img.format == "JPEG":
-            img.draft("RGB", size)
-        img.load()  # decode inside the ``with``; the file closes after it
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-    return img, original
 
 
 def _is_readable(path: str) -> bool:

@@ -158,7 +158,7 @@ def import_video(
         progress: called as ``progress(frames_read, total_frames)``; total is 0 when the container
             does not say.
         roots: when given (the app: ``Workspace.allowed_roots``), ``video`` and ``out`` must lie inside
-            these folders (``ssn3d.security.resolve_inside``).
+            these folders (``ssn3d.serving.paths.resolve_inside``).
 
     Returns:
         An ``ImportResult``.
@@ -171,7 +171,7 @@ def import_video(
     if every < 1 or min_length < 1:
         raise VideoImportError(f"--every ({every}) and --min-length ({min_length}) must be at least 1.")
     if roots is not None:
-        from ssn3d.security import resolve_inside
+        from ssn3d.serving.paths import resolve_inside
 
         video = resolve_inside(video, roots, must_exist=True, what="video")
         out = resolve_inside(out, roots, what="output folder")

@@ -36,7 +36,7 @@ from ssn3d.label_propagation import (
     write_propagated,
 )
 from ssn3d.models.backbone import Backbone
-from ssn3d.workspace import Workspace
+from ssn3d.serving.workspace import Workspace
 
 _logger = logging.getLogger(__name__)
 

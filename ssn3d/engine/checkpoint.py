@@ -30,7 +30,6 @@ import logging
 import os
 import pickle
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ import torch
 from torch import nn
 
 from ssn3d.config import Config, ConfigError, ModelConfig, config_from_dict
+from ssn3d.io import atomic_open
 from ssn3d.models import build_model
 
 _logger = logging.getLogger(__name__)
@@ -218,23 +218,10 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     remove_stale_temporaries(path)
     data = {"format": FORMAT, "version": VERSION, **payload}
     data["checksum"] = payload_checksum(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    # the pid in the temporary's name lets remove_stale_temporaries tell a dead writer's leftover from
+    # a save in progress; sync_dir because a checkpoint is large and rare, and resuming relies on it
+    with atomic_open(path, "wb", tmp_prefix=f".{path.name}.{os.getpid()}.", sync_dir=True) as fh:
+        torch.save(data, fh)
     return path
 
 

@@ -23,8 +23,9 @@ from PIL import Image
 from torch import nn
 
 from ssn3d.config import Config
+from ssn3d.data.images import load_image
 from ssn3d.data.transforms import ClipTransform
-from ssn3d.data.video import chunk_bounds, load_image, pool_tracklet_features
+from ssn3d.data.video import chunk_bounds, pool_tracklet_features
 from ssn3d.engine.checkpoint import load_checkpoint
 from ssn3d.keypoints import NUM_PARTS, CellGeometry, register_geometry, resize_keypoints
 from ssn3d.models.cells import measure_geometry

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ssn3d.annotations import atomic_write_json
+from ssn3d.io import atomic_write_json
 
 _logger = logging.getLogger(__name__)
 

@@ -29,7 +29,6 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from ssn3d.annotations import file_lock
 from ssn3d.config import Config, save_config
 from ssn3d.engine.rundir import (
     ACTIVE_STATES,
@@ -42,7 +41,8 @@ from ssn3d.engine.rundir import (
     read_status,
     write_status,
 )
-from ssn3d.workspace import Workspace
+from ssn3d.io import file_lock
+from ssn3d.serving.workspace import Workspace
 
 _logger = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ def _command(
 
 
 def _child_env(extra: dict[str, str] | None) -> dict[str, str]:
-    from ssn3d.redact import is_secret_name
+    from ssn3d.serving.redact import is_secret_name
 
     env = {
         k: v for k, v in os.environ.items() if not is_secret_name(k)

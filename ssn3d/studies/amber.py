@@ -161,7 +161,7 @@ def run_amber_study(
     Returns:
         The JSON record.
     """
-    from ssn3d.annotations import atomic_write_json
+    from ssn3d.io import atomic_write_json
     from ssn3d.studies import figures
 
     if cfg.window % 2 == 0 or cfg.window < 1 or cfg.parts < 2 or cfg.iters < 1 or cfg.batch < 1:

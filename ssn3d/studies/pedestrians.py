@@ -360,7 +360,7 @@ def run_pedestrian_study(
     Returns:
         The JSON record.
     """
-    from ssn3d.annotations import atomic_write_json
+    from ssn3d.io import atomic_write_json
     from ssn3d.studies import figures
 
     bad = [s for s in cfg.strategies if s not in STRATEGIES]

@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
-from ssn3d.annotations import atomic_write_json
 from ssn3d.data.synth.walkers import SynthError, _prepare
+from ssn3d.io import atomic_write_json
 
 _logger = logging.getLogger(__name__)
 

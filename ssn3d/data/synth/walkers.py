@@ -37,9 +37,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ssn3d.annotations import AnnotationStore, atomic_write_json
+from ssn3d.annotations import AnnotationStore
 from ssn3d.data.synth.render import Look, random_look, sibling_look
 from ssn3d.data.synth.scene import random_camera, walk_tracklet
+from ssn3d.io import atomic_write_json
 from ssn3d.keypoints import PARTS, VISIBLE
 
 _logger = logging.getLogger(__name__)

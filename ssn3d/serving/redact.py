@@ -1,6 +1,6 @@
-"""No secrets in logs or run folders (issue 8): mask passwords, tokens and keys before they are written.
+"""No secrets in logs or run folders: mask passwords, tokens and keys before they are written.
 
-Not the paper's method: a guard for the served app (see ``ssn3d.security``). The access password
+Not the paper's method: a guard for the served app (see ``ssn3d.serving``). The access password
 lives in the server's environment (``SSN3D_PASSWORD``); a run's log, its saved config and anything
 the app shows must never repeat it. ``redact`` cleans values before they are saved,
 ``RedactingFilter`` cleans log records before a handler writes them.
