@@ -71,27 +71,29 @@ def measure_geometry(backbone: nn.Module) -> CellGeometry:
         geometry = CellGeometry((1.0, 1.0), (0.5, 0.5))  # the identity: cell j is pixel j
         _CACHE[key] = geometry
         return geometry
-    probe = copy.deepcopy(backbone).to("cpu", torch.float32).eval()
-    channels = _in_channels(backbone)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        for m in probe.modules():
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
-            if hasattr(m, "reset_running_stats"):
-                m.reset_running_stats()
-        if stride <= 0:  # no stride attribute: read it off a forward pass
-            with torch.no_grad():
-                stride = max(1, round(64 / probe(torch.zeros(1, channels, 64, 64)).shape[-1]))
-        size = 2 * _PROBE_CELLS * stride
-        image = torch.randn(_PROBE_IMAGES, channels, size, size).requires_grad_(True)
-    out = probe(image)  # (P, C, h, w); eval mode, so each image's gradient is its own
-    cells = range(_PROBE_CELLS - 2, _PROBE_CELLS + 3)
-    offsets = []
-    for i, j in enumerate(cells):
-        (grad,) = torch.autograd.grad(out[:, :, j, j].sum(), image, retain_graph=i < len(cells) - 1)
-        cx, cy = _centroid(grad.abs().sum((0, 1)).double())
-        offsets.append((cx - stride * j, cy - stride * j))
+    # the measurement needs autograd even when called under inference_mode (a fresh evaluation process)
+    with torch.inference_mode(False), torch.enable_grad():
+        probe = copy.deepcopy(backbone).to("cpu", torch.float32).eval()
+        channels = _in_channels(backbone)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            for m in probe.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+                if hasattr(m, "reset_running_stats"):
+                    m.reset_running_stats()
+            if stride <= 0:  # no stride attribute: read it off a forward pass
+                with torch.no_grad():
+                    stride = max(1, round(64 / probe(torch.zeros(1, channels, 64, 64)).shape[-1]))
+            size = 2 * _PROBE_CELLS * stride
+            image = torch.randn(_PROBE_IMAGES, channels, size, size).requires_grad_(True)
+        out = probe(image)  # (P, C, h, w); eval mode, so each image's gradient is its own
+        cells = range(_PROBE_CELLS - 2, _PROBE_CELLS + 3)
+        offsets = []
+        for i, j in enumerate(cells):
+            (grad,) = torch.autograd.grad(out[:, :, j, j].sum(), image, retain_graph=i < len(cells) - 1)
+            cx, cy = _centroid(grad.abs().sum((0, 1)).double())
+            offsets.append((cx - stride * j, cy - stride * j))
     ox = sum(o[0] for o in offsets) / len(offsets)
     oy = sum(o[1] for o in offsets) / len(offsets)
     geometry = CellGeometry((float(stride), float(stride)), (ox, oy))
