@@ -130,6 +130,7 @@ LEVER_ROWS: tuple[Row, ...] = (
     Row("lever4_propagate", "Lever 4: semi, labels carried to nearby frames", ("model.strategy=semi", "data.propagate_labels=0.8"), labels="semi", main=False),
     Row("lever5_warmup", "Lever 5: semi, labeled warm-up (30 % of steps)", ("model.strategy=semi", "train.labeled_warmup=0.3"), labels="semi", main=False),
     Row("lever5_attn_lr", "Lever 5: semi, attention classifier lr x 3", ("model.strategy=semi", "train.attn_lr_mult=3.0"), labels="semi", main=False),
+    Row("levers_combined", "Levers 2+3+5: PositionCE + temporal + flip + attention lr x 3", ("model.strategy=semi", "loss.position_ce=1.0", "loss.temporal_stability=0.1", "loss.flip_consistency=0.1", "train.attn_lr_mult=3.0"), labels="semi", main=False),
 )
 # fmt: on
 
