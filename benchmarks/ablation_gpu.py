@@ -13,8 +13,9 @@ wall time from the start, data included) stops what is still running; every fini
 
 Rows: ``ROWS`` = the accuracy sweep's rows (``benchmarks/accuracy_sweep.py``: pooling, plain 3D conv,
 unsupervised, semi, supervised with noisy keypoints, semi non-shared, semi lambda variants) plus one
-row per lever in ``LEVER_ROWS``, one line each. A row whose overrides this build's config does not
-accept (a lever not wired yet) is reported as skipped with the config's one-sentence reason.
+row per lever in its ``LEVER_ROWS``, one line each (one table for both runners). A row whose overrides
+this build's config does not accept (a lever not wired yet) is reported as skipped with the config's
+one-sentence reason.
 """
 
 from __future__ import annotations
@@ -37,9 +38,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from accuracy_sweep import NOISE, Row, last_eval, prepare_data, rows  # noqa: E402
-
-from ssn3d.config import ConfigError, load_config  # noqa: E402
+from accuracy_sweep import (  # noqa: E402  (one row table: the sweep's rows and its one line per lever)
+    LEVER_ROWS,
+    NOISE,
+    Row,
+    config_problem,
+    last_eval,
+    prepare_data,
+    rows,
+)
 
 DATASET = dict(ids=96, cameras=3, tracklets_per_camera=2, frames=24, size=(128, 64), seed=7)
 TINY_DATASET = dict(ids=8, cameras=2, tracklets_per_camera=1, frames=8, size=(64, 32), seed=7)
@@ -50,19 +57,6 @@ TINY_COMMON = ("data.workers=0", "train.eval_every=0", "train.epochs=1", "train.
                "data.num_ids=2", "data.num_instances=2", "data.stride=1", "data.test_chunk=8")  # fmt: skip
 TINY_ROWS = ("temporal_pooling", "semi")
 
-# One line per lever (the semi-supervised issue's levers). Options NOT in the paper; the config keys are
-# those the lead wires; until then the row is skipped with the config's reason.
-# fmt: off
-LEVER_ROWS: tuple[Row, ...] = (
-    Row("lever1_mobilenet", "Lever 1: semi, pretrained MobileNetV2", ("model.strategy=semi", "model.backbone=mobilenet_v2", "model.weights=imagenet"), labels="semi"),
-    Row("lever2_position_ce", "Lever 2: semi + PositionCE", ("model.strategy=semi", "loss.position_ce=1.0"), labels="semi"),
-    Row("lever2_background", "Lever 2: semi + background class", ("model.strategy=semi", "loss.background=0.1"), labels="semi"),
-    Row("lever3_temporal", "Lever 3: semi + temporal stability", ("model.strategy=semi", "loss.temporal_stability=0.1"), labels="semi"),
-    Row("lever3_flip", "Lever 3: semi + flip consistency", ("model.strategy=semi", "loss.flip_consistency=0.1"), labels="semi"),
-    Row("lever4_propagate", "Lever 4: semi, labels carried to nearby frames", ("model.strategy=semi", "data.propagate_labels=0.8"), labels="semi"),
-    Row("lever5_warmup", "Lever 5: semi, labeled warm-up", ("model.strategy=semi", "train.labeled_warmup=0.3"), labels="semi"),
-)
-# fmt: on
 ROWS: tuple[Row, ...] = (*rows(), *LEVER_ROWS)
 SEEDS = (0, 1)  # main rows run both, the others seed 0 (as the issue's table)
 
@@ -79,15 +73,6 @@ class Job:
     started: float = 0.0
     ended: float = 0.0
     status: str = "queued"  # queued | running | done | failed | timed out | not started
-
-
-def config_problem(base: Path, overrides: list[str]) -> str:
-    """The config's one-sentence reason to refuse these overrides, or "" when it accepts them."""
-    try:
-        load_config(base, overrides)
-    except ConfigError as e:
-        return str(e).removeprefix(f"{base}: ")  # the reason, not this machine's path
-    return ""
 
 
 def find_pck(doc: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,14 @@ Rows (issue 7; paper Tables 1-2, Fig. 3 and the ablation against unaligned 3D co
   for OpenPose; the test frames get the same detector);
 * SSN3D with non-shared (per-frame) classifiers;
 * a lambda sweep (eq. 6) for the semi-supervised strategy, the paper's best (Table 1), chosen before
-  the runs so that no result picks it.
+  the runs so that no result picks it;
+* ``LEVER_ROWS``: the semi-supervised alignment levers, options NOT in the paper (one line each, one
+  table shared with ``benchmarks/ablation_gpu.py``); a lever whose config key this build lacks is
+  skipped with the config's reason.
+
+After training, each run is evaluated again by ``python -m ssn3d evaluate`` for its ``eval.json``:
+the result file keeps part PCK (overall and per part, argmax peaks, with the mean-position and
+random-peak baselines) beside mAP and top-1.
 
 Every row trains through the real CLI (``python -m ssn3d train``, one subprocess per run, evaluated
 at its last step with the paper's test protocol) with the same budget. The dataset and every
@@ -108,6 +115,41 @@ class Row:
     labels: str = ""  # "semi" | "noisy" | "": which label file data.annotations names
     main: bool = True  # main rows run every seed of the scale; the others the first seed only
     lam: float | None = field(default=None)
+
+
+# One line per lever of the semi-supervised alignment issue: options NOT in the paper (docs/DESIGN.md),
+# each beside the paper's semi row; seed 0 only (main=False) except PositionCE, the one that moved PCK at CPU
+# scale, and the two levers wired elsewhere, which run every seed.
+# fmt: off
+LEVER_ROWS: tuple[Row, ...] = (
+    Row("lever1_mobilenet", "Lever 1: semi, pretrained MobileNetV2", ("model.strategy=semi", "model.backbone=mobilenet_v2", "model.weights=imagenet"), labels="semi"),
+    Row("lever2_position_ce", "Lever 2: semi + PositionCE (weight 1, one-hot)", ("model.strategy=semi", "loss.position_ce=1.0"), labels="semi"),
+    Row("lever2_position_ce_sigma1", "Lever 2: semi + PositionCE (weight 1, sigma 1 cell)", ("model.strategy=semi", "loss.position_ce=1.0", "loss.position_sigma=1.0"), labels="semi", main=False),
+    Row("lever2_background", "Lever 2: semi + background class (weight 0.1)", ("model.strategy=semi", "model.background_class=true", "loss.background=0.1"), labels="semi", main=False),
+    Row("lever3_temporal", "Lever 3: semi + temporal stability (weight 0.1)", ("model.strategy=semi", "loss.temporal_stability=0.1"), labels="semi", main=False),
+    Row("lever3_flip", "Lever 3: semi + flip consistency (weight 0.1)", ("model.strategy=semi", "loss.flip_consistency=0.1"), labels="semi", main=False),
+    Row("lever4_propagate", "Lever 4: semi, labels carried to nearby frames", ("model.strategy=semi", "data.propagate_labels=0.8"), labels="semi"),
+    Row("lever5_warmup", "Lever 5: semi, labeled warm-up (30 % of steps)", ("model.strategy=semi", "train.labeled_warmup=0.3"), labels="semi", main=False),
+    Row("lever5_attn_lr", "Lever 5: semi, attention classifier lr x 3", ("model.strategy=semi", "train.attn_lr_mult=3.0"), labels="semi", main=False),
+    Row("levers_combined", "Levers 2+3+5: PositionCE + temporal + flip + attention lr x 3", ("model.strategy=semi", "loss.position_ce=1.0", "loss.temporal_stability=0.1", "loss.flip_consistency=0.1", "train.attn_lr_mult=3.0"), labels="semi", main=False),
+)
+# fmt: on
+
+
+def all_rows() -> list[Row]:
+    """The paper's rows, then the levers: the one row table of both benchmark runners."""
+    return [*rows(), *LEVER_ROWS]
+
+
+def config_problem(base: Path, overrides: list[str]) -> str:
+    """The config's one-sentence reason to refuse these overrides, or "" when it accepts them."""
+    from ssn3d.config import ConfigError, load_config
+
+    try:
+        load_config(base, overrides)
+    except ConfigError as e:
+        return str(e).removeprefix(f"{base}: ")  # the reason, not this machine's path
+    return ""
 
 
 def rows() -> list[Row]:
@@ -231,9 +273,24 @@ def run_one(row: Row, seed: int, out: Path, results: Path, scale_name: str, thre
     cmd += ["--run-dir", str(run_dir), "--no-progress"]
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    _run(cmd, threads, log=out / "runs" / f"{row.name}-s{seed}.log")
+    log = out / "runs" / f"{row.name}-s{seed}.log"
+    _run(cmd, threads, log=log)
     wall = time.perf_counter() - t0
     ev = last_eval(run_dir)
+    pck = None
+    if has_attention(row):  # the baselines and the supervised strategy have no attention maps to score
+        evaluate = [
+            sys.executable,
+            "-m",
+            "ssn3d",
+            "evaluate",
+            str(run_dir),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+        _run(evaluate, threads, log=log.with_suffix(".eval.log"))
+        pck = pck_record(json.loads((run_dir / "eval.json").read_text(encoding="utf-8")))
     rec = {
         "row": row.name,
         "label": row.label,
@@ -248,11 +305,44 @@ def run_one(row: Row, seed: int, out: Path, results: Path, scale_name: str, thre
         "overrides": row.overrides,
         "dataset": {k: list(v) if isinstance(v, tuple) else v for k, v in scale["dataset"].items()},
         "noise": NOISE if row.labels == "noisy" else None,
+        "pck": pck,
         "date": time.strftime("%Y-%m-%d"),
     }
     results.mkdir(parents=True, exist_ok=True)
     atomic_write_json(results / f"{row.name}-s{seed}.json", rec, indent=1)
     return rec
+
+
+def has_attention(row: Row) -> bool:
+    """Whether a row's model has SSN attention maps (part PCK): SSN3D, not supervised."""
+    arch = strategy = None
+    for o in row.overrides:
+        key, _, value = o.partition("=")
+        arch = value if key == "model.arch" else arch
+        strategy = value if key == "model.strategy" else strategy
+    return arch in (None, "ssn3d") and strategy != "supervised"
+
+
+def pck_record(doc: dict) -> dict | None:
+    """Part PCK of an ``eval.json`` (argmax peaks and the two baselines at 0.1 and 0.2), or None."""
+    report = doc.get("pck")
+    if not report:
+        return None
+    methods = report["methods"]
+    return {
+        "frames": report["frames"],
+        "matched": report["matched"],
+        **{
+            f"{method}@{a}": {
+                "overall": methods[method][f"pck@{a}"]["overall"],
+                "per_part": methods[method][f"pck@{a}"].get("per_part", {}),
+            }
+            for method in ("argmax", "soft_argmax", "mean_position", "random")
+            if method in methods
+            for a in ("0.1", "0.2")
+            if f"pck@{a}" in methods[method]
+        },
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -275,6 +365,17 @@ def _cell(values: list[float]) -> str:
     return f"{v.mean():.1f} ± {(v.max() - v.min()) / 2:.1f}"
 
 
+def _pck_cells(recs: list[dict]) -> str:
+    """PCK@0.1 overall (mean over seeds) and the worst part of the mean per-part PCK, or blanks."""
+    have = [x["pck"]["argmax@0.1"] for x in recs if x.get("pck")]
+    if not have:
+        return "- | -"
+    overall = np.mean([h["overall"] for h in have])
+    parts = {k: np.mean([h["per_part"].get(k, np.nan) for h in have]) for k in have[0]["per_part"]}
+    worst = min(parts, key=parts.get) if parts else None
+    return f"{overall:.3f} | " + (f"{parts[worst]:.2f} ({worst})" if worst else "-")
+
+
 def write_report(results: Path, scale_name: str, selected: list[Row], figures: Path | None) -> str:
     """Write ``RESULTS/table.md`` (mean ± half the range over seeds, in %) and the PNG plots."""
     scale = SCALES[scale_name]
@@ -285,17 +386,23 @@ def write_report(results: Path, scale_name: str, selected: list[Row], figures: P
     lines = [
         f"Scale: {scale_name}; {done} of {total} runs" + (" (PARTIAL)" if done < total else ""),
         "",
-        "| Row | seeds | mAP | top-1 | top-5 | top-10 | mINP | wall / run |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Row | seeds | mAP | top-1 | top-5 | top-10 | mINP | PCK@0.1 | worst part @0.1 | wall / run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in selected:
         recs = by_row.get(r.name, [])
         if not recs:
-            lines.append(f"| {r.label} | - | not run | | | | | |")
+            lines.append(f"| {r.label} | - | not run | | | | | | | |")
             continue
         cells = [_cell([x["metrics"][m] for x in recs]) for m in METRICS]
         wall = np.mean([x["wall_s"] for x in recs])
-        lines.append(f"| {r.label} | {len(recs)} | {' | '.join(cells)} | {wall:.0f} s |")
+        lines.append(f"| {r.label} | {len(recs)} | {' | '.join(cells)} | {_pck_cells(recs)} | {wall:.0f} s |")
+    baselines = [x["pck"] for v in by_row.values() for x in v if x.get("pck") and not x["pck"]["matched"]]
+    if baselines:
+        mean_pos = np.mean([b["mean_position@0.1"]["overall"] for b in baselines])
+        rand = np.mean([b["random@0.1"]["overall"] for b in baselines])
+        lines += ["", f"PCK@0.1 baselines on the same test frames: every part at its mean labeled position "
+                  f"{mean_pos:.3f}, a uniformly random peak {rand:.3f}."]  # fmt: skip
     text = "\n".join(lines) + "\n"
     (results / "table.md").write_text(text, encoding="utf-8")
     if figures is not None:
@@ -354,6 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--rows", default="", help="comma-separated row names (default: all)")
     p.add_argument("--threads", type=int, default=1, help="OMP threads per training process")
+    p.add_argument(
+        "--seeds", default="", help="comma-separated seeds for every selected row (default: the scale's)"
+    )
     p.add_argument("--figures", type=Path, default=ROOT / "benchmarks" / "figures", help="where the PNGs go")
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--report-only", action="store_true", help="rebuild the table from finished runs")
@@ -361,12 +471,12 @@ def main(argv: list[str] | None = None) -> int:
     scale = SCALES[args.scale]
     out = (args.out or ROOT / "runs" / f"accuracy-{args.scale}").resolve()
     results = (args.results or ROOT / "benchmarks" / "results" / f"accuracy-{args.scale}").resolve()
-    all_rows = rows()
+    known = all_rows()
     names = [n for n in args.rows.split(",") if n]
-    unknown = set(names) - {r.name for r in all_rows}
+    unknown = set(names) - {r.name for r in known}
     if unknown:
-        p.error(f"unknown row {sorted(unknown)[0]!r}; known rows: {', '.join(r.name for r in all_rows)}")
-    selected = [r for r in all_rows if not names or r.name in names]
+        p.error(f"unknown row {sorted(unknown)[0]!r}; known rows: {', '.join(r.name for r in known)}")
+    selected = [r for r in known if not names or r.name in names]
     figures = None if args.no_figures else args.figures
     if args.report_only:
         print(write_report(results, args.scale, selected, figures))
@@ -375,7 +485,15 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     prepare_data(out, scale)
     (out / "base.yaml").write_text(yaml.safe_dump(scale["config"], sort_keys=False), encoding="utf-8")
-    todo = [(r, s) for r in selected for s in (scale["seeds"] if r.main else scale["seeds"][:1])]
+    runnable = []
+    for r in selected:
+        overrides = [*r.overrides, f"data.root={out / 'walkers'}"]
+        if problem := config_problem(out / "base.yaml", overrides):
+            print(f"{r.name}: skipped: {problem}", flush=True)
+        else:
+            runnable.append(r)
+    seeds = [int(x) for x in args.seeds.split(",") if x]
+    todo = [(r, s) for r in runnable for s in (seeds or (scale["seeds"] if r.main else scale["seeds"][:1]))]
     t_start = time.perf_counter()
     for i, (row, seed) in enumerate(todo, 1):
         result = results / f"{row.name}-s{seed}.json"

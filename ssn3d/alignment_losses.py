@@ -17,6 +17,9 @@ and returns a zero that costs nothing.
 * ``BackgroundCE``: an (N+1)-th "no part" class in the 2nd round; windows far from every part's
   attention (``background_cells``) are labeled background. The model must provide the extra output.
 
+``AlignmentTerms`` wires them into training: built from the config's ``loss`` section, it reads a
+training ``SSN3DOutput`` and returns the active terms by name, for ``ssn3d.losses.total_loss``.
+
 Shapes: attention maps are (B, N, h, w) or (B, T, N, h, w), each map summing to 1 over h x w;
 cells are (B, N, 2) long (col, row) as made by ``ssn3d.models.ssn3d.keypoints_to_cells``; masks are
 (B, N) bool, True where keypoint i anchors part i. Every loss is computed in float32 (it may run
@@ -26,6 +29,7 @@ under bf16 autocast) and is finite for an all-False mask.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +37,12 @@ from torch import nn
 
 from ssn3d.keypoints import FLIP_PERMUTATION
 
+if TYPE_CHECKING:  # the models import this module for background_cells
+    from ssn3d.config import LossConfig
+    from ssn3d.models.ssn3d import SSN3DOutput
+
 __all__ = [
+    "AlignmentTerms",
     "BackgroundCE",
     "FlipConsistency",
     "PositionCE",
@@ -310,3 +319,82 @@ class BackgroundCE(nn.Module):
         )  # (B, N+K): part i is class i, background is class N
         logits = torch.cat([part_logits, background_logits], 1).reshape(-1, c)  # (B*(N+K), N+1)
         return self.weight * background_ce(logits, target.reshape(-1))
+
+
+class AlignmentTerms(nn.Module):
+    """The extra alignment terms a config switches on, computed from one training ``SSN3DOutput``.
+
+    Which frames each term reads (all NOT in the paper):
+
+    * ``position_ce``: the 1st-round logit maps of the anchored parts of labeled frames: those fed
+      beside the clips (through each classifier) and the labeled frames that happen to be in a clip.
+    * ``temporal_stability``: the clips' attention (B, T, N, h, w).
+    * ``flip_consistency``: the labeled frames beside the clips against their mirrored copies.
+    * ``background``: every frame that went through the 2nd round (clip and labeled), with the model's
+      background windows; the model must have been built with ``background_class``.
+
+    Args:
+        cfg: the config's ``loss`` section (weights 0 = off).
+    """
+
+    def __init__(self, cfg: LossConfig) -> None:
+        super().__init__()
+        self.position_ce = PositionCE(weight=cfg.position_ce, sigma=cfg.position_sigma)
+        self.temporal_stability = TemporalStability(weight=cfg.temporal_stability)
+        self.flip_consistency = FlipConsistency(weight=cfg.flip_consistency)
+        self.background = BackgroundCE(weight=cfg.background)
+
+    @property
+    def active(self) -> tuple[str, ...]:
+        """Names of the terms with a non-zero weight, in a fixed order."""
+        names = ("position_ce", "temporal_stability", "flip_consistency", "background")
+        return tuple(n for n in names if getattr(self, n).weight)
+
+    @property
+    def needs_mirror(self) -> bool:
+        """Whether the model must also run the mirrored labeled frames."""
+        return bool(self.flip_consistency.weight)
+
+    def forward(self, out: SSN3DOutput) -> dict[str, torch.Tensor]:
+        """{name: weighted term} for the active terms (an empty dict when none is on)."""
+        terms = {}
+        for name in self.active:
+            terms[name] = getattr(self, f"_{name}")(out)
+        return terms
+
+    def _position_ce(self, out: SSN3DOutput) -> torch.Tensor:
+        logits, cells, masks = [], [], []
+        if out.map_logits is not None and out.cells is not None:  # labeled frames inside the clips
+            logits.append(out.map_logits.flatten(0, 1))  # (B*T, N, h, w)
+            cells.append(out.cells.flatten(0, 1))
+            masks.append(out.mask.flatten(0, 1))
+        if out.anchors is not None:  # the labeled frames beside the clips, through each of G classifiers
+            a = out.anchors
+            g = a.map_logits.shape[1]
+            logits.append(a.map_logits.flatten(0, 1))  # (M*G, N, h, w)
+            cells.append(a.cells[:, None].expand(-1, g, -1, -1).flatten(0, 1))
+            masks.append(a.mask[:, None].expand(-1, g, -1).flatten(0, 1))
+        if not logits:
+            return _zero(out.embedding)
+        return self.position_ce(torch.cat(logits), torch.cat(cells), torch.cat(masks))
+
+    def _temporal_stability(self, out: SSN3DOutput) -> torch.Tensor:
+        return _zero(out.embedding) if out.attention is None else self.temporal_stability(out.attention)
+
+    def _flip_consistency(self, out: SSN3DOutput) -> torch.Tensor:
+        a = out.anchors
+        if a is None or a.mirrored_attention is None:
+            return _zero(out.embedding)
+        return self.flip_consistency(a.attention.flatten(0, 1), a.mirrored_attention.flatten(0, 1))
+
+    def _background(self, out: SSN3DOutput) -> torch.Tensor:
+        parts, background = [], []
+        if out.ssn_logits is not None and out.background_logits is not None:
+            parts.append(out.ssn_logits.flatten(0, 1))  # (B*T, N, N+1)
+            background.append(out.background_logits.flatten(0, 1))  # (B*T, K, N+1)
+        if out.anchors is not None and out.anchors.background_logits is not None:
+            parts.append(out.anchors.logits.flatten(0, 1))  # (M*G, N, N+1)
+            background.append(out.anchors.background_logits.flatten(0, 1))
+        if not parts:
+            raise ValueError("loss.background needs a model with model.background_class=true")
+        return self.background(torch.cat(parts), torch.cat(background))

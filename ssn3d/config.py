@@ -49,6 +49,9 @@ class ModelConfig:
         1024  # paper: "fusion layer casts the nine concatenated features to a 1024-dimension vector"
     )
     num_frames: int = 4  # T of a training clip; the non-shared variant keeps one classifier per frame index
+    background_class: bool = (
+        False  # NOT in the paper: an (N+1)-th "no part" output of the attention classifier (loss.background)
+    )
 
 
 @dataclass
@@ -63,6 +66,14 @@ class LossConfig:
     triplet_reduction: Literal["mean", "sum"] = (
         "mean"  # mean over anchors: scale independent of the batch; "sum" is eq. (5) verbatim (the recipes)
     )
+    # Extra alignment terms, each NOT in the paper and 0 (off) by default (ssn3d.alignment_losses, docs/DESIGN.md)
+    position_ce: float = 0.0  # weight: labeled frames' 1st-round maps pulled onto the keypoint cell
+    position_sigma: float = 0.0  # PositionCE target width in cells; 0 = one-hot
+    temporal_stability: float = 0.0  # weight: a part's peak moves little between neighbouring clip frames
+    flip_consistency: float = (
+        0.0  # weight: mirrored labeled frames give the mirrored maps, left/right swapped
+    )
+    background: float = 0.0  # weight: (N+1)-way CE with "no part" windows; needs model.background_class
 
 
 @dataclass
@@ -106,6 +117,10 @@ class TrainConfig:
     channels_last: bool = True  # faster convolutions on CUDA
     compile: bool = False  # torch.compile the model (CUDA only)
     seed: int = 0
+    labeled_warmup: float = (
+        0.0  # NOT in the paper: fraction of steps whose L_SSN comes from labeled frames only
+    )
+    attn_lr_mult: float = 1.0  # NOT in the paper: lr multiplier of the attention classifier's parameters
 
 
 @dataclass
@@ -314,6 +329,7 @@ def validate(cfg: Config) -> None:
         )
     if lo.margin < 0 or lo.ssn_lambda < 0:
         raise ConfigError("loss.margin and loss.ssn_lambda must be >= 0.")
+    _validate_alignment(cfg)
     for key in ("height", "width", "seq_len", "stride", "num_ids", "num_instances", "test_chunk"):
         _positive(f"data.{key}", getattr(d, key))
     if d.num_ids < 2:
@@ -343,3 +359,62 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.seed={t.seed} must be a whole number from 0 to 2**32 - 1.")
     if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
         raise ConfigError(f"train.device={t.device!r}; choose auto, cpu, cuda or cuda:N.")
+
+
+def _validate_alignment(cfg: Config) -> None:
+    """The extra alignment levers (NOT in the paper): each needs the model part it trains."""
+    m, lo, d, t = cfg.model, cfg.loss, cfg.data, cfg.train
+    for key in ("position_ce", "position_sigma", "temporal_stability", "flip_consistency", "background"):
+        if getattr(lo, key) < 0:
+            raise ConfigError(f"loss.{key}={getattr(lo, key)} must be >= 0 (0 switches it off).")
+    attention = m.arch == "ssn3d" and m.strategy != "supervised"
+    semi = m.arch == "ssn3d" and m.strategy == "semi"
+    needs = {
+        "loss.position_ce": (
+            lo.position_ce > 0,
+            semi,
+            "model.strategy=semi (it pulls attention onto labeled keypoints)",
+        ),
+        "loss.flip_consistency": (
+            lo.flip_consistency > 0,
+            semi,
+            "model.strategy=semi (it mirrors the labeled frames and swaps left and right parts)",
+        ),
+        "train.labeled_warmup": (t.labeled_warmup > 0, semi, "model.strategy=semi (L_SSN of labeled frames)"),
+        "loss.temporal_stability": (
+            lo.temporal_stability > 0,
+            attention,
+            "SSN attention (model.arch=ssn3d, strategy unsupervised or semi)",
+        ),
+        "model.background_class": (
+            m.background_class,
+            attention,
+            "SSN attention (model.arch=ssn3d, strategy unsupervised or semi)",
+        ),
+        "train.attn_lr_mult": (
+            t.attn_lr_mult != 1.0,
+            attention,
+            "an attention classifier (model.arch=ssn3d, strategy unsupervised or semi)",
+        ),
+    }
+    for key, (on, ok, what) in needs.items():
+        if on and not ok:
+            value = getattr({"loss": lo, "model": m, "train": t}[key.split(".")[0]], key.split(".")[1])
+            raise ConfigError(f"{key}={value} needs {what}; set it back to its default or change the model.")
+    if lo.background > 0 and not m.background_class:
+        raise ConfigError(
+            f'loss.background={lo.background} trains the "no part" class, so set model.background_class=true too.'
+        )
+    if not 0.0 <= t.labeled_warmup < 1.0:
+        raise ConfigError(
+            f"train.labeled_warmup={t.labeled_warmup} must lie in [0, 1) (a fraction of the steps)."
+        )
+    if t.labeled_warmup > 0 and d.anchor_frames == 0:
+        raise ConfigError(
+            "train.labeled_warmup needs data.anchor_frames > 0: the warm-up's L_SSN comes from the labeled frames "
+            "fed beside the clips."
+        )
+    if t.attn_lr_mult <= 0:
+        raise ConfigError(
+            f"train.attn_lr_mult={t.attn_lr_mult} must be positive (1 = the model's learning rate)."
+        )

@@ -4,7 +4,8 @@
   divided by sqrt(d), d the embedding dimension, with margin m; always in float32.
 * ``ssn_loss``: eq. (4), the cross entropy of each part's 2nd-round logits (the model returns them
   in training, ``SSN3DOutput.ssn_logits``) against its own part index.
-* ``total_loss``: eq. (6), L = L_tri + lambda * L_SSN.
+* ``total_loss``: eq. (6), L = L_tri + lambda * L_SSN, plus any named extra terms that a config
+  switches on (``ssn3d.alignment_losses.AlignmentTerms``; NOT in the paper, each already weighted).
 
 Reductions (docs/DESIGN.md): eq. (4) sums over the N parts and eq. (5) over the B anchors.
 ``reduction="sum"`` is each equation as written; ``"mean"`` divides by N (chance level log N for
@@ -13,6 +14,8 @@ two balances differ by B / N; the recipe configs use the paper's sums.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +76,8 @@ def ssn_loss(
 
     Args:
         logits: (..., N, N) p_{i,j} per frame: (B, N, N) from one ``SSN``, or (B, T, N, N) from SSN3D;
-            None (the supervised strategy and the baselines have no 2nd round) gives 0.
+            None (the supervised strategy and the baselines have no 2nd round) gives 0. A model with
+            the "no part" class gives (..., N, N+1): L_SSN reads the first N logits.
         reduction: "mean" over parts (chance = log N), or "sum" over parts as eq. (4) is written.
         per_frame_classifiers: (B, T, N, N) from T non-shared classifiers (Table 2): "T independent
             SSN losses", each averaged over its frames, summed over t.
@@ -82,7 +86,10 @@ def ssn_loss(
     """
     if logits is None:
         return torch.zeros((), dtype=torch.float32)
-    n = logits.shape[-1]
+    n = logits.shape[-2]
+    if logits.shape[-1] != n:  # the "no part" class: eq. (4) stays an N-way choice between the parts
+        logits = logits[..., :n]
+        anchor_logits = None if anchor_logits is None else anchor_logits[..., :n]
     if per_frame_classifiers or anchor_logits is not None:
         groups = logits.shape[1] if per_frame_classifiers else 1
         logits = logits.reshape(-1, groups, n, n)  # (F, G, N, N): frames of each classifier
@@ -97,6 +104,17 @@ def ssn_loss(
     return per_frame.mean()
 
 
-def total_loss(triplet: torch.Tensor, ssn: torch.Tensor, ssn_lambda: float) -> torch.Tensor:
-    """Eq. (6)."""
-    return triplet + ssn_lambda * ssn.to(triplet.device)
+def total_loss(
+    triplet: torch.Tensor,
+    ssn: torch.Tensor,
+    ssn_lambda: float,
+    extra: Mapping[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Eq. (6), plus the named extra terms (NOT in the paper), each already weighted by its config key.
+
+    Without extra terms this is eq. (6) to the bit: the paper's loss is untouched when every lever is off.
+    """
+    loss = triplet + ssn_lambda * ssn.to(triplet.device)
+    for term in (extra or {}).values():
+        loss = loss + term.to(triplet.device)
+    return loss

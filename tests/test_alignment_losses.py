@@ -231,3 +231,87 @@ def test_background_ce_gradients_shapes_and_off_switch() -> None:
     assert BackgroundCE()(part, bg).item() == 0.0
     with pytest.raises(ValueError, match="N \\+ 1"):
         BackgroundCE(weight=1.0)(part[..., :N], bg[..., :N])
+
+
+# --------------------------------------------------------------------------- AlignmentTerms (the wiring)
+
+
+def _semi_model(*overrides: str) -> torch.nn.Module:
+    from tiny import tiny_overrides
+
+    from ssn3d.config import load_config
+    from ssn3d.models import build_model
+
+    torch.manual_seed(0)
+    cfg = load_config(
+        None, [*tiny_overrides({"model": {"attn_channels": 16, "part_channels": 8}}), *overrides]
+    )
+    return build_model(cfg.model), cfg
+
+
+def _keypoints(b: int, t: int, frames: tuple[int, ...]) -> torch.Tensor:
+    kp = torch.zeros(b, t, 9, 3)
+    for i in range(9):
+        kp[:, list(frames), i] = torch.tensor([3.0 + 3 * (i % 3), 5.0 + 6 * (i // 3), 2.0])
+    return kp
+
+
+def test_alignment_terms_are_empty_when_every_weight_is_zero() -> None:
+    from ssn3d.alignment_losses import AlignmentTerms
+    from ssn3d.config import LossConfig
+
+    terms = AlignmentTerms(LossConfig())
+    assert terms.active == () and not terms.needs_mirror
+    model, _ = _semi_model()
+    assert terms(model(torch.randn(2, 4, 3, 64, 32))) == {}
+
+
+def test_position_ce_reads_labeled_clip_frames_and_the_frames_beside_the_clip() -> None:
+    """The anchored parts of both kinds of labeled frames enter one mean; unlabeled frames do not."""
+    from ssn3d.alignment_losses import AlignmentTerms
+
+    model, cfg = _semi_model("loss.position_ce=1")
+    terms = AlignmentTerms(cfg.loss)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, 3, 64, 32, generator=g)
+    frames = torch.randn(3, 3, 64, 32, generator=g)
+    beside = _keypoints(3, 1, (0,))[:, 0]
+    out = model(x, _keypoints(2, 4, (1,)), frames, beside)
+    got = terms(out)["position_ce"]
+    clip_logits = out.map_logits[:, 1]  # (2, 9, h, w): the labeled clip frames
+    want = PositionCE(weight=1.0)(
+        torch.cat([clip_logits, out.anchors.map_logits[:, 0]]),
+        torch.cat([out.cells[:, 1], out.anchors.cells]),
+        torch.cat([out.mask[:, 1], out.anchors.mask]),
+    )
+    torch.testing.assert_close(got, want)
+    unlabeled = model(x, _keypoints(2, 4, ()), None, None)
+    assert terms(unlabeled)["position_ce"].item() == 0.0  # nothing labeled: a zero in the graph
+
+
+def test_temporal_flip_and_background_terms_read_their_model_outputs() -> None:
+    from ssn3d.alignment_losses import AlignmentTerms
+
+    model, cfg = _semi_model(
+        "loss.temporal_stability=1",
+        "loss.flip_consistency=1",
+        "model.background_class=true",
+        "loss.background=1",
+    )
+    terms = AlignmentTerms(cfg.loss)
+    assert terms.active == ("temporal_stability", "flip_consistency", "background") and terms.needs_mirror
+    g = torch.Generator().manual_seed(4)
+    out = model(torch.randn(2, 4, 3, 64, 32, generator=g), _keypoints(2, 4, (0,)),
+                torch.randn(3, 3, 64, 32, generator=g), _keypoints(3, 1, (0,))[:, 0], mirror_anchors=True)  # fmt: skip
+    got = terms(out)
+    torch.testing.assert_close(got["temporal_stability"], TemporalStability(weight=1.0)(out.attention))
+    a = out.anchors
+    torch.testing.assert_close(
+        got["flip_consistency"], FlipConsistency(weight=1.0)(a.attention[:, 0], a.mirrored_attention[:, 0])
+    )
+    want = BackgroundCE(weight=1.0)(
+        torch.cat([out.ssn_logits.flatten(0, 1), a.logits[:, 0]]),
+        torch.cat([out.background_logits.flatten(0, 1), a.background_logits[:, 0]]),
+    )
+    torch.testing.assert_close(got["background"], want)
+    assert all(torch.isfinite(v) and v > 0 for v in got.values())

@@ -21,7 +21,7 @@ SWEEP = ROOT / "benchmarks" / "accuracy_sweep.py"
 def _sweep(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(SWEEP), "--scale", "smoke", "--out", str(tmp_path / "work")]
     cmd += ["--results", str(tmp_path / "results"), "--figures", str(tmp_path / "fig"), *extra]
-    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240)
 
 
 def test_sweep_runs_rows_resumes_and_tables(tmp_path: Path) -> None:
@@ -39,7 +39,12 @@ def test_sweep_runs_rows_resumes_and_tables(tmp_path: Path) -> None:
     labels = json.loads((tmp_path / "work" / "labels-semi.json").read_text())["frames"]
     train_tracklets = {str(Path(k).parent) for k in labels}
     assert len(labels) == 2 * len(train_tracklets) and all(k.startswith("train/") for k in labels)
+    assert recs["temporal_pooling-s0"]["pck"] is None  # no attention maps
+    pck = recs["semi-s0"]["pck"]  # from the run's eval.json: overall, per part, and the two baselines
+    assert len(pck["argmax@0.1"]["per_part"]) == 9 and 0.0 <= pck["argmax@0.1"]["overall"] <= 1.0
+    assert pck["random@0.1"]["overall"] < pck["mean_position@0.1"]["overall"]
     assert "Temporal pooling (baseline)" in (results / "table.md").read_text()
+    assert "mean labeled position" in (results / "table.md").read_text()
     assert (tmp_path / "fig" / "accuracy-rows-smoke.png").stat().st_size > 1000
 
     # Started again (as after a kill): the two finished runs are skipped, not trained again.
@@ -106,6 +111,14 @@ def test_ablation_rows_refuse_unknown_keys_and_read_pck() -> None:
     for must in ("temporal_pooling", "conv3d", "unsupervised", "semi", "supervised_noisy", "semi_nonshared"):
         assert must in names
     assert sum(n.startswith("lambda_") for n in names) == 4 and sum(n.startswith("lever") for n in names) >= 5
+    # the wired levers (2, 3 and 5) are accepted by this build's config; one row table for both runners
+    import accuracy_sweep
+
+    assert ablation_gpu.LEVER_ROWS is accuracy_sweep.LEVER_ROWS
+    wired = [r for r in ablation_gpu.LEVER_ROWS if r.name.startswith(("lever2", "lever3", "lever5"))]
+    assert len(wired) >= 7
+    for row in wired:
+        assert ablation_gpu.config_problem(base, list(row.overrides)) == "", row.name
     found = ablation_gpu.find_pck({"metrics": {"mAP": 0.5, "pck@0.2": 0.9, "pck@0.1": {"overall": 0.7}}})
     assert set(found) == {"pck@0.2", "pck@0.1"} and ablation_gpu.headline_pck(found) == 0.7
     assert ablation_gpu.headline_pck({}) is None

@@ -112,3 +112,59 @@ def test_recipes_use_the_papers_loss_balance_and_one_decay() -> None:
         cfg = load_config(CONFIGS / f"{name}.yaml")
         assert (cfg.loss.ssn_reduction, cfg.loss.triplet_reduction) == ("sum", "sum"), name
         assert (cfg.train.lr_step, cfg.train.lr_gamma, cfg.train.epochs) == (50, 0.1, 150), name
+
+
+def test_alignment_levers_are_off_by_default() -> None:
+    """The paper's method is the default: every lever (NOT in the paper) is off."""
+    cfg = load_config()
+    lo, t = cfg.loss, cfg.train
+    assert (lo.position_ce, lo.position_sigma, lo.temporal_stability, lo.flip_consistency, lo.background) == (
+        0,
+    ) * 5
+    assert cfg.model.background_class is False and t.labeled_warmup == 0 and t.attn_lr_mult == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["loss.position_ce=-1"], "loss.position_ce=-1.0 must be >= 0"),
+        (["loss.position_sigma=-0.5"], "loss.position_sigma=-0.5 must be >= 0"),
+        (
+            ["model.strategy=unsupervised", "loss.position_ce=1"],
+            "loss.position_ce=1.0 needs model.strategy=semi",
+        ),
+        (
+            ["model.strategy=supervised", "loss.temporal_stability=1"],
+            "loss.temporal_stability=1.0 needs SSN attention",
+        ),
+        (
+            ["model.arch=temporal_pooling", "loss.flip_consistency=1"],
+            "loss.flip_consistency=1.0 needs model.strategy",
+        ),
+        (["loss.background=0.1"], "set model.background_class=true too"),
+        (
+            ["model.arch=conv3d", "model.background_class=true"],
+            "model.background_class=True needs SSN attention",
+        ),
+        (["train.labeled_warmup=1"], "train.labeled_warmup=1.0 must lie in [0, 1)"),
+        (["model.strategy=unsupervised", "train.labeled_warmup=0.3"], "needs model.strategy=semi"),
+        (["train.labeled_warmup=0.3", "data.anchor_frames=0"], "needs data.anchor_frames > 0"),
+        (["train.attn_lr_mult=0"], "train.attn_lr_mult=0.0 must be positive"),
+        (["model.strategy=supervised", "train.attn_lr_mult=2"], "needs an attention classifier"),
+    ],
+)
+def test_bad_lever_values_are_one_sentence_naming_the_key(overrides: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides)
+    msg = str(e.value)
+    assert needle in msg and msg.count(". ") == 0 and msg.endswith(".") and "\n" not in msg
+
+
+def test_levers_that_fit_the_model_are_accepted() -> None:
+    cfg = load_config(None, ["loss.position_ce=1", "loss.position_sigma=1", "loss.temporal_stability=0.1",
+                             "loss.flip_consistency=0.1", "model.background_class=true", "loss.background=0.1",
+                             "train.labeled_warmup=0.3", "train.attn_lr_mult=3"])  # fmt: skip
+    assert cfg.loss.background == 0.1 and cfg.model.background_class and cfg.train.attn_lr_mult == 3
+    unsup = load_config(None, ["model.strategy=unsupervised", "loss.temporal_stability=0.1",
+                               "model.background_class=true", "loss.background=0.1"])  # fmt: skip
+    assert unsup.model.strategy == "unsupervised"

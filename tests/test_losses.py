@@ -99,3 +99,23 @@ def test_triplet_sum_is_eq5_verbatim() -> None:
 
 def test_total_loss_weights_ssn_by_lambda() -> None:
     assert abs(float(total_loss(torch.tensor(1.0), torch.tensor(2.0), 0.1)) - 1.2) < 1e-6
+
+
+def test_ssn_loss_of_a_background_model_reads_the_first_n_logits() -> None:
+    """With the (N+1)-th "no part" output, eq. (4) stays an N-way choice between the parts."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 9, 10, generator=g)
+    anchors = torch.randn(3, 1, 9, 10, generator=g)
+    assert torch.equal(ssn_loss(logits), ssn_loss(logits[..., :9]))
+    got = ssn_loss(logits, anchor_logits=anchors)
+    assert torch.equal(got, ssn_loss(logits[..., :9], anchor_logits=anchors[..., :9]))
+    logits[..., 9] = 100.0  # the background logit does not enter L_SSN
+    assert torch.equal(ssn_loss(logits, anchor_logits=anchors), got)
+
+
+def test_total_loss_adds_the_named_extra_terms_and_is_eq6_without_them() -> None:
+    triplet, ssn = torch.tensor(0.37), torch.tensor(2.11)
+    assert torch.equal(total_loss(triplet, ssn, 0.1), triplet + 0.1 * ssn)
+    assert torch.equal(total_loss(triplet, ssn, 0.1, {}), triplet + 0.1 * ssn)
+    extra = {"position_ce": torch.tensor(0.5), "background": torch.tensor(0.25)}
+    assert total_loss(triplet, ssn, 0.1, extra).item() == pytest.approx(0.37 + 0.211 + 0.75)

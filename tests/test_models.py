@@ -313,3 +313,70 @@ def test_mobilenet_v2_in_ssn3d_defaults_to_stride_16_and_trains() -> None:
     assert model.backbone.body[0][0].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="mobilenet_v2 keeps 1..4 stages"):
         Backbone(name="mobilenet_v2", stages=5)
+
+
+def test_first_round_logits_come_out_in_training_and_eval_is_unchanged() -> None:
+    """SSN returns the 1st-round maps A^i before eq. (2) in training; eval outputs keep their form."""
+    model = tiny_model("model.strategy=semi")
+    x, kp = clips(b=2), labeled_keypoints(b=2, frames=(1,))
+    out = model(x, kp)
+    assert out.map_logits.shape == (2, 4, 9, 16, 8)
+    torch.testing.assert_close(
+        out.map_logits.flatten(3).softmax(-1).reshape(out.attention.shape), out.attention
+    )
+    assert out.cells.shape == (2, 4, 9, 2) and out.mask[:, 1].all() and not out.mask[:, 0].any()
+    assert out.background_logits is None and out.anchors is None
+    model.eval()
+    ssn_out = model.ssn[0](torch.randn(3, model.backbone.out_channels, 16, 8))
+    assert ssn_out.logits is None and ssn_out.map_logits is None and ssn_out.background_logits is None
+    assert model(x).shape == (2, 32)
+
+
+def test_background_class_adds_one_output_and_keeps_n_maps() -> None:
+    """model.background_class: N+1 classifier outputs, N maps from the first N, N background windows."""
+    model = tiny_model("model.strategy=semi", "model.background_class=true")
+    assert model.ssn[0].classifier.fc.out_features == 10
+    x, kp = clips(b=2), labeled_keypoints(b=2, frames=(0,))
+    out = model(x, kp, clips(b=3, t=1)[:, 0], labeled_keypoints(b=3, t=1, frames=(0,))[:, 0])
+    assert out.attention.shape == (2, 4, 9, 16, 8)
+    torch.testing.assert_close(out.attention.sum((-2, -1)), torch.ones(2, 4, 9))
+    assert out.ssn_logits.shape == (2, 4, 9, 10) and out.background_logits.shape == (2, 4, 9, 10)
+    assert out.anchors.logits.shape == (3, 1, 9, 10) and out.anchors.background_logits.shape == (3, 1, 9, 10)
+    # the maps are the first N channels of the 1st round
+    feats = model.backbone(x[:, 0])
+    full = model.ssn[0].classifier.forward_map(feats)
+    torch.testing.assert_close(
+        model.ssn[0].attention(feats), full[:, :9].flatten(2).softmax(-1).reshape(2, 9, 16, 8)
+    )
+    assert torch.isfinite(ssn_loss(out.ssn_logits, anchor_logits=out.anchor_logits))
+    model.eval()
+    assert model(x).shape == (2, 32) and model.attention_maps(x).shape == (2, 4, 9, 16, 8)
+
+
+def test_mirrored_anchor_frames_give_their_own_attention() -> None:
+    """mirror_anchors: the labeled frames and their mirrors share one backbone pass; both attentions out."""
+    model = tiny_model("model.strategy=semi")
+    frames = clips(b=3, t=1)[:, 0]
+    kps = labeled_keypoints(b=3, t=1, frames=(0,))[:, 0]
+    plain = model(clips(b=2), None, frames, kps)
+    assert plain.anchors.mirrored_attention is None
+    out = model(clips(b=2), None, frames, kps, mirror_anchors=True)
+    a = out.anchors
+    assert a.attention.shape == a.mirrored_attention.shape == a.map_logits.shape == (3, 1, 9, 16, 8)
+    # one backbone pass over frames and mirrors (training BatchNorm sees both); the second half is the mirror
+    feats = model.backbone(torch.cat([frames, frames.flip(-1)]))
+    torch.testing.assert_close(a.mirrored_attention[:, 0], model.ssn[0].attention(feats[3:]))
+    torch.testing.assert_close(a.attention[:, 0], model.ssn[0].attention(feats[:3]))
+    assert a.cells.shape == (3, 9, 2) and a.mask.all()
+
+
+def test_an_old_checkpoint_without_the_background_class_loads() -> None:
+    """assets/demo_model.pt predates the levers: it loads with every lever off and the same outputs."""
+    from ssn3d.engine.checkpoint import load_checkpoint
+
+    model, cfg, _ = load_checkpoint(Path(__file__).resolve().parents[1] / "assets" / "demo_model.pt")
+    assert not cfg.model.background_class and cfg.loss.position_ce == 0 and cfg.train.attn_lr_mult == 1
+    assert model.ssn[0].classifier.fc.out_features == cfg.model.num_parts
+    x = torch.rand(1, 4, 3, cfg.data.height, cfg.data.width)
+    model.eval()
+    assert model(x).shape == (1, cfg.model.embed_dim)

@@ -323,3 +323,156 @@ def test_anchors_reach_the_model_in_a_training_batch(
         int(m.sum()) >= 8 * 9 // 2 for m in beside
     )  # most labeled parts are visible
     assert len(logs) == 2 and all(v["ssn"] > 0 for v in logs)
+
+
+# --------------------------------------------------------------------------- the alignment levers (NOT in the paper)
+
+LEVERS = {  # config overrides -> the name of the term it adds to the loss
+    "position_ce": ("loss.position_ce=1",),
+    "position_ce_sigma": ("loss.position_ce=1", "loss.position_sigma=1"),
+    "temporal_stability": ("loss.temporal_stability=1",),
+    "flip_consistency": ("loss.flip_consistency=1",),
+    "background": ("model.background_class=true", "loss.background=1"),
+}
+
+
+@pytest.fixture
+def semi_labels(tiny_walkers: Path, tmp_path: Path) -> Path:
+    ds = build_dataset("folder", tiny_walkers)
+    labels = AnnotationStore(tmp_path / "labels.json")
+    labels.update(pick_labeled_frames(AnnotationStore(ds.ground_truth_path).frames(), ds.train, per_tracklet=2,
+                                      root=ds.root))  # fmt: skip
+    return labels.path
+
+
+def _setup(root: Path, labels: Path, *overrides: str):
+    """A tiny semi config, its seeded model, optimizer and training data at epoch 0."""
+    from ssn3d.engine._data import TrainData, load_dataset, load_labels
+    from ssn3d.engine.distributed import DistInfo
+
+    cfg = tiny_cfg(root, "train.max_steps=1", f"data.annotations={labels}", *overrides)
+    dataset = load_dataset(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, load_weights=False)
+    data = TrainData(cfg, dataset, load_labels(cfg, dataset), DistInfo(), pin_memory=False)
+    data.set_epoch(0)
+    return cfg, model, data
+
+
+def _one_step(root: Path, labels: Path, *overrides: str) -> tuple[dict, torch.nn.Module]:
+    """One real training step through train_one_epoch; its logged losses and the trained model."""
+    from ssn3d.engine.distributed import DistInfo
+    from ssn3d.engine.state import StopRequest, TrainState
+    from ssn3d.losses import BatchHardTriplet
+
+    cfg, model, data = _setup(root, labels, *overrides)
+    opt, _ = build_optimizer(model, cfg)
+    logs: list[dict] = []
+    train_one_epoch(
+        model, data, opt, BatchHardTriplet(0.3), cfg, TrainState(),
+        device=torch.device("cpu"), info=DistInfo(), total_steps=1, stop=StopRequest(), on_log=logs.append,
+    )  # fmt: skip
+    return logs[0], model
+
+
+def _model_out(model: torch.nn.Module, batch: dict, mirror: bool = False):
+    return model(batch["clip"], batch["keypoints"], batch["anchor_frames"], batch["anchor_keypoints"],
+                 mirror_anchors=mirror)  # fmt: skip
+
+
+def test_default_loss_is_eq6_to_the_bit(tiny_walkers: Path, semi_labels: Path, isolated_home: Path) -> None:
+    """Every lever off: the logged step loss is L_tri + lambda L_SSN of the paper, computed by hand."""
+    from ssn3d.losses import BatchHardTriplet, ssn_loss
+
+    log, _ = _one_step(tiny_walkers, semi_labels)
+    assert set(log) == {"loss", "triplet", "ssn", "clips_per_s", "lr"}  # no extra term is logged
+    cfg, model, data = _setup(tiny_walkers, semi_labels)
+    batch = next(iter(data.loader))
+    out = model(batch["clip"], batch["keypoints"], batch["anchor_frames"], batch["anchor_keypoints"])
+    triplet = BatchHardTriplet(0.3)(out.embedding.float(), batch["pids"])
+    ssn = ssn_loss(out.ssn_logits, "mean", anchor_logits=out.anchor_logits)
+    assert log["loss"] == (triplet + 0.1 * ssn).item() and log["ssn"] == ssn.item()
+
+
+@pytest.mark.parametrize("lever", sorted(LEVERS))
+def test_each_lever_adds_its_logged_term_to_the_loss(
+    lever: str, tiny_walkers: Path, semi_labels: Path, isolated_home: Path
+) -> None:
+    default, _ = _one_step(tiny_walkers, semi_labels)
+    log, _ = _one_step(tiny_walkers, semi_labels, *LEVERS[lever])
+    term = "position_ce" if lever.startswith("position_ce") else lever
+    assert log[term] > 0 and log["loss"] != default["loss"]
+    assert log["loss"] == pytest.approx(log["triplet"] + 0.1 * log["ssn"] + log[term], rel=1e-5)
+
+
+@pytest.mark.parametrize("lever", sorted(LEVERS))
+def test_each_lever_reaches_the_attention_and_backbone_not_the_head(
+    lever: str, tiny_walkers: Path, semi_labels: Path, isolated_home: Path
+) -> None:
+    """The term alone, backpropagated from a real batch: SSN's classifier and the backbone learn from it."""
+    from ssn3d.alignment_losses import AlignmentTerms
+
+    cfg, model, data = _setup(tiny_walkers, semi_labels, *LEVERS[lever])
+    terms = AlignmentTerms(cfg.loss)
+    out = _model_out(model, next(iter(data.loader)), mirror=terms.needs_mirror)
+    (term,) = terms(out).values()
+    term.backward()
+
+    def moved(prefix: str) -> bool:
+        return any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters()
+                   if n.startswith(prefix))  # fmt: skip
+
+    assert moved("ssn.0.classifier.conv") and moved("ssn.0.classifier.fc") and moved("backbone.")
+    assert not moved("parts3d.") and not moved("fusion.")  # the embedding head is the triplet's
+    if lever == "background":
+        assert model.ssn[0].classifier.fc.weight.grad[9].abs().sum() > 0  # the "no part" output learns
+
+
+def test_labeled_warmup_takes_l_ssn_from_the_labeled_frames_only(
+    tiny_walkers: Path, semi_labels: Path, isolated_home: Path
+) -> None:
+    from ssn3d.losses import ssn_loss
+
+    default, _ = _one_step(tiny_walkers, semi_labels)
+    warm, _ = _one_step(tiny_walkers, semi_labels, "train.labeled_warmup=0.5")
+    cfg, model, data = _setup(tiny_walkers, semi_labels)
+    out = _model_out(model, next(iter(data.loader)))
+    assert warm["triplet"] == default["triplet"]  # the same forward pass
+    assert warm["ssn"] == pytest.approx(ssn_loss(out.anchor_logits).item()) and warm["ssn"] != default["ssn"]
+
+
+def test_attention_lr_multiplier_scales_the_classifiers_first_adam_step(
+    tiny_walkers: Path, semi_labels: Path, isolated_home: Path
+) -> None:
+    """Adam's first step moves every parameter by about lr: the attention classifier's by lr x mult."""
+    cfg, before, _ = _setup(tiny_walkers, semi_labels)
+    _, plain = _one_step(tiny_walkers, semi_labels)
+    _, fast = _one_step(tiny_walkers, semi_labels, "train.attn_lr_mult=3")
+    opt, _ = build_optimizer(fast, load_config(None, [*TINY, "train.attn_lr_mult=3"]))
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([3e-4, 9e-4])
+
+    def step(model: torch.nn.Module, prefix: str) -> float:
+        old = dict(before.named_parameters())
+        return max(
+            float((p.detach() - old[n]).abs().max())
+            for n, p in model.named_parameters()
+            if n.startswith(prefix)
+        )
+
+    assert step(fast, "ssn.") == pytest.approx(3 * step(plain, "ssn."), rel=0.02)
+    assert step(fast, "backbone.") == pytest.approx(step(plain, "backbone."), rel=0.02)
+
+
+def test_a_lever_run_logs_each_term_and_its_checkpoint_evaluates(
+    tiny_walkers: Path, semi_labels: Path, tmp_path: Path, isolated_home: Path
+) -> None:
+    levers = ("loss.position_ce=0.5", "model.background_class=true", "loss.background=0.1")
+    cfg = tiny_cfg(tiny_walkers, "train.max_steps=2", f"data.annotations={semi_labels}", *levers)
+    run = tmp_path / "run"
+    assert main(cfg, run) == "done"
+    records = read_metrics(run).records
+    train = [r for r in records if r["kind"] == "train"]
+    assert train and all(r["position_ce"] > 0 and r["background"] > 0 for r in train)
+    assert any(r["kind"] == "eval" and "pck@0.1" in r for r in records)  # attention of the first N outputs
+    model, loaded, _ = load_checkpoint(RunPaths(run).last)
+    assert loaded.model.background_class and model.ssn[0].classifier.fc.out_features == 10

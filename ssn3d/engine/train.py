@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ssn3d.alignment_losses import AlignmentTerms
 from ssn3d.config import Config, save_config
 from ssn3d.engine import checkpoint as ckpt_io
 from ssn3d.engine._data import TrainData, load_dataset, load_labels
@@ -170,8 +171,20 @@ def build_optimizer(
     The paper decays once; a StepLR(50) over its 150 epochs would decay again at 100, so the decay is
     a MultiStepLR with the one milestone ``train.lr_step``. Its state dict loads the StepLR state of
     older checkpoints (the epoch count is what matters) and is checkpointed like any other.
+
+    ``train.attn_lr_mult`` != 1 (NOT in the paper) puts the attention classifiers' parameters in a
+    second parameter group at lr x mult (the decay scales both); at 1 there is one group, as before.
     """
-    opt = adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    t = cfg.train
+    ssn = getattr(model, "ssn", None)
+    if t.attn_lr_mult == 1.0 or ssn is None:
+        opt = adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    else:
+        attn_ids = {id(p) for p in ssn.parameters()}
+        opt = adam(
+            [p for p in model.parameters() if id(p) not in attn_ids], lr=t.lr, weight_decay=t.weight_decay
+        )
+        opt.add_param_group({"params": list(ssn.parameters()), "lr": t.lr * t.attn_lr_mult})
     sched = torch.optim.lr_scheduler.MultiStepLR(
         opt, milestones=[cfg.train.lr_step], gamma=cfg.train.lr_gamma
     )
@@ -195,14 +208,22 @@ def train_one_epoch(
 ) -> bool:
     """Train the rest of ``state.epoch``; returns True when it stopped early (signal or ``total_steps``).
 
-    ``on_log`` gets the averaged losses every ``train.log_every`` steps (all ranks call it; rank 0 writes).
+    ``on_log`` gets the averaged losses every ``train.log_every`` steps (all ranks call it; rank 0 writes),
+    with one entry per extra alignment term that the config switches on (NOT in the paper).
+
+    ``train.labeled_warmup`` (NOT in the paper): during that fraction of the run's steps L_SSN comes
+    from the labeled frames fed beside the clips only (anchored windows), so the unlabeled clip frames'
+    2nd round cannot reward windows the classifier merely prefers before the anchors have placed them.
     """
     model.train()
     cuda = device.type == "cuda"
     amp = cuda and cfg.train.amp
     keypoints_needed = cfg.model.arch == "ssn3d" and cfg.model.strategy != "unsupervised"
     anchors_needed = cfg.model.arch == "ssn3d" and cfg.model.strategy == "semi"
-    window = {"loss": 0.0, "triplet": 0.0, "ssn": 0.0}
+    terms = AlignmentTerms(cfg.loss).to(device)
+    mirror = {"mirror_anchors": True} if terms.needs_mirror else {}
+    warmup_steps = math.ceil(cfg.train.labeled_warmup * total_steps)
+    window = {"loss": 0.0, "triplet": 0.0, "ssn": 0.0, **dict.fromkeys(terms.active, 0.0)}
     n_window, clips_window, t_window = 0, 0, time.perf_counter()
     for batch in data.loader:
         clips = batch["clip"].to(device, non_blocking=True)  # (B, T, 3, H, W)
@@ -213,21 +234,30 @@ def train_one_epoch(
             anchors = batch["anchor_frames"].to(device, non_blocking=True)  # (M, 3, H, W)
             anchor_kps = batch["anchor_keypoints"].to(device, non_blocking=True)  # (M, 9, 3)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(clips, kps) if anchors is None else model(clips, kps, anchors, anchor_kps)
+            out = model(clips, kps) if anchors is None else model(clips, kps, anchors, anchor_kps, **mirror)
             triplet = criterion(*gather_batch(out.embedding.float(), pids, info))  # mining over all ranks
-            ssn = ssn_loss(
-                out.ssn_logits,
-                cfg.loss.ssn_reduction,
-                per_frame_classifiers=not cfg.model.shared_classifier,
-                anchor_logits=out.anchor_logits,
-            )
-            loss = total_loss(triplet, ssn, cfg.loss.ssn_lambda)
+            if state.step < warmup_steps:  # labeled warm-up: the anchored frames beside the clips only
+                ssn = (
+                    torch.zeros((), device=device)
+                    if out.anchor_logits is None
+                    else ssn_loss(out.anchor_logits, cfg.loss.ssn_reduction, per_frame_classifiers=True)
+                )  # (M, G, N, N): one mean per classifier, summed, as for the clips
+            else:
+                ssn = ssn_loss(
+                    out.ssn_logits,
+                    cfg.loss.ssn_reduction,
+                    per_frame_classifiers=not cfg.model.shared_classifier,
+                    anchor_logits=out.anchor_logits,
+                )
+            extra = terms(out) if terms.active else None
+            loss = total_loss(triplet, ssn, cfg.loss.ssn_lambda, extra)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         state.step += 1
         state.batch_in_epoch += 1
         values = {"loss": loss.item(), "triplet": triplet.item(), "ssn": ssn.item()}
+        values.update({k: v.item() for k, v in (extra or {}).items()})
         for k, v in values.items():
             window[k] += v
         n_window += 1

@@ -8,7 +8,7 @@ from ssn3d.config import ModelConfig, resolved_backbone_stages
 from ssn3d.models.backbone import Backbone
 from ssn3d.models.baselines import PlainConv3d, TemporalPooling
 from ssn3d.models.ssn import SSN, AttentionClassifier
-from ssn3d.models.ssn3d import SSN3D, SSN3DOutput
+from ssn3d.models.ssn3d import SSN3D, AnchorOutput, SSN3DOutput
 
 
 def build_model(cfg: ModelConfig, *, load_weights: bool = True) -> nn.Module:
@@ -33,11 +33,13 @@ def build_model(cfg: ModelConfig, *, load_weights: bool = True) -> nn.Module:
         strategy=cfg.strategy,
         shared_classifier=cfg.shared_classifier,
         num_frames=cfg.num_frames,
+        background_class=cfg.background_class,
     )
 
 
 __all__ = [
     "SSN",
+    "AnchorOutput",
     "SSN3D",
     "AttentionClassifier",
     "Backbone",

@@ -15,6 +15,11 @@ Because the 2nd round runs the same conv without padding on a k x k input, ``f``
 
 Semi-supervised anchors replace Y^i by the window at keypoint i (section "Semi-supervised
 Training"); the supervised strategy takes every Y^i from keypoints and skips attention.
+
+Option NOT in the paper (``background=True``): the classifier gets an (N+1)-th "no part" output.
+The maps A^i are its first N channels, so the attention keeps its form; in training the 2nd round
+also runs on N background windows per frame (``ssn3d.alignment_losses.background_cells``) for
+``BackgroundCE``, and L_SSN reads the first N logits of the part windows.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ssn3d.alignment_losses import background_cells
 
 
 class AttentionClassifier(nn.Module):
@@ -41,7 +48,7 @@ class AttentionClassifier(nn.Module):
         super().__init__()
         self.window = window
         self.conv = nn.Conv2d(in_channels, hidden, window)
-        self.fc = nn.Linear(hidden, num_parts)
+        self.fc = nn.Linear(hidden, num_parts)  # N classes, or N + 1 with the "no part" class
 
     def forward_map(self, x: torch.Tensor) -> torch.Tensor:
         """1st round: (B, C, H, W) -> logits A (B, N, H, W), one per edge-padded window."""
@@ -82,7 +89,9 @@ def window_at(x: torch.Tensor, cells: torch.Tensor, window: int) -> torch.Tensor
 class SSNOutput(NamedTuple):
     parts: torch.Tensor  # (B, N, C, k, k): Y^i, the aligned part features
     attention: torch.Tensor | None  # (B, N, H, W): softmax over H*W per part (None for supervised)
-    logits: torch.Tensor | None  # (B, N, N): 2nd-round p_{i,j} (None for supervised)
+    logits: torch.Tensor | None  # (B, N, N) 2nd-round p_{i,j}, (B, N, N+1) with background (training only)
+    map_logits: torch.Tensor | None = None  # (B, N, H, W) 1st-round A^i before eq. (2) (training only)
+    background_logits: torch.Tensor | None = None  # (B, N, N+1) 2nd round on background windows
 
 
 class SSN(nn.Module):
@@ -95,17 +104,29 @@ class SSN(nn.Module):
         hidden: K.
     """
 
-    def __init__(self, *, in_channels: int, num_parts: int, window: int = 3, hidden: int = 512) -> None:
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        num_parts: int,
+        window: int = 3,
+        hidden: int = 512,
+        background: bool = False,
+    ) -> None:
         super().__init__()
-        self.num_parts, self.window = num_parts, window
+        self.num_parts, self.window, self.background = num_parts, window, background
         self.classifier = AttentionClassifier(
-            in_channels=in_channels, num_parts=num_parts, window=window, hidden=hidden
+            in_channels=in_channels, num_parts=num_parts + int(background), window=window, hidden=hidden
         )
+
+    def map_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. (1): (B, C, H, W) -> the N logit maps A^i (B, N, H, W); a "no part" channel is not a map."""
+        logits = self.classifier.forward_map(x)
+        return logits[:, : self.num_parts] if self.background else logits
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. (1)-(2): (B, C, H, W) -> (B, N, H, W), each map summing to 1."""
-        logits = self.classifier.forward_map(x)
-        return logits.flatten(2).float().softmax(-1).reshape(logits.shape).to(x.dtype)
+        return _softmax_maps(self.map_logits(x), x.dtype)
 
     def forward(
         self,
@@ -132,15 +153,30 @@ class SSN(nn.Module):
             mean_window = unfold_windows(x, k).mean(-1).reshape(b, 1, c, k, k)
             parts = torch.where(mask[..., None, None, None], window_at(x, cells, k), mean_window)
             return SSNOutput(parts, None, None)
-        attn = self.attention(x)  # (B, N, H, W)
+        map_logits = self.map_logits(x)  # (B, N, H, W)
+        attn = _softmax_maps(map_logits, x.dtype)  # (B, N, H, W)
         windows = unfold_windows(x, k)  # (B, C*k*k, H*W)
         parts = torch.einsum("bnl,bdl->bnd", attn.flatten(2), windows).reshape(
             b, self.num_parts, c, k, k
         )  # eq. (3)
-        if cells is not None and mask is not None and bool(mask.any()):
+        anchored = cells is not None and mask is not None and bool(mask.any())
+        if anchored:
             parts = torch.where(mask[..., None, None, None], window_at(x, cells, k), parts)  # anchors
-        logits = self.classifier(parts) if self.training else None  # 2nd round: training only
-        return SSNOutput(parts, attn, logits)
+        if not self.training:  # the 2nd round and the loss inputs exist in training only
+            return SSNOutput(parts, attn, None)
+        logits = self.classifier(parts)  # 2nd round
+        background = None
+        if self.background:  # as many "no part" windows per frame as parts, far from peaks and keypoints
+            bg_cells = background_cells(
+                attn, self.num_parts, cells=cells if anchored else None, mask=mask if anchored else None
+            )  # (B, N, 2)
+            background = self.classifier(window_at(x, bg_cells, k))  # (B, N, N+1)
+        return SSNOutput(parts, attn, logits, map_logits, background)
+
+
+def _softmax_maps(logits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Eq. (2): softmax over the H x W cells of each map, in float32, back to ``dtype``."""
+    return logits.flatten(2).float().softmax(-1).reshape(logits.shape).to(dtype)
 
 
 def chance_loss(num_parts: int) -> float:

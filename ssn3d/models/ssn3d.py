@@ -1,8 +1,8 @@
 """SSN3D: backbone -> SSN per frame -> per-part 3D conv across frames -> fusion (paper, Figure 1).
 
-Train mode returns ``SSN3DOutput(embedding, ssn_logits, attention)`` (L_SSN of the logits is
-``ssn3d.losses.ssn_loss``); eval mode returns the
-embedding (B, D). A batch of clips is (B, T, C, H, W) throughout; keypoints, when given, are
+Train mode returns ``SSN3DOutput(embedding, ssn_logits, attention, ...)`` (L_SSN of the logits is
+``ssn3d.losses.ssn_loss``; the extra alignment losses, NOT in the paper, read the other fields, see
+``ssn3d.alignment_losses.AlignmentTerms``); eval mode returns the embedding (B, D). A batch of clips is (B, T, C, H, W) throughout; keypoints, when given, are
 (B, T, N, 3) rows of (x, y, v) in the clip's pixel coordinates (``ssn3d.keypoints``).
 """
 
@@ -19,11 +19,42 @@ from ssn3d.models.cells import measure_geometry
 from ssn3d.models.ssn import SSN, SSNOutput
 
 
+class AnchorOutput(NamedTuple):
+    """The labeled frames fed beside the clips, through each of the G classifiers (training only)."""
+
+    logits: (
+        torch.Tensor
+    )  # (M, G, N, N) 2nd-round p_{i,j}, labeled parts anchored; (M, G, N, N+1) with background
+    map_logits: torch.Tensor  # (M, G, N, h, w) 1st-round A^i
+    attention: torch.Tensor  # (M, G, N, h, w)
+    cells: torch.Tensor  # (M, N, 2) long keypoint cells (col, row)
+    mask: torch.Tensor  # (M, N) bool, True where keypoint i anchors part i
+    background_logits: torch.Tensor | None = None  # (M, G, N, N+1) on background windows
+    mirrored_attention: torch.Tensor | None = None  # (M, G, N, h, w) of the frames mirrored left to right
+
+
 class SSN3DOutput(NamedTuple):
     embedding: torch.Tensor  # (B, D)
-    ssn_logits: torch.Tensor | None  # (B, T, N, N) 2nd-round p_{i,j} per frame; None for supervised
+    ssn_logits: torch.Tensor | None  # (B, T, N, N) 2nd-round p_{i,j} per frame (N+1 classes with background)
     attention: torch.Tensor | None  # (B, T, N, h, w), None for the supervised strategy
     anchor_logits: torch.Tensor | None = None  # (M, G, N, N) of labeled frames fed beside the clips
+    map_logits: torch.Tensor | None = None  # (B, T, N, h, w) 1st-round A^i of the clip frames
+    cells: torch.Tensor | None = None  # (B, T, N, 2) keypoint cells of the clip frames (semi/supervised)
+    mask: torch.Tensor | None = None  # (B, T, N) anchor mask of the clip frames
+    background_logits: torch.Tensor | None = None  # (B, T, N, N+1) 2nd round on background windows
+    anchors: AnchorOutput | None = None  # everything of the labeled frames beside the clips
+
+
+class ClipFeatures(NamedTuple):
+    """What SSN gives for a batch of clips, in clip order (B, T, ...); the last four in training only."""
+
+    parts: torch.Tensor  # (B, T, N, C, k, k)
+    logits: torch.Tensor | None  # (B, T, N, N[+1])
+    attention: torch.Tensor | None  # (B, T, N, h, w)
+    map_logits: torch.Tensor | None = None  # (B, T, N, h, w)
+    background_logits: torch.Tensor | None = None  # (B, T, N, N+1)
+    cells: torch.Tensor | None = None  # (B, T, N, 2)
+    mask: torch.Tensor | None = None  # (B, T, N)
 
 
 def keypoints_to_cells(
@@ -55,6 +86,8 @@ class SSN3D(nn.Module):
         strategy: unsupervised | semi | supervised.
         shared_classifier: one attention classifier for all frames (paper) or one per frame index.
         num_frames: T, the number of classifiers when not shared.
+        background_class: an (N+1)-th "no part" output of the attention classifier (NOT in the paper;
+            ``ssn3d.models.ssn.SSN``).
     """
 
     def __init__(
@@ -69,6 +102,7 @@ class SSN3D(nn.Module):
         strategy: str = "semi",
         shared_classifier: bool = True,
         num_frames: int = 4,
+        background_class: bool = False,
     ) -> None:
         super().__init__()
         if strategy not in ("unsupervised", "semi", "supervised"):
@@ -78,7 +112,14 @@ class SSN3D(nn.Module):
         c = backbone.out_channels
         n_ssn = 1 if shared_classifier else num_frames
         self.ssn = nn.ModuleList(
-            SSN(in_channels=c, num_parts=num_parts, window=window, hidden=attn_channels) for _ in range(n_ssn)
+            SSN(
+                in_channels=c,
+                num_parts=num_parts,
+                window=window,
+                hidden=attn_channels,
+                background=background_class,
+            )
+            for _ in range(n_ssn)
         )
         self.parts3d = PartConv3dBlocks(
             num_parts=num_parts, in_channels=c, channels=part_channels, window=window
@@ -91,6 +132,12 @@ class SSN3D(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """clips (B, T, 3, H, W) -> part windows (B, T, N, C, k, k), 2nd-round logits (B, T, N, N) in
         training (else None), attention (B, T, N, h, w)."""
+        out = self.clip_features(clips, keypoints)
+        return out.parts, out.logits, out.attention
+
+    def clip_features(self, clips: torch.Tensor, keypoints: torch.Tensor | None = None) -> ClipFeatures:
+        """``forward_features`` with the inputs of the extra alignment losses (1st-round logits,
+        background logits, keypoint cells and mask) beside it."""
         b, t = clips.shape[:2]
         feats = self.backbone(clips.flatten(0, 1))  # (B*T, C, h, w)
         fh, fw = feats.shape[-2:]
@@ -115,25 +162,20 @@ class SSN3D(nn.Module):
                 supervised=self.strategy == "supervised",
             )
             outs.append((idx, out))
-        return self._assemble(outs, b, t)
+        parts, attn, logits, map_logits, background = self._assemble(outs, b, t)
+        return ClipFeatures(parts, logits, attn, map_logits, background, cells, mask)
 
-    def _assemble(
-        self, outs: list[tuple[list[int], SSNOutput]], b: int, t: int
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Put each classifier's frames back in clip order: parts, logits and attention (B, T, ...)."""
+    def _assemble(self, outs: list[tuple[list[int], SSNOutput]], b: int, t: int) -> list[torch.Tensor | None]:
+        """Put each classifier's frames back in clip order: every field of ``SSNOutput`` as (B, T, ...)."""
         first = outs[0][1]
-
-        def empty(x: torch.Tensor | None) -> torch.Tensor | None:
-            return None if x is None else x.new_empty(b, t, *x.shape[1:])
-
-        parts, logits, attn = empty(first.parts), empty(first.logits), empty(first.attention)
-        for idx, o in outs:
-            parts[:, idx] = o.parts.unflatten(0, (b, len(idx)))
-            if logits is not None:
-                logits[:, idx] = o.logits.unflatten(0, (b, len(idx)))
-            if attn is not None:
-                attn[:, idx] = o.attention.unflatten(0, (b, len(idx)))
-        return parts, logits, attn
+        assembled: list[torch.Tensor | None] = []
+        for field, x in enumerate(first):
+            whole = None if x is None else x.new_empty(b, t, *x.shape[1:])
+            if whole is not None:
+                for idx, o in outs:
+                    whole[:, idx] = o[field].unflatten(0, (b, len(idx)))
+            assembled.append(whole)
+        return assembled
 
     def cell_geometry(self) -> CellGeometry:
         """Where the backbone's cells look in the image (measured once per backbone kind)."""
@@ -143,20 +185,50 @@ class SSN3D(nn.Module):
         """(B, T, N, C, k, k) -> (B, D)."""
         return self.fusion(self.parts3d(parts))
 
-    def forward_anchors(self, frames: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor | None:
-        """Labeled frames (M, 3, H, W) + keypoints (M, N, 3) -> 2nd-round logits (M, G, N, N) through
-        each of the G classifiers, labeled parts anchored (paper, "Semi-supervised Training"): the
-        labeled images that come with a selected snippet, for L_SSN only."""
+    def forward_anchors(
+        self, frames: torch.Tensor, keypoints: torch.Tensor, *, mirror: bool = False
+    ) -> AnchorOutput | None:
+        """Labeled frames (M, 3, H, W) + keypoints (M, N, 3) through each of the G classifiers, labeled
+        parts anchored (paper, "Semi-supervised Training"): the labeled images that come with a
+        selected snippet, for L_SSN only (and the extra alignment losses).
+
+        Args:
+            frames: (M, 3, H, W).
+            keypoints: (M, N, 3) pixel keypoints.
+            mirror: also run the frames mirrored left to right (one backbone pass with the frames) and
+                return their attention, for ``FlipConsistency`` (NOT in the paper).
+        """
         if self.strategy != "semi" or not self.training:
             return None
-        feats = self.backbone(frames)  # (M, C, h, w)
+        m = frames.shape[0]
+        feats = self.backbone(
+            torch.cat([frames, frames.flip(-1)]) if mirror else frames
+        )  # (M or 2M, C, h, w)
+        feats, mirrored = (feats[:m], feats[m:]) if mirror else (feats, None)
         cells, mask = keypoints_to_cells(
             keypoints,
             (frames.shape[-1], frames.shape[-2]),
             (feats.shape[-1], feats.shape[-2]),
             self.cell_geometry(),
         )
-        return torch.stack([ssn(feats, cells, mask).logits for ssn in self.ssn], 1)
+        outs = [ssn(feats, cells, mask) for ssn in self.ssn]
+
+        def stack(field: str) -> torch.Tensor | None:
+            values = [getattr(o, field) for o in outs]
+            return None if values[0] is None else torch.stack(values, 1)  # (M, G, ...)
+
+        mirrored_attn = None
+        if mirrored is not None:
+            mirrored_attn = torch.stack([ssn.attention(mirrored) for ssn in self.ssn], 1)  # (M, G, N, h, w)
+        return AnchorOutput(
+            stack("logits"),
+            stack("map_logits"),
+            stack("attention"),
+            cells,
+            mask,
+            stack("background_logits"),
+            mirrored_attn,
+        )
 
     def forward(
         self,
@@ -164,17 +236,30 @@ class SSN3D(nn.Module):
         keypoints: torch.Tensor | None = None,
         anchor_frames: torch.Tensor | None = None,
         anchor_keypoints: torch.Tensor | None = None,
+        *,
+        mirror_anchors: bool = False,
     ) -> SSN3DOutput | torch.Tensor:
         """clips (B, T, 3, H, W), keypoints (B, T, N, 3); in training also the batch's labeled frames
-        (M, 3, H, W) with keypoints (M, N, 3). Train: ``SSN3DOutput``; eval: the embedding (B, D)."""
-        parts, logits, attn = self.forward_features(clips, keypoints)
-        emb = self.forward_head(parts)
+        (M, 3, H, W) with keypoints (M, N, 3), and ``mirror_anchors`` to run their mirrored copies too.
+        Train: ``SSN3DOutput``; eval: the embedding (B, D)."""
+        feats = self.clip_features(clips, keypoints)
+        emb = self.forward_head(feats.parts)
         if not self.training:
             return emb
         anchors = None
         if anchor_frames is not None and anchor_keypoints is not None and anchor_frames.shape[0]:
-            anchors = self.forward_anchors(anchor_frames, anchor_keypoints)
-        return SSN3DOutput(emb, logits, attn, anchors)
+            anchors = self.forward_anchors(anchor_frames, anchor_keypoints, mirror=mirror_anchors)
+        return SSN3DOutput(
+            emb,
+            feats.logits,
+            feats.attention,
+            None if anchors is None else anchors.logits,
+            feats.map_logits,
+            feats.cells,
+            feats.mask,
+            feats.background_logits,
+            anchors,
+        )
 
     @torch.no_grad()
     def attention_maps(self, clips: torch.Tensor) -> torch.Tensor:
