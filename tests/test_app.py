@@ -558,9 +558,10 @@ def test_the_attention_page_draws_the_demo_models_maps_over_real_frames(vtest_ho
     at = _page(vtest_home, "attention")
     at.selectbox(key="att_ckpt").set_value("demo model (assets/demo_model.pt)").run()
     assert not at.exception, at.exception
-    assert len(at.image) == 1  # the T x N grid over the real crops
-    grid = at.image[0]
-    assert grid.proto.imgs and grid.proto.imgs[0].url  # an image was drawn and sent
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1  # the T x N grid over the real crops, drawn as one picture
+    grid = json.loads(charts[0].proto.spec)
+    assert grid["data"] and grid["data"][0]["type"] == "image"  # the overlay itself was sent
     assert "vtest" in "\n".join(c.value for c in at.sidebar.caption)
 
 
