@@ -33,20 +33,12 @@ from ssn3d.label_propagation import (
 from ssn3d.models import build_model
 from ssn3d.models.backbone import Backbone
 from ssn3d.models.cells import measure_geometry
+from ssn3d.serving.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = tiny_overrides(TRAINING, {"data": {"seq_len": 4}})
 SIZE = (24, 24)  # (W, H) of the hand-made maps' frames: 6 x 6 cells of 4 px
 GEOMETRY = CellGeometry.uniform(SIZE, (6, 6))
-
-
-@pytest.fixture
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty workspace, so no label store of another test or of the developer is found."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("SSN3D_HOME", str(home))
-    return home
 
 
 def _tiny_backbone() -> Backbone:
@@ -182,7 +174,7 @@ def _tiny_cfg(root: Path, *overrides: str):
 
 
 def test_the_config_key_reaches_training_and_a_resume_reuses_the_cache(
-    tiny_walkers: Path, tmp_path: Path, isolated_home: Path, caplog: pytest.LogCaptureFixture
+    tiny_walkers: Path, tmp_path: Path, workspace: Workspace, caplog: pytest.LogCaptureFixture
 ) -> None:
     ds = build_dataset("folder", tiny_walkers)
     truth = AnnotationStore(ds.ground_truth_path).frames()

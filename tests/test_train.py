@@ -380,7 +380,7 @@ def _model_out(model: torch.nn.Module, batch: dict, mirror: bool = False):
                  mirror_anchors=mirror)  # fmt: skip
 
 
-def test_default_loss_is_eq6_to_the_bit(tiny_walkers: Path, semi_labels: Path, isolated_home: Path) -> None:
+def test_default_loss_is_eq6_to_the_bit(tiny_walkers: Path, semi_labels: Path, workspace: Workspace) -> None:
     """Every lever off: the logged step loss is L_tri + lambda L_SSN of the paper, computed by hand."""
     from ssn3d.losses import BatchHardTriplet, ssn_loss
 
@@ -396,7 +396,7 @@ def test_default_loss_is_eq6_to_the_bit(tiny_walkers: Path, semi_labels: Path, i
 
 @pytest.mark.parametrize("lever", sorted(LEVERS))
 def test_each_lever_adds_its_logged_term_to_the_loss(
-    lever: str, tiny_walkers: Path, semi_labels: Path, isolated_home: Path
+    lever: str, tiny_walkers: Path, semi_labels: Path, workspace: Workspace
 ) -> None:
     default, _ = _one_step(tiny_walkers, semi_labels)
     log, _ = _one_step(tiny_walkers, semi_labels, *LEVERS[lever])
@@ -407,7 +407,7 @@ def test_each_lever_adds_its_logged_term_to_the_loss(
 
 @pytest.mark.parametrize("lever", sorted(LEVERS))
 def test_each_lever_reaches_the_attention_and_backbone_not_the_head(
-    lever: str, tiny_walkers: Path, semi_labels: Path, isolated_home: Path
+    lever: str, tiny_walkers: Path, semi_labels: Path, workspace: Workspace
 ) -> None:
     """The term alone, backpropagated from a real batch: SSN's classifier and the backbone learn from it."""
     from ssn3d.alignment_losses import AlignmentTerms
@@ -429,7 +429,7 @@ def test_each_lever_reaches_the_attention_and_backbone_not_the_head(
 
 
 def test_labeled_warmup_takes_l_ssn_from_the_labeled_frames_only(
-    tiny_walkers: Path, semi_labels: Path, isolated_home: Path
+    tiny_walkers: Path, semi_labels: Path, workspace: Workspace
 ) -> None:
     from ssn3d.losses import ssn_loss
 
@@ -442,7 +442,7 @@ def test_labeled_warmup_takes_l_ssn_from_the_labeled_frames_only(
 
 
 def test_attention_lr_multiplier_scales_the_classifiers_first_adam_step(
-    tiny_walkers: Path, semi_labels: Path, isolated_home: Path
+    tiny_walkers: Path, semi_labels: Path, workspace: Workspace
 ) -> None:
     """Adam's first step moves every parameter by about lr: the attention classifier's by lr x mult."""
     cfg, before, _ = _setup(tiny_walkers, semi_labels)
@@ -464,7 +464,7 @@ def test_attention_lr_multiplier_scales_the_classifiers_first_adam_step(
 
 
 def test_a_lever_run_logs_each_term_and_its_checkpoint_evaluates(
-    tiny_walkers: Path, semi_labels: Path, tmp_path: Path, isolated_home: Path
+    tiny_walkers: Path, semi_labels: Path, tmp_path: Path, workspace: Workspace
 ) -> None:
     levers = ("loss.position_ce=0.5", "model.background_class=true", "loss.background=0.1")
     cfg = tiny_cfg(tiny_walkers, "train.max_steps=2", f"data.annotations={semi_labels}", *levers)
