@@ -1,7 +1,9 @@
 """End to end in a real browser: Playwright drives Debian's headless Chromium against `streamlit run`.
 
 * Annotate: a click on the frame draws the point and saves it in ``annotations/`` at once; labeling two
-  frames of one tracklet (clicks, Undo) writes exactly those points to exactly those frames.
+  frames of one tracklet (clicks, Undo) writes exactly those points to exactly those frames; on real
+  footage (OpenCV's vtest.avi) the pose detector's suggestions are drawn as rings, Accept stores exactly
+  the confident ones and Undo takes them back; the S, A and N keys work after a click on the frame.
 * Attention: the T x N grid appears for a trained checkpoint.
 * Train: a tiny run launched from the form runs as its own process, and its loss curve appears.
 * Screenshots of every page; into docs/screenshots/ with ``SSN3D_UPDATE_SCREENSHOTS=1``.
@@ -171,7 +173,7 @@ def browser():
 
 @pytest.fixture
 def page(browser, server: str) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 900})  # the screenshots' window
     pg = context.new_page()
     pg.set_default_timeout(30_000)
     yield pg
@@ -424,6 +426,176 @@ def test_keys_work_after_a_click_and_the_frame_fits_the_window(browser, server: 
         context.close()
 
 
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")  # Debian's opencv-doc (scripts/test.sh)
+
+
+@pytest.fixture(scope="module")
+def vtest(home: Path) -> dict:
+    """The first 40 frames of vtest.avi imported with the CLI into the workspace, and what the pose detector
+    makes of the first frames of its tracklet #0 (the page must show and store exactly these)."""
+    from ssn3d.data.datasets import build_dataset
+    from ssn3d.pose import pose_available, suggest_keypoints
+
+    if not pose_available():
+        pytest.skip("the pose detector is not installed: bash scripts/install-pose.sh")
+    if not VTEST.is_file():
+        pytest.skip(f"{VTEST} is missing: apt-get install opencv-doc")
+    root = home / "data" / "vtest"
+    cmd = [sys.executable, "-m", "ssn3d", "video", "import", str(VTEST), str(root), "--max-frames", "40"]
+    done = subprocess.run([*cmd, "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    dataset = build_dataset("folder", str(root))
+    paths = dataset.splits()["train"][0].paths[:8]
+    found = {
+        j: res.keypoints
+        for j, res in enumerate(suggest_keypoints([str(p) for p in paths], roots=[home / "data"]))
+        if res.keypoints is not None
+    }
+    if not found:
+        pytest.skip("the pose detector found nobody on the first frames of vtest.avi's first tracklet")
+    return {
+        "root": root,
+        "frames": [dataset.relpath(p) for p in dataset.splits()["train"][0].paths],
+        "widths": [_image_width(p) for p in paths],  # crops of one track differ in size
+        "found": found,
+        "store": home / "annotations" / f"{dataset.dataset_id}.json",
+    }
+
+
+def _image_width(path: Path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.width
+
+
+def _open_vtest_frame(page: Page, server: str, vtest: dict, j: int) -> None:
+    """Open frame ``j`` of the vtest tracklet #0 through the URL, as a bookmark would."""
+    from urllib.parse import urlencode
+
+    query = urlencode({"dataset": str(vtest["root"]), "loader": "folder", "split": "train", "tracklet": 0})
+    _open(page, server, f"annotate?{query}&frame={j}")
+    expect(page.get_by_text(vtest["frames"][j])).to_be_visible()  # the frame's caption
+
+
+def _frame_pixels(page: Page):
+    """The click component's image as the browser shows it: (H, W, 3) uint8."""
+    import numpy as np
+    from PIL import Image
+
+    for _ in range(5):
+        try:
+            png = _clickable_frame(page).screenshot(timeout=5_000)
+            return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+        except PlaywrightError:  # the iframe was swapped between finding it and taking the picture
+            page.wait_for_timeout(300)
+    raise AssertionError("the frame could not be photographed")
+
+
+def _button(page: Page, key: str):
+    """The button with widget key ``key``; one with a help text is also drawn hidden (to measure it)."""
+    return page.locator(f".st-key-{key} button:visible").first
+
+
+def _wait_store(path: Path, ok, timeout: float = 30.0) -> dict:
+    """Wait until ``ok(frames)`` holds for the label store at ``path``; its frames then (or at the timeout)."""
+    from ssn3d.annotations import AnnotationStore
+
+    deadline = time.monotonic() + timeout
+    while True:
+        frames = AnnotationStore(path).frames()
+        if ok(frames) or time.monotonic() > deadline:
+            return frames
+        time.sleep(0.2)
+
+
+def test_suggest_draws_rings_accept_stores_exactly_them_and_undo_takes_them_back(
+    page: Page, server: str, vtest: dict, tmp_path: Path
+):
+    """On real footage: the suggestions exist only in the browser until accepted."""
+    import numpy as np
+
+    from ssn3d.annotations import AnnotationStore
+
+    # a frame where some suggested parts are unsure, if any: those must not become labels
+    j = next((i for i, k in vtest["found"].items() if (k[:, 2] == 1).any()), next(iter(vtest["found"])))
+    sug, frame = vtest["found"][j], vtest["frames"][j]
+    confident = sug[:, 2] == 2
+    assert AnnotationStore(vtest["store"]).frames() == {}
+    _open_vtest_frame(page, server, vtest, j)
+    before = _frame_pixels(page)
+    scale = before.shape[1] / vtest["widths"][j]
+    _button(page, "ann_suggest").click()
+    expect(page.get_by_text(re.compile(r"^Suggested: head \d\.\d\d"))).to_be_visible()
+    # a ring around every confident suggestion: the frame changed there, and no label was written
+    deadline, missing = time.monotonic() + 20, []
+    while time.monotonic() < deadline:
+        _settled(page)
+        after = _frame_pixels(page)
+        missing = []
+        for i in np.flatnonzero(confident):
+            cx, cy = (int(round(c * scale)) for c in sug[i, :2])
+            near = np.abs(after - before)[max(0, cy - 10) : cy + 11, max(0, cx - 10) : cx + 11]
+            if after.shape != before.shape or near.size == 0 or near.max() < 60:
+                missing.append(int(i))
+        if not missing:
+            break
+    assert not missing, f"no suggestion ring drawn for parts {missing}"
+    assert AnnotationStore(vtest["store"]).frames() == {}, "a suggestion was stored before it was accepted"
+    _shot(page, "annotate-suggest", tmp_path)
+    # Accept: exactly the confident points, on exactly this frame; the unsure ones stay open
+    _button(page, "ann_accept").click()
+    got = _wait_store(vtest["store"], lambda fs: frame in fs)
+    assert set(got) == {frame}, f"labels were written to {sorted(got)}"
+    kps = got[frame]
+    np.testing.assert_allclose(kps[confident], sug[confident], atol=0.006)  # the store keeps 2 decimals
+    assert (kps[~confident, 2] == 0).all(), kps.tolist()
+    assert AnnotationStore(vtest["store"]).read()["frames"][frame]["source"] == "pose-accepted"
+    # Undo takes the whole accept back
+    _settled(page)
+    page.locator(".st-key-ann_undo_btn button").click()
+    got = _wait_store(vtest["store"], lambda fs: fs == {})
+    assert got == {}, f"Undo left {sorted(got)}"
+
+
+def test_s_a_and_n_keys_work_after_a_click_on_the_frame(page: Page, server: str, vtest: dict):
+    """The keys added with the suggestions and the label-next jump reach the page after a click."""
+    import numpy as np
+
+    from ssn3d import annotate as an
+
+    # a frame where every part is suggested with confidence, so that accepting them finishes it
+    k = next((i for i, kp in vtest["found"].items() if (kp[:, 2] == 2).all()), None)
+    if k is None:
+        pytest.skip("no frame among the first ones of vtest.avi has all nine parts confidently suggested")
+    sug, frame, frames = vtest["found"][k], vtest["frames"][k], vtest["frames"]
+    _open_vtest_frame(page, server, vtest, k)
+    scale = _clickable_frame(page).bounding_box()["width"] / vtest["widths"][k]
+    head = (float(sug[0, 0] + 2) * scale, float(sug[0, 1] + 2) * scale)  # the head corrected a little by hand
+    _click_frame(page, *head)
+    _wait_store(vtest["store"], lambda fs: frame in fs)
+    _settled(page)
+    page.keyboard.press("s")  # Suggest, with the focus where the click left it
+    expect(page.get_by_text(re.compile(r"^Suggested: body \d\.\d\d"))).to_be_visible()  # head is labeled
+    _settled(page)
+    page.keyboard.press("a")  # Accept
+    got = _wait_store(vtest["store"], lambda fs: frame in fs and an.is_labeled(fs[frame]))
+    kps = got[frame]
+    assert an.is_labeled(kps), f"A did not accept the suggestions: {kps.tolist()}"
+    assert abs(kps[0, 0] - (head[0] + 0.5) / scale) <= 1 and abs(kps[0, 1] - (head[1] + 0.5) / scale) <= 1
+    np.testing.assert_allclose(kps[1:], sug[1:], atol=0.006)
+    # one more click on the finished frame (the body moved by hand), then N opens the next unlabeled frame
+    _click_frame(page, float(sug[1, 0]) * scale, float(sug[1, 1] + 3) * scale)
+    _wait_store(vtest["store"], lambda fs: abs(fs[frame][1, 1] - sug[1, 1]) > 1)
+    _settled(page)
+    want = an.next_unlabeled_frame(frames, k, _wait_store(vtest["store"], lambda fs: True))
+    assert want is not None and want != k
+    page.keyboard.press("n")
+    expect(page.get_by_text(frames[want])).to_be_visible()
+    _settled(page)
+    assert f"frame={want}" in page.url
+
+
 def test_attention_page_shows_the_grid(page: Page, server: str, tmp_path: Path):
     _open(page, server, "attention")
     expect(page.get_by_text("Rows:")).to_be_visible(timeout=60_000)
@@ -457,6 +629,9 @@ def test_training_launched_from_the_form_shows_its_curve(page: Page, server: str
     expect(curve.first).to_be_attached(timeout=120_000)
     status = json.loads((runs[0] / "status.json").read_text())
     assert status["state"] in ("running", "done")
+    # the screenshot shows what the launch brought: the run's live curve (below the form in the window)
+    page.locator(f'.st-key-train_curve_{runs[0].name}[data-stale="false"]').first.scroll_into_view_if_needed()
+    _settled(page)
     _shot(page, "train", tmp_path)
 
 
@@ -467,8 +642,19 @@ def test_screenshots_of_the_other_pages(page: Page, server: str, tmp_path: Path)
     _shot(page, "data", tmp_path)
     _open(page, server, "retrieval")
     # the run's final evaluation (its eval.json) shows without evaluating again
+    page.get_by_label("Model").click()
+    page.get_by_role("option", name=re.compile(r"^aa-trained ")).first.click()
+    _settled(page)
     expect(page.get_by_role("button", name="Evaluate again")).to_be_visible()
     expect(page.get_by_text("Rank-1", exact=True)).to_be_visible(timeout=60_000)
+    if (REPO / "assets" / "demo_model.pt").is_file():
+        # the model a newcomer finds first, the shipped demo model, is evaluated from the page
+        page.get_by_label("Model").click()
+        page.get_by_role("option", name=re.compile(r"^demo model")).click()
+        _settled(page)
+        page.get_by_role("button", name="Evaluate now").click()
+        expect(page.get_by_role("button", name="Evaluate again")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Rank-1", exact=True)).to_be_visible(timeout=60_000)
     _settled(page)
     _shot(page, "retrieval", tmp_path)
     _open(page, server, "studies")
