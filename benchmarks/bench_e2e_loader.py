@@ -39,14 +39,10 @@ from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from bench_windows import install_windows_path  # noqa: E402
-
 from ssn3d.config import load_config  # noqa: E402
 from ssn3d.data.datasets import build_dataset  # noqa: E402
 from ssn3d.data.sampling import IdentitySampler  # noqa: E402
-from ssn3d.data.transforms import ClipTransform, normalize_and_flip  # noqa: E402
+from ssn3d.data.transforms import ClipTransform, normalize_and_flip, uint8_batches_on  # noqa: E402
 from ssn3d.data.video import TrainClips, collate_clips  # noqa: E402
 from ssn3d.engine._data import TrainData, load_dataset  # noqa: E402
 from ssn3d.engine.distributed import DistInfo  # noqa: E402
@@ -73,6 +69,8 @@ def make_step(model, opt, crit, cfg, device):
 
     def step(batch: dict) -> None:
         clips = batch["clip"].to(device, non_blocking=True)  # (B, T, 3, H, W)
+        if "flips" in batch:  # uint8 items: normalized and mirrored on the device, as train_one_epoch does
+            clips = normalize_and_flip(clips, batch["flips"].to(device, non_blocking=True))
         pids = batch["pids"].to(device, non_blocking=True)
         kps = batch["keypoints"].to(device, non_blocking=True)  # (B, T, 9, 3)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and cfg.train.amp):
@@ -115,49 +113,23 @@ def walkers(data: str, ids: int, size: tuple[int, int]) -> Path:
     return root
 
 
-def setup(overrides: list[str], device: torch.device, windows: str = "unfold"):
+def setup(overrides: list[str], device: torch.device):
     """(cfg, TrainData, step function) for a config, with a fresh model and optimizer.
 
-    ``windows="bmm"`` routes the model's SSN through ``ssn3d.models.windows`` (``bench_windows``).
+    The items are uint8 where ``data.uint8_batches`` says so (by default on CUDA), as in training.
     """
     cfg = load_config(None, overrides)
     dataset = load_dataset(cfg)
     # Every training clip carries its (zero) keypoints; the semi strategy's two labels per tracklet do not
     # change the loader's work, so no label file is needed.
     data = TrainData(cfg, dataset, {}, DistInfo(), pin_memory=device.type == "cuda")
+    data.clips.set_uint8(uint8_batches_on(cfg.data.uint8_batches, device))
     torch.manual_seed(0)
     model = build_model(cfg.model).to(device).train()
-    if windows == "bmm":
-        install_windows_path(model)
     if device.type == "cuda" and cfg.train.channels_last:
         channels_last_2d(model)
     opt = adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     return cfg, data, make_step(model, opt, BatchHardTriplet(cfg.loss.margin), cfg, device)
-
-
-class _Uint8Transform:
-    """A ClipTransform whose clip is (uint8 frames, flip): what ``Uint8TrainClips`` unpacks."""
-
-    def __init__(self, transform: ClipTransform) -> None:
-        self.transform, self.width, self.height = transform, transform.width, transform.height
-
-    def __call__(self, images, keypoints=None, rng=None):
-        item = self.transform.to_uint8(images, keypoints, rng)
-        return (item.clip, item.flip), item.keypoints
-
-
-class Uint8TrainClips(TrainClips):
-    """TrainClips whose items carry uint8 frames (T, 3, H, W) and the clip's flip decision."""
-
-    def _item(self, index: int, repeat: int) -> dict:
-        item = super()._item(index, repeat)
-        item["clip"], item["flip"] = item["clip"]
-        return item
-
-
-def collate_uint8(items: list[dict]) -> dict[str, torch.Tensor]:
-    """``collate_clips`` plus flips (B,) bool; the clip is (B, T, 3, H, W) uint8."""
-    return {**collate_clips(items), "flips": torch.tensor([it["flip"] for it in items])}
 
 
 def loader_rate(
@@ -178,11 +150,11 @@ def loader_rate(
     """
     ds = build_dataset("folder", root)
     tf = ClipTransform(*size, train=True, flip_prob=0.5)
-    cls, transform = (Uint8TrainClips, _Uint8Transform(tf)) if uint8 else (TrainClips, tf)
-    clips = cls(ds.train, root=ds.root, seq_len=4, stride=4, transform=transform)
+    clips = TrainClips(ds.train, root=ds.root, seq_len=4, stride=4, transform=tf)
+    clips.set_uint8(uint8)
     sampler = IdentitySampler(ds.train, ids, instances, iters_per_epoch=batches + 1)
     loader = DataLoader(clips, batch_sampler=sampler, num_workers=workers, persistent_workers=False,
-                        collate_fn=collate_uint8 if uint8 else collate_clips,
+                        collate_fn=collate_clips,
                         prefetch_factor=4 if workers else None)  # fmt: skip
     it = iter(loader)
     first = next(it)
@@ -252,7 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--cache", type=int, default=4, help="batches kept in memory for the memory leg")
     p.add_argument("--epoch-ids", default="", help="time one epoch at these training-identity counts instead")
-    p.add_argument("--windows", default="unfold", choices=["unfold", "bmm"], help="SSN's eq. (3) path")
+    p.add_argument("--items", choices=["auto", "float32", "uint8"], default="auto",
+                   help="loader items of the two legs (auto: data.uint8_batches' default, uint8 on CUDA)")  # fmt: skip
     p.add_argument("--loader-only", action="store_true", help="time the loader alone, float32 vs uint8 items")
     p.add_argument("--batches", type=int, default=8, help="timed batches per leg with --loader-only")
     p.add_argument("--json", help="also write the result here")
@@ -265,6 +238,8 @@ def main(argv: list[str] | None = None) -> dict:
         return res
     overrides = [*(CPU_SCALE if args.cpu_scale else PAPER), "model.weights=none", "model.strategy=semi"]
     overrides += [f"data.workers={args.workers}", f"train.device={args.device}", "data.stride=4"]
+    if args.items != "auto":
+        overrides.append(f"data.uint8_batches={args.items == 'uint8'}")
     size = (128, 64) if args.cpu_scale else (256, 128)
     if args.epoch_ids:
         rows = epoch_scaling([int(n) for n in args.epoch_ids.split(",")], overrides, args, size, device)
@@ -274,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
             Path(args.json).write_text(json.dumps(res, indent=1), encoding="utf-8")
         return res
     root = args.root or walkers(args.data, 32, size)
-    cfg, data, step = setup([*overrides, f"data.root={root}"], device, args.windows)
+    cfg, data, step = setup([*overrides, f"data.root={root}"], device)
 
     def loader_batches():
         for epoch in itertools.count():
@@ -300,6 +275,7 @@ def main(argv: list[str] | None = None) -> dict:
         "frames": f"{cfg.data.height}x{cfg.data.width}",
         "batch": f"{cfg.data.num_ids}x{cfg.data.num_instances} clips x T={cfg.data.seq_len}",
         "workers": args.workers,
+        "items": "uint8" if data.clips.uint8 else "float32",
         "steps": args.steps,
         "memory_clips_per_s": round(args.steps * b / t_mem, 2),
         "loader_clips_per_s": round(args.steps * b / t_load, 2),

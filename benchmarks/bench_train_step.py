@@ -7,7 +7,11 @@ time ratio, and peak GPU memory.
 
     python benchmarks/bench_train_step.py                       # CUDA if present, paper sizes
     python benchmarks/bench_train_step.py --device cpu --ids 2 --instances 2 --height 128 --width 64
-    python benchmarks/bench_train_step.py --windows bmm         # eq. (3) through ssn3d.models.windows
+    python benchmarks/bench_train_step.py --config configs/walkers-tiny.yaml --device cpu   # the demo scale
+
+``--config`` takes the model and the batch shape (ids, instances, T, height, width) from a config;
+on the CPU each row also gives the peak resident-memory rise of building the optimizer state and
+running the steps (``peak_rss_rise_mb``; run one ``--models`` per process for a clean figure).
 
 Targets on one H100 (issue 2 / 7): SSN3D >= 1000 clips/s, >= 0.9x the baseline's throughput,
 <= 1.3x the backbone-alone step time, peak memory <= 10 GB.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -26,9 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_windows import install_windows_path  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from ssn3d.config import load_config
 from ssn3d.engine.optim import adam
 from ssn3d.engine.train import channels_last_2d
@@ -51,11 +54,35 @@ class BackboneOnly(nn.Module):
 
 
 def make_model(kind: str, args: argparse.Namespace) -> nn.Module:
-    overrides = [f"model.backbone={args.backbone}", "model.weights=none", f"data.seq_len={args.frames}"]
+    overrides = ["model.weights=none", f"data.seq_len={args.frames}", f"model.num_frames={args.frames}"]
+    if not args.config:
+        overrides.append(f"model.backbone={args.backbone}")
     if kind == "backbone":
-        return BackboneOnly(build_model(load_config(None, overrides).model).backbone)
+        return BackboneOnly(build_model(load_config(args.config, overrides).model).backbone)
     arch = {"ssn3d": "ssn3d", "baseline": "temporal_pooling"}[kind]
-    return build_model(load_config(None, [*overrides, f"model.arch={arch}", "model.strategy=semi"]).model)
+    cfg = load_config(args.config, [*overrides, f"model.arch={arch}", "model.strategy=semi"])
+    return build_model(cfg.model)
+
+
+def apply_config(args: argparse.Namespace) -> argparse.Namespace:
+    """The batch shape of ``args.config`` (P ids x K clips, T, H x W) in place of the defaults."""
+    if args.config:
+        data = load_config(args.config).data
+        args.ids, args.instances, args.frames = data.num_ids, data.num_instances, data.seq_len
+        args.height, args.width = data.height, data.width
+    return args
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"{field}:\s+(\d+) kB", f.read()).group(1))
+
+
+def reset_peak_rss() -> int:
+    """Reset the process's peak resident memory to the current one (Linux ``clear_refs`` 5); its kB."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_kb("VmRSS")
 
 
 def build_step(
@@ -64,8 +91,6 @@ def build_step(
     """(one training step, the model as built, clips per batch) for ``kind`` with the args' sizes."""
     torch.manual_seed(0)
     model = make_model(kind, args).to(device).train()
-    if args.windows == "bmm":
-        install_windows_path(model)
     cuda = device.type == "cuda"
     if cuda and args.channels_last:
         channels_last_2d(model)  # the 2-D convs only: the per-part Conv3d weights are 5-D
@@ -99,6 +124,7 @@ def time_model(kind: str, args: argparse.Namespace, device: torch.device) -> dic
     """Median step time, clips/s and (CUDA) peak memory of ``kind`` after ``args.warmup`` steps."""
     step, model, b = build_step(kind, args, device)
     cuda = device.type == "cuda"
+    rss0 = reset_peak_rss() if not cuda and Path("/proc/self/clear_refs").exists() else None
     for _ in range(args.warmup):
         step()
     if cuda:
@@ -113,18 +139,23 @@ def time_model(kind: str, args: argparse.Namespace, device: torch.device) -> dic
         times.append(time.perf_counter() - t0)
     times.sort()
     median = times[len(times) // 2]
-    return {
+    row = {
         "model": kind,
         "step_ms": round(1000 * median, 2),
+        "step_ms_min": round(1000 * times[0], 2),  # the least disturbed step on a shared machine
         "clips_per_s": round(b / median, 1),
         "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
     }
+    if rss0 is not None:
+        row["peak_rss_rise_mb"] = round((_status_kb("VmHWM") - rss0) / 1024, 1)
+    return row
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--config", help="a config whose model and batch shape to use (e.g. walkers-tiny)")
     p.add_argument("--backbone", default="resnet50")
     p.add_argument("--ids", type=int, default=8)
     p.add_argument("--instances", type=int, default=4)
@@ -137,14 +168,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager: dynamo only)")
-    p.add_argument("--windows", default="unfold", choices=["unfold", "bmm"], help="SSN's eq. (3) path")
     p.add_argument("--models", default="ssn3d,baseline,backbone")
     p.add_argument("--json", help="also write the results here")
     return p
 
 
 def main() -> None:
-    args = parser().parse_args()
+    args = apply_config(parser().parse_args())
     device = torch.device(args.device)
     rows = [time_model(kind, args, device) for kind in args.models.split(",")]
     by = {r["model"]: r for r in rows}
@@ -168,7 +198,8 @@ def main() -> None:
     }
     for r in rows:
         print(
-            f"{r['model']:9s} {r['step_ms']:9.1f} ms/step {r['clips_per_s']:9.1f} clips/s  peak {r['peak_mem_gb']} GB"
+            f"{r['model']:9s} {r['step_ms']:9.1f} ms/step {r['clips_per_s']:9.1f} clips/s  "
+            f"peak {r['peak_mem_gb']} GB, RSS rise {r.get('peak_rss_rise_mb')} MB"
         )
     print(json.dumps(summary))
     if args.json:

@@ -1,4 +1,4 @@
-"""Eq. (3) and the anchors' windows: unfold + einsum + gather (ssn3d.models.ssn) against one bmm (ssn3d.models.windows).
+"""Eq. (3) and the anchors' windows: unfold + einsum + gather (SSN's former path) against one bmm (ssn3d.models.windows).
 
 Forward + backward of the part windows alone, at the walkers-tiny shape (B*T = 32 frames of
 64 x 16 x 8 maps) and at the paper's (B*T = 128, 1024 x 16 x 8), N = 9 parts, k = 3:
@@ -13,8 +13,8 @@ allocator's peak.
     python benchmarks/bench_windows.py                     # both shapes, CPU
     python benchmarks/bench_windows.py --shapes tiny --reps 5 --json out.json
 
-``install_windows_path(model)`` makes every SSN of a model use the new path, for the step
-benchmarks (``bench_train_step.py --windows bmm``).
+SSN itself uses only the bmm path now; the unfold path lives on here (and in tests/test_windows.py,
+as the reference) so that the two can still be timed side by side.
 """
 
 from __future__ import annotations
@@ -27,18 +27,16 @@ import re
 import subprocess
 import sys
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import nn
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ssn3d.models.ssn import SSN, SSNOutput, unfold_windows, window_at  # noqa: E402
-from ssn3d.models.windows import anchor_attention, supervised_parts, weighted_windows  # noqa: E402
+from ssn3d.models.windows import anchor_attention, pad_edges, supervised_parts, weighted_windows  # noqa: E402
 
 SHAPES = {"tiny": (32, 64, 16, 8), "paper": (128, 1024, 16, 8)}  # B*T, C, H, W
 NUM_PARTS, WINDOW = 9, 3
@@ -47,8 +45,23 @@ NUM_PARTS, WINDOW = 9, 3
 # --------------------------------------------------------------------------- the two paths
 
 
+def unfold_windows(x: torch.Tensor, window: int) -> torch.Tensor:
+    """All edge-padded k x k windows: (B, C, H, W) -> (B, C*k*k, H*W), channel-major like Conv2d."""
+    return F.unfold(pad_edges(x, window), window)
+
+
+def window_at(x: torch.Tensor, cells: torch.Tensor, window: int) -> torch.Tensor:
+    """The window centred at cells (col, row) by advanced indexing: (B, C, H, W), (B, N, 2) -> (B, N, C, k, k)."""
+    xp = pad_edges(x, window)
+    offs = torch.arange(window, device=x.device)
+    rows, cols = cells[..., 1, None] + offs, cells[..., 0, None] + offs  # (B, N, k), padded coordinates
+    bidx = torch.arange(x.shape[0], device=x.device)[:, None, None, None]
+    out = xp.permute(0, 2, 3, 1)[bidx, rows[..., :, None], cols[..., None, :]]  # (B, N, k, k, C)
+    return out.permute(0, 1, 4, 2, 3)
+
+
 def old_semi(x: torch.Tensor, attn: torch.Tensor, cells: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Today's SSN.forward: einsum over the unfolded windows, then the gathered anchors."""
+    """SSN.forward before the bmm: einsum over the unfolded windows, then the gathered anchors."""
     b, c = x.shape[:2]
     parts = torch.einsum("bnl,bdl->bnd", attn.flatten(2), unfold_windows(x, WINDOW))
     parts = parts.reshape(b, attn.shape[1], c, WINDOW, WINDOW)
@@ -79,34 +92,6 @@ PATHS: dict[str, Callable[..., torch.Tensor]] = {
     "supervised/unfold": old_supervised,
     "supervised/bmm": new_supervised,
 }
-
-
-def _windows_forward(
-    self: SSN,
-    x: torch.Tensor,
-    cells: torch.Tensor | None = None,
-    mask: torch.Tensor | None = None,
-    *,
-    supervised: bool = False,
-) -> SSNOutput:
-    """SSN.forward with eq. (3), the anchors and the mean window from ssn3d.models.windows (no host sync)."""
-    if supervised:
-        if cells is None or mask is None:
-            raise ValueError("the supervised strategy needs keypoints on every frame")
-        return SSNOutput(supervised_parts(x, cells, mask, self.window), None, None)
-    attn = self.attention(x)  # (B, N, H, W)
-    weights = attn if cells is None or mask is None else anchor_attention(attn, cells, mask)
-    parts = weighted_windows(x, weights, self.window)  # (B, N, C, k, k)
-    logits = self.classifier(parts) if self.training else None
-    return SSNOutput(parts, attn, logits)
-
-
-def install_windows_path(model: nn.Module) -> int:
-    """Route every SSN in ``model`` through ssn3d.models.windows; returns how many were changed."""
-    ssns = [m for m in model.modules() if isinstance(m, SSN)]
-    for m in ssns:
-        m.forward = types.MethodType(_windows_forward, m)
-    return len(ssns)
 
 
 # --------------------------------------------------------------------------- measuring

@@ -1,17 +1,20 @@
 """One GPU run for the speed issue: step benchmark, windows ops, profile, end-to-end loader, compiled step; one JSON.
 
 Paper configuration (8 x 4 clips, T = 4, 256 x 128, ResNet50 to layer3, bf16 autocast,
-channels_last), each SSN3D measurement with eq. (3) both ways (``--windows`` of the step
-benchmarks: ``unfold`` = today's ssn3d.models.ssn, ``bmm`` = ssn3d.models.windows):
+channels_last), SSN3D as the model runs it: eq. (3) as one bmm (ssn3d.models.windows), no host
+sync in the step. The former unfold path is no longer in the model, so only the ops benchmark
+still times it:
 
-1. eager steps: SSN3D (both paths), temporal pooling, backbone alone (``bench_train_step``);
-2. eq. (3) + anchors and the supervised parts alone, forward + backward (``bench_windows``);
-3. the top kernels of a 5-step torch.profiler trace per path, and which convolution launched each
-   convolution kernel (op name and input shapes);
-4. the end-to-end JPEG loader against the in-memory step (``bench_e2e_loader``), and the loader
-   alone with float32 against uint8 items;
-5. compiled steps (SSN3D both paths, baseline, backbone) with dynamo's graph-break count, while the
-   deadline leaves room (compiling ResNet50 takes the better part of a minute each).
+1. eager steps: SSN3D, temporal pooling, backbone alone (``bench_train_step``);
+2. eq. (3) + anchors and the supervised parts alone, unfold against bmm, forward + backward
+   (``bench_windows``);
+3. the top kernels of a 5-step torch.profiler trace of the SSN3D step, and which convolution
+   launched each convolution kernel (op name and input shapes);
+4. the end-to-end JPEG loader against the in-memory step with uint8 items normalized on the device
+   (``bench_e2e_loader``, training's default on CUDA), and the loader alone with float32 against
+   uint8 items;
+5. compiled steps (SSN3D, baseline, backbone) with dynamo's graph-break count, while the deadline
+   leaves room (compiling ResNet50 takes the better part of a minute each).
 
 Sections run in this order and the JSON is rewritten after each, so a deadline cut keeps what ran.
 
@@ -87,16 +90,16 @@ def step_args(tiny: bool, device: torch.device) -> argparse.Namespace:
     return bench_train_step.parser().parse_args(argv)
 
 
-def step_rows(args: argparse.Namespace, device: torch.device, runs: list[tuple[str, str]]) -> list[dict]:
-    """time_model for each (model, windows path); with ``args.compile``, dynamo's graph breaks too."""
+def step_rows(args: argparse.Namespace, device: torch.device, kinds: list[str]) -> list[dict]:
+    """time_model for each model kind; with ``args.compile``, dynamo's graph breaks too."""
     from torch._dynamo.utils import counters
 
     rows = []
-    for kind, windows in runs:
+    for kind in kinds:
         torch._dynamo.reset()
         counters.clear()
-        row = bench_train_step.time_model(kind, _with(args, windows=windows), device)
-        row.update(windows=windows if kind == "ssn3d" else None, compiled=bool(args.compile))
+        row = bench_train_step.time_model(kind, args, device)
+        row.update(compiled=bool(args.compile))
         if args.compile:
             row["graph_breaks"] = sum(counters["graph_break"].values())
             row["graph_break_reasons"] = sorted({r.splitlines()[0][:160] for r in counters["graph_break"]})
@@ -113,25 +116,20 @@ def _with(args: argparse.Namespace, **kw) -> argparse.Namespace:
 
 
 def ratios(rows: list[dict]) -> dict:
-    """Per windows path: SSN3D's throughput over the baseline's and its step time over the backbone's."""
-    by = {(r["model"], r["windows"]): r for r in rows}
-    base, bone = by.get(("baseline", None)), by.get(("backbone", None))
-    out = {}
-    for (kind, windows), r in by.items():
-        if kind != "ssn3d":
-            continue
-        out[windows] = {
-            "vs_baseline_throughput": round(r["clips_per_s"] / base["clips_per_s"], 3) if base else None,
-            "vs_backbone_step_time": round(r["step_ms"] / bone["step_ms"], 3) if bone else None,
-        }
-    return out
+    """SSN3D's throughput over the baseline's and its step time over the backbone's (None if not run)."""
+    by = {r["model"]: r for r in rows}
+    r, base, bone = by.get("ssn3d"), by.get("baseline"), by.get("backbone")
+    return {
+        "vs_baseline_throughput": round(r["clips_per_s"] / base["clips_per_s"], 3) if r and base else None,
+        "vs_backbone_step_time": round(r["step_ms"] / bone["step_ms"], 3) if r and bone else None,
+    }
 
 
-def profile(args: argparse.Namespace, device: torch.device, windows: str, steps: int, top: int = 15) -> dict:
+def profile(args: argparse.Namespace, device: torch.device, steps: int, top: int = 15) -> dict:
     """Top kernels (CUDA) or ops (CPU) by self time over ``steps`` SSN3D steps, and the convolutions' kernels."""
     from torch.profiler import ProfilerActivity, profile
 
-    step, _, _ = bench_train_step.build_step("ssn3d", _with(args, windows=windows), device)
+    step, _, _ = bench_train_step.build_step("ssn3d", args, device)
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(2):
@@ -176,14 +174,14 @@ def conv_kernels(prof, steps: int, top: int = 10) -> list[dict]:
 
 
 def e2e(tiny: bool, device: torch.device, data: Path, workers: int) -> tuple[dict, dict]:
-    """bench_e2e_loader's two legs (bmm windows), then the loader alone with float32 and uint8 items."""
+    """bench_e2e_loader's two legs (uint8 items), then the loader alone with float32 and uint8 items."""
     if tiny:
         root = bench_e2e_loader.walkers(str(data), 8, (128, 64))
         argv = ["--cpu-scale", "--root", str(root), "--steps", "2", "--warmup", "1", "--cache", "1"]
     else:
         root = bench_e2e_loader.walkers(str(data), 32, (256, 128))
         argv = ["--root", str(root), "--steps", "30"]
-    argv += ["--device", device.type, "--workers", str(workers), "--windows", "bmm"]
+    argv += ["--device", device.type, "--workers", str(workers), "--items", "uint8"]
     legs = bench_e2e_loader.main(argv)
     batch = dict(ids=4, instances=2, size=(128, 64)) if tiny else {}
     rows = [bench_e2e_loader.loader_rate(root, uint8=u, workers=workers, batches=2 if tiny else 12,
@@ -221,9 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
             "bf16 autocast, channels_last"}  # fmt: skip
     report = Report(Path(args.out) / "gpu_speed.json", args.deadline, meta)
     base = step_args(args.tiny, device)
-    runs = [("ssn3d", "unfold"), ("ssn3d", "bmm"), ("baseline", "unfold"), ("backbone", "unfold")]
-
-    eager = step_rows(base, device, runs)
+    eager = step_rows(base, device, ["ssn3d", "baseline", "backbone"])
     report.add("step_eager", {"rows": eager, "ratios": ratios(eager)})
 
     shapes = ["tiny"] if args.tiny else ["tiny", "paper"]
@@ -232,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     report.add("windows_ops", ops)
 
     steps = 2 if args.tiny else args.profile_steps
-    report.add("profile", {w: profile(base, device, w, steps) for w in ("unfold", "bmm")})
+    report.add("profile", profile(base, device, steps))
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else Path(tmp)
@@ -247,13 +243,11 @@ def main(argv: list[str] | None = None) -> dict:
     compiled = _with(base, compile=True, compile_backend="eager" if args.tiny else "inductor")
     need = 10 if args.tiny else COMPILE_S
     rows = []
-    for run in [("ssn3d", "unfold"), ("ssn3d", "bmm")] if args.tiny else [runs[1], runs[2], runs[0], runs[3]]:
+    for kind in ["ssn3d"] if args.tiny else ["ssn3d", "baseline", "backbone"]:
         if report.left() < need:
-            report.skip(
-                f"compiled {run[0]}/{run[1]}", f"{report.left():.0f} s left, a compile takes ~{need} s"
-            )
+            report.skip(f"compiled {kind}", f"{report.left():.0f} s left, a compile takes ~{need} s")
             continue
-        rows += step_rows(compiled, device, [run])
+        rows += step_rows(compiled, device, [kind])
         report.add("step_compiled", {"rows": rows, "ratios": ratios(rows)})
     report.save()
     print(f"wrote {report.path} in {report.data['wall_s']} s", flush=True)

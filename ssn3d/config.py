@@ -97,6 +97,9 @@ class DataConfig:
     annotations: str = ""  # label store for semi/supervised anchors; "" = annotations/<dataset id>.json
     propagate_labels: float = 0.0  # not in the paper: min cosine to carry labels to frames +-3; 0 = off
     workers: int = 4  # DataLoader worker processes
+    uint8_batches: bool | None = (
+        None  # workers send uint8 frames, the device normalizes and flips; None = on CUDA only (faster there)
+    )
     skip_corrupt: bool = True  # skip unreadable frames with a warning instead of dying mid-epoch
 
 

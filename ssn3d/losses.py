@@ -59,10 +59,11 @@ class BatchHardTriplet(nn.Module):
             hardest_pos = torch.where(pos, dist, torch.zeros_like(dist)).amax(1)
             hardest_neg = torch.where(~same, dist, torch.full_like(dist, float("inf"))).amin(1)
             valid = pos.any(1) & (~same).any(1)  # anchors with at least one positive and one negative
-            if not bool(valid.any()):
-                return emb.sum() * 0.0
-            hinge = (self.margin + hardest_pos - hardest_neg).clamp_min(0)[valid]
-            return hinge.sum() if self.reduction == "sum" else hinge.mean()
+            # a masked sum, not hinge[valid]: no host sync on how many anchors are valid; with none
+            # the sum is 0 (the inf of a missing negative is masked out) and the count clamps to 1
+            hinge = torch.where(valid, (self.margin + hardest_pos - hardest_neg).clamp_min(0), 0.0)
+            total = hinge.sum()
+            return total if self.reduction == "sum" else total / valid.sum().clamp_min(1)
 
 
 def ssn_loss(

@@ -142,7 +142,7 @@ def test_bench_position_ce_quick_writes_both_arms(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_gpu_speed_tiny_writes_every_section(tmp_path: Path) -> None:
-    """benchmarks/gpu_speed.py --tiny on the CPU: every section of the one JSON, both windows paths."""
+    """benchmarks/gpu_speed.py --tiny on the CPU: every section of the one JSON, the model's one SSN path."""
     cmd = [
         sys.executable,
         str(ROOT / "benchmarks" / "gpu_speed.py"),
@@ -155,10 +155,10 @@ def test_gpu_speed_tiny_writes_every_section(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rep = json.loads((tmp_path / "out" / "gpu_speed.json").read_text())
     assert rep["tiny"] and rep["skipped"] == []
-    eager = {(r["model"], r["windows"]): r for r in rep["step_eager"]["rows"]}
-    assert set(eager) == {("ssn3d", "unfold"), ("ssn3d", "bmm"), ("baseline", None), ("backbone", None)}
+    eager = {r["model"]: r for r in rep["step_eager"]["rows"]}
+    assert set(eager) == {"ssn3d", "baseline", "backbone"}
     assert all(r["step_ms"] > 0 and r["clips_per_s"] > 0 for r in eager.values())
-    assert set(rep["step_eager"]["ratios"]) == {"unfold", "bmm"}
+    assert all(v > 0 for v in rep["step_eager"]["ratios"].values())
     assert {r["path"] for r in rep["windows_ops"]} == {
         "semi/unfold",
         "semi/bmm",
@@ -167,13 +167,12 @@ def test_gpu_speed_tiny_writes_every_section(tmp_path: Path) -> None:
     }
     ops = {r["path"]: r for r in rep["windows_ops"]}
     assert ops["semi/bmm"]["saved_mb"] < ops["semi/unfold"]["saved_mb"]  # no unfolded windows kept
-    for path in ("unfold", "bmm"):
-        prof = rep["profile"][path]
-        assert prof["steps"] == 2 and prof["top"] and prof["top"][0]["ms_per_step"] > 0
+    prof = rep["profile"]
+    assert prof["steps"] == 2 and prof["top"] and prof["top"][0]["ms_per_step"] > 0
     assert rep["e2e_loader"]["loader_clips_per_s"] > 0 and rep["e2e_loader"]["memory_clips_per_s"] > 0
+    assert rep["e2e_loader"]["items"] == "uint8"  # the GPU's default items, normalized in the step
     f32, u8 = rep["loader_items"]["rows"]
     assert (f32["items"], u8["items"]) == ("float32", "uint8")
     assert u8["clip_mb_per_batch"] * 4 == pytest.approx(f32["clip_mb_per_batch"], rel=0.01)
-    compiled = {r["windows"]: r for r in rep["step_compiled"]["rows"]}
-    assert compiled["bmm"]["graph_breaks"] == 0  # no host sync left in the step's forward
-    assert compiled["unfold"]["graph_breaks"] >= 0
+    (compiled,) = rep["step_compiled"]["rows"]
+    assert compiled["model"] == "ssn3d" and compiled["graph_breaks"] == 0  # no host sync left in the step

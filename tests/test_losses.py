@@ -119,3 +119,23 @@ def test_total_loss_adds_the_named_extra_terms_and_is_eq6_without_them() -> None
     assert torch.equal(total_loss(triplet, ssn, 0.1, {}), triplet + 0.1 * ssn)
     extra = {"position_ce": torch.tensor(0.5), "background": torch.tensor(0.25)}
     assert total_loss(triplet, ssn, 0.1, extra).item() == pytest.approx(0.37 + 0.211 + 0.75)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_triplet_masked_mean_equals_the_mean_over_valid_anchors(reduction: str) -> None:
+    """Anchors without a positive (a lone id) leave the mean; no valid anchor gives 0 with a gradient."""
+    emb = torch.randn(7, 5, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    pids = torch.tensor([0, 0, 1, 1, 1, 2, 3])  # ids 2 and 3 have no positive
+    loss = BatchHardTriplet(0.3, reduction)(emb, pids)
+    dist = pairwise_distance(emb) / 5**0.5
+    ref = []
+    for a in range(5):  # the valid anchors, one by one
+        same = pids == pids[a]
+        same[a] = False
+        ref.append((0.3 + dist[a][same].max() - dist[a][pids != pids[a]].min()).clamp_min(0))
+    ref = torch.stack(ref)
+    torch.testing.assert_close(loss, ref.sum() if reduction == "sum" else ref.mean())
+    lone = BatchHardTriplet(0.3, reduction)(emb, torch.arange(7))  # no positive anywhere
+    assert float(lone) == 0.0 and lone.requires_grad
+    lone.backward()
+    assert torch.isfinite(emb.grad).all() and (emb.grad == 0).all()

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from tiny import tiny_overrides
 
 from ssn3d.attention import peak_points
 from ssn3d.config import load_config
 from ssn3d.keypoints import CellGeometry, image_to_feature_cell
-from ssn3d.losses import ssn_loss
+from ssn3d.losses import BatchHardTriplet, ssn_loss
 from ssn3d.models import SSN, AttentionClassifier, build_model
-from ssn3d.models.ssn import pad_edges, unfold_windows, window_at
+from ssn3d.models.ssn import pad_edges
 from ssn3d.models.ssn3d import SSN3D, keypoints_to_cells
+from ssn3d.models.windows import windows_at
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = tiny_overrides({"model": {"attn_channels": 16, "part_channels": 8}})
@@ -111,7 +114,7 @@ def test_second_round_on_a_window_equals_first_round_logit() -> None:
     f = AttentionClassifier(in_channels=8, num_parts=4, window=3, hidden=16)
     x = torch.randn(2, 8, 6, 5)
     first = f.forward_map(x)  # (B, N, H, W)
-    windows = unfold_windows(x, 3).transpose(1, 2).reshape(2, 30, 8, 3, 3)  # every window, row-major cells
+    windows = F.unfold(pad_edges(x, 3), 3).transpose(1, 2).reshape(2, 30, 8, 3, 3)  # every window, row-major
     second = f(windows)  # (B, H*W, N)
     torch.testing.assert_close(second, first.flatten(2).transpose(1, 2), rtol=1e-5, atol=1e-5)
 
@@ -146,7 +149,7 @@ def test_anchor_replaces_labeled_parts_only() -> None:
     torch.testing.assert_close(anchored[0, 2], xp[0, :, 5:8, 0:3])  # bottom-left corner, edge-padded
     torch.testing.assert_close(anchored[0, 1], free[0, 1])  # unlabeled part keeps attention
     torch.testing.assert_close(anchored[1], free[1])  # unlabeled frame keeps attention
-    torch.testing.assert_close(window_at(x, cells, 3)[1, 2], xp[1, :, 1:4, 1:4])
+    torch.testing.assert_close(windows_at(x, cells, 3)[1, 2], xp[1, :, 1:4, 1:4])
 
 
 def test_keypoints_to_feature_cells() -> None:
@@ -200,7 +203,7 @@ def test_a_keypoint_maps_to_the_cell_whose_measured_centre_is_nearest() -> None:
     kps[0, 0, 0] = torch.tensor([cx - 1.5, cy - 1.5, 2.0])
     parts, _, _ = model.forward_features(x, kps)
     feats = model.backbone(x[:, 0])
-    torch.testing.assert_close(parts[0, 0, 0], window_at(feats, torch.tensor([[[3, 5]]]), 3)[0, 0])
+    torch.testing.assert_close(parts[0, 0, 0], windows_at(feats, torch.tensor([[[3, 5]]]), 3)[0, 0])
     # and a peak on cell (3, 5) goes back to its measured centre
     maps = np.zeros((1, 1, 16, 8), np.float32)
     maps[0, 0, 5, 3] = 1.0
@@ -278,7 +281,7 @@ def test_labeled_frames_beside_the_clip_anchor_l_ssn() -> None:
     feats = model.backbone(frames)
     cells, mask = keypoints_to_cells(kps, (32, 64), (8, 16), model.cell_geometry())
     assert mask.all()
-    want = model.ssn[0].classifier(window_at(feats, cells, 3))
+    want = model.ssn[0].classifier(windows_at(feats, cells, 3))
     torch.testing.assert_close(out.anchor_logits[:, 0], want, rtol=1e-4, atol=1e-4)
     with_anchors = ssn_loss(out.ssn_logits, anchor_logits=out.anchor_logits)
     frames_total = 2 * 4 + 3  # clip frames and anchor frames count alike
@@ -380,3 +383,58 @@ def test_an_old_checkpoint_without_the_background_class_loads() -> None:
     x = torch.rand(1, 4, 3, cfg.data.height, cfg.data.width)
     model.eval()
     assert model(x).shape == (1, cfg.model.embed_dim)
+
+
+# --------------------------------------------------------------------------- one step against recorded numbers
+
+STEP_REFERENCE = Path(__file__).resolve().parent / "data" / "ssn3d_step_reference.json"
+STEP_CASES = {  # every SSN path: attended + anchored parts, background windows, non-shared slices, supervised
+    "semi_background_nonshared": [
+        "model.strategy=semi",
+        "model.background_class=true",
+        "model.shared_classifier=false",
+    ],
+    "semi_shared": ["model.strategy=semi"],
+    "supervised": ["model.strategy=supervised"],
+}
+
+
+def step_summary(case: str) -> dict:
+    """Loss and per-parameter gradient (norm, projection on a seeded vector) of one fixed-seed fp32 step."""
+    model = tiny_model(*STEP_CASES[case]).train()
+    x = clips(b=4)
+    kps = labeled_keypoints(b=4, frames=(0, 2))
+    kps[1, 0, 3, 2] = 0.0  # one part without a keypoint: attended (semi) or the mean window (supervised)
+    frames, anchor_kps = clips(b=3, t=1)[:, 0], labeled_keypoints(b=3, t=1, frames=(0,))[:, 0]
+    anchor_kps[0, 2, 2] = 0.0
+    out = model(x, kps, frames, anchor_kps)
+    pids = torch.tensor([0, 0, 1, 1])
+    per_frame = "model.shared_classifier=false" in STEP_CASES[case]
+    loss = BatchHardTriplet(0.3)(out.embedding, pids) + 0.1 * ssn_loss(
+        out.ssn_logits, per_frame_classifiers=per_frame, anchor_logits=out.anchor_logits
+    )
+    if out.background_logits is not None:  # gradients through the background windows too
+        loss = loss + out.background_logits.logsumexp(-1).mean()
+    loss.backward()
+    g = torch.Generator().manual_seed(123)
+    grads = {}
+    for name, p in model.named_parameters():
+        r = torch.randn(p.shape, generator=g, dtype=torch.float64)
+        grad = torch.zeros_like(p) if p.grad is None else p.grad
+        grads[name] = [grad.double().norm().item(), (grad.double() * r).sum().item()]
+    return {"loss": loss.item(), "embedding_sum": out.embedding.double().sum().item(), "grads": grads}
+
+
+@pytest.mark.parametrize("case", sorted(STEP_CASES))
+def test_one_step_equals_the_numbers_recorded_from_the_unfold_implementation(case: str) -> None:
+    """The bmm eq. (3), windows_at anchors/background and sliced frame groups change no number (1e-5)."""
+    want = json.loads(STEP_REFERENCE.read_text(encoding="utf-8"))[case]
+    got = step_summary(case)
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-5, abs=1e-6)
+    assert got["embedding_sum"] == pytest.approx(want["embedding_sum"], rel=1e-5, abs=1e-5)
+    assert got["grads"].keys() == want["grads"].keys()
+    for name, (norm, proj) in want["grads"].items():
+        # a gradient that is zero up to float noise (a BN bias before BN) is about 1e-8
+        tol = max(1e-5 * norm, 1e-7)
+        assert got["grads"][name][0] == pytest.approx(norm, rel=1e-5, abs=tol), name
+        assert got["grads"][name][1] == pytest.approx(proj, rel=1e-5, abs=tol), name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -476,3 +477,45 @@ def test_a_lever_run_logs_each_term_and_its_checkpoint_evaluates(
     assert any(r["kind"] == "eval" and "pck@0.1" in r for r in records)  # attention of the first N outputs
     model, loaded, _ = load_checkpoint(RunPaths(run).last)
     assert loaded.model.background_class and model.ssn[0].classifier.fc.out_features == 10
+
+
+# --------------------------------------------------------------------------- logged numbers against a recorded run
+
+LOG_REFERENCE = Path(__file__).resolve().parent / "data" / "train_log_reference.json"
+LOG_CASE = ("train.max_steps=4", "train.log_every=2", "loss.position_ce=1", "model.background_class=true",
+            "loss.background=1")  # fmt: skip
+
+
+def logged_losses(root: Path, labels: Path, *overrides: str) -> list[dict]:
+    """The on_log lines (clips_per_s dropped) of 4 seeded steps of train_one_epoch, two per line."""
+    from ssn3d.engine.distributed import DistInfo
+    from ssn3d.engine.state import StopRequest, TrainState
+    from ssn3d.losses import BatchHardTriplet
+
+    cfg, model, data = _setup(root, labels, *LOG_CASE, *overrides)
+    opt, _ = build_optimizer(model, cfg)
+    state, logs, steps = TrainState(), [], []
+    for epoch in range(2):  # 2 steps per epoch
+        state.epoch, state.batch_in_epoch = epoch, 0
+        data.set_epoch(epoch)
+        train_one_epoch(
+            model, data, opt, BatchHardTriplet(0.3), cfg, state, device=torch.device("cpu"), info=DistInfo(),
+            total_steps=4, stop=StopRequest(), on_log=logs.append, on_step=lambda st, v: steps.append(dict(v)),
+        )  # fmt: skip
+    assert len(steps) == 4 and all("loss" in v for v in steps)  # progress always has a loss to show
+    assert data.clips.uint8 is bool(cfg.data.uint8_batches)  # the loop switched the items it asked for
+    return [{k: v for k, v in line.items() if k != "clips_per_s"} for line in logs]
+
+
+@pytest.mark.parametrize("items", ["float32", "uint8"])
+def test_logged_losses_equal_the_run_recorded_before_the_step_lost_its_host_syncs(
+    items: str, tiny_walkers: Path, semi_labels: Path
+) -> None:
+    """Device accumulators read at log steps, the bmm eq. (3), uint8 batches normalized in the loop:
+    the same metrics lines as the float32, unfold, per-step .item() run (1e-5)."""
+    want = json.loads(LOG_REFERENCE.read_text(encoding="utf-8"))
+    got = logged_losses(tiny_walkers, semi_labels, f"data.uint8_batches={items == 'uint8'}")
+    assert [sorted(line) for line in got] == [sorted(line) for line in want]
+    for g, w in zip(got, want):
+        for key, value in w.items():
+            assert g[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key

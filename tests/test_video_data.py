@@ -264,3 +264,32 @@ def test_chunks_cover_every_frame_in_order_and_pool_to_the_frame_mean(dataset) -
     np.testing.assert_allclose(pooled[:, 0].numpy(), expected, atol=1e-5)
     single = pool_tracklet_features(torch.tensor([[1.0], [4.0]]), [3, 1])
     assert single.tolist() == [pytest.approx(7 / 4)]
+
+
+def test_uint8_items_normalized_on_the_device_equal_the_float_items(tiny_walkers: Path) -> None:
+    """Real generated JPEG frames with labels: the uint8 batch after normalize_and_flip is the float
+    batch (1e-6), flips and anchors included, and the keypoints and sampling are the same."""
+    from ssn3d.annotations import AnnotationStore
+    from ssn3d.data.synth.labels import pick_labeled_frames
+    from ssn3d.data.transforms import normalize_and_flip
+
+    ds = build_dataset("folder", tiny_walkers)
+    gt = AnnotationStore(ds.ground_truth_path).frames()
+    labels = {path: np.asarray(kps) for path, kps in pick_labeled_frames(gt, ds.train, per_tracklet=2,
+                                                                          root=ds.root).items()}  # fmt: skip
+    clips = TrainClips(ds.train, root=ds.root, seq_len=4, stride=2, labels=labels, seed=3,
+                       transform=ClipTransform(64, 32, train=True, flip_prob=0.5))  # fmt: skip
+    indices = list(range(len(ds.train))) * 2  # each tracklet twice: two clips with their own draws
+    want = collate_clips(clips.__getitems__(indices))
+    clips.set_uint8(True)
+    got = collate_clips(clips.__getitems__(indices))
+    assert got["clip"].dtype == torch.uint8 and got["clip"].nbytes * 4 == want["clip"].nbytes
+    assert got["flips"].any() and not got["flips"].all()  # both kinds in the batch
+    assert got["anchor_frames"].shape[0] > 0 and got["anchor_flips"].shape == (got["anchor_frames"].shape[0],)
+    torch.testing.assert_close(normalize_and_flip(got["clip"], got["flips"]), want["clip"], atol=1e-6, rtol=0)
+    anchors = normalize_and_flip(got["anchor_frames"][:, None], got["anchor_flips"])[:, 0]
+    torch.testing.assert_close(anchors, want["anchor_frames"], atol=1e-6, rtol=0)
+    for key in ("keypoints", "anchor_keypoints", "pids", "camids", "indices"):
+        assert torch.equal(got[key], want[key]), key
+    clips.set_uint8(False)
+    assert "flips" not in collate_clips(clips.__getitems__(indices[:2]))

@@ -1,4 +1,4 @@
-"""ssn3d.models.windows against the unfold/gather implementation in ssn3d.models.ssn: values and gradients.
+"""ssn3d.models.windows against the unfold/gather implementation SSN used before: values and gradients.
 
 fp32 on the CPU, odd k in {1, 3, 5}, non-square maps, several frames per batch. Gradients are
 compared w.r.t. the feature maps and the attention maps, with a random upstream gradient so every
@@ -9,21 +9,38 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from ssn3d.models.ssn import pad_edges, unfold_windows, window_at
 from ssn3d.models.windows import (
     anchor_attention,
     mean_window,
+    pad_edges,
     supervised_parts,
     weighted_windows,
     windows_at,
 )
-from ssn3d.models.windows import (
-    pad_edges as windows_pad_edges,
-)
 
 B, C, N, H, W = 3, 5, 4, 7, 4  # B*T frames, channels, parts, a non-square map
 TOL = dict(atol=1e-5, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- the reference: unfold and gather
+
+
+def unfold_windows(x: torch.Tensor, window: int) -> torch.Tensor:
+    """All edge-padded k x k windows: (B, C, H, W) -> (B, C*k*k, H*W), channel-major like Conv2d."""
+    return F.unfold(pad_edges(x, window), window)
+
+
+def window_at(x: torch.Tensor, cells: torch.Tensor, window: int) -> torch.Tensor:
+    """The window centred at cells (col, row) by advanced indexing: (B, C, H, W), (B, N, 2) -> (B, N, C, k, k)."""
+    xp = pad_edges(x, window)
+    offs = torch.arange(window)
+    rows = cells[..., 1, None] + offs  # (B, N, k), in padded coordinates
+    cols = cells[..., 0, None] + offs
+    bidx = torch.arange(x.shape[0])[:, None, None, None]
+    out = xp.permute(0, 2, 3, 1)[bidx, rows[..., :, None], cols[..., None, :]]  # (B, N, k, k, C)
+    return out.permute(0, 1, 4, 2, 3)
 
 
 def _inputs(seed: int, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -96,7 +113,9 @@ def test_windows_at_and_mean_window_equal_gather_and_unfold_mean(k: int) -> None
 
 def test_channels_last_maps_and_the_padding_rule_match() -> None:
     x, attn, _, _ = _inputs(7, 3)
-    torch.testing.assert_close(windows_pad_edges(x, 3), pad_edges(x, 3), atol=0, rtol=0)
+    xp = pad_edges(x, 3)  # replicate: the border row and column repeat, the interior is untouched
+    assert torch.equal(xp[:, :, 0, 1:-1], x[:, :, 0]) and torch.equal(xp[:, :, 1:-1, -1], x[:, :, :, -1])
+    assert torch.equal(xp[:, :, 1:-1, 1:-1], x)
     cl = x.detach().to(memory_format=torch.channels_last)
     torch.testing.assert_close(weighted_windows(cl, attn, 3), _reference_parts(x, attn, 3), **TOL)
 

@@ -11,6 +11,7 @@ a keypoint that leaves the picture or falls inside the erased box becomes "label
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -219,6 +220,25 @@ def denormalize(tensor: torch.Tensor) -> np.ndarray:
     return x[0] if single else x
 
 
+def uint8_batches_on(setting: bool | None, device: torch.device) -> bool:
+    """Whether training reads uint8 batches (``data.uint8_batches``; None: on CUDA only).
+
+    On a CPU the normalisation moves from the workers into the training process, which measured
+    slower there (benchmarks/RESULTS-training.md); on a GPU it is one elementwise pass.
+    """
+    return device.type == "cuda" if setting is None else bool(setting)
+
+
+@functools.lru_cache(maxsize=8)
+def _device_constants(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """1/(255 std) and -mean/std on ``device``, computed as the worker path's are; made once per device."""
+    mean255 = torch.tensor(mean).view(1, 1, 3, 1, 1) * 255.0
+    std255 = torch.tensor(std).view(1, 1, 3, 1, 1) * 255.0
+    return (1.0 / std255).to(device), (-mean255 / std255).to(device)
+
+
 def normalize_and_flip(
     batch: torch.Tensor,
     flips: torch.Tensor,
@@ -250,9 +270,7 @@ def normalize_and_flip(
         raise ValueError(
             f"flips must hold one decision per clip, {batch.shape[0]}, not {tuple(flips.shape)}."
         )
-    mean255 = torch.tensor(mean).view(1, 1, 3, 1, 1) * 255.0
-    std255 = torch.tensor(std).view(1, 1, 3, 1, 1) * 255.0
-    inv_std, shift = (1.0 / std255).to(batch.device), (-mean255 / std255).to(batch.device)
+    inv_std, shift = _device_constants(tuple(mean), tuple(std), batch.device)  # (1, 1, 3, 1, 1) each
     pixels = torch.where(flips.to(batch.device, torch.bool).view(-1, 1, 1, 1, 1), batch.flip(-1), batch)
     x = pixels.to(torch.float32).mul_(inv_std).add_(shift)  # (B, T, 3, H, W)
     return x if dtype == torch.float32 else x.to(dtype)

@@ -146,6 +146,12 @@ class TrainClips(Dataset):
     where unlabeled), anchor_frames (L, 3, H, W), anchor_keypoints (L, 9, 3), pid int, camid int,
     index int)``, L <= ``anchor_frames`` the tracklet's labeled frames (0 without labels).
 
+    With ``set_uint8(True)`` the clip and anchor frames are uint8, resized but not mirrored
+    (``ClipTransform.to_uint8``: a quarter of the bytes a worker sends), and the item adds ``flip``
+    (bool) and ``anchor_flips`` (L,) bool for ``normalize_and_flip`` to finish on the device; the
+    keypoints are already mirrored, and the random stream is the float path's, so both give the same
+    numbers.
+
     Args:
         dataset_tracklets: the training tracklets.
         root: the dataset root; frame paths relative to it are the keys of ``labels``.
@@ -180,6 +186,7 @@ class TrainClips(Dataset):
         self.seed, self.skip_corrupt, self.anchor_frames = seed, skip_corrupt, anchor_frames
         self.size = (transform.width, transform.height) if hasattr(transform, "width") else None
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._uint8 = torch.zeros((), dtype=torch.bool).share_memory_()
         self.labeled: list[dict[int, np.ndarray]] = [{} for _ in self.tracklets]
         if labels:
             prefix = self.root.rstrip(os.sep) + os.sep
@@ -198,6 +205,18 @@ class TrainClips(Dataset):
         """Select the epoch's random stream (reaches DataLoader workers, persistent ones included)."""
         self._epoch.fill_(int(epoch))
 
+    def set_uint8(self, on: bool) -> None:
+        """Send uint8 frames and flip decisions (reaches DataLoader workers, persistent ones included)."""
+        if on and not hasattr(self.transform, "to_uint8"):
+            raise ValueError(
+                f"uint8 items need a transform with to_uint8 (a ClipTransform), not {self.transform!r}."
+            )
+        self._uint8.fill_(bool(on))
+
+    @property
+    def uint8(self) -> bool:
+        return bool(self._uint8)
+
     def __len__(self) -> int:
         return len(self.tracklets)
 
@@ -206,15 +225,17 @@ class TrainClips(Dataset):
         rng = np.random.default_rng([self.seed, int(self._epoch), index, repeat])
         labeled = self.labeled[index]
         idx = sample_indices(len(tracklet.paths), self.seq_len, self.stride, rng)
-        clip, kps = self._frames(tracklet, idx.tolist(), labeled, rng)
+        uint8 = self.uint8
+        clip, kps, flip = self._frames(tracklet, idx.tolist(), labeled, rng, uint8)
         chosen = sorted(labeled)
         if len(chosen) > self.anchor_frames:
             chosen = sorted(rng.choice(chosen, self.anchor_frames, replace=False).tolist())
         if chosen:
-            anchors, anchor_kps = self._frames(tracklet, chosen, labeled, rng)
+            anchors, anchor_kps, anchor_flip = self._frames(tracklet, chosen, labeled, rng, uint8)
         else:
             anchors, anchor_kps = clip.new_zeros(0, *clip.shape[1:]), torch.zeros(0, NUM_PARTS, 3)
-        return {
+            anchor_flip = False
+        item = {
             "clip": clip,
             "keypoints": kps,
             "anchor_frames": anchors,
@@ -223,18 +244,32 @@ class TrainClips(Dataset):
             "camid": int(tracklet.camid),
             "index": int(index),
         }
+        if uint8:  # one decision per clip, and one for the tracklet's labeled frames (they are one call)
+            item["flip"] = flip
+            item["anchor_flips"] = torch.full((anchors.shape[0],), anchor_flip, dtype=torch.bool)
+        return item
 
     def _frames(
-        self, tracklet: Tracklet, indices: list[int], labeled: dict[int, np.ndarray], rng: np.random.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frames ``indices`` -> transformed (L, 3, H, W) and their keypoints (L, 9, 3), zeros where unlabeled."""
+        self,
+        tracklet: Tracklet,
+        indices: list[int],
+        labeled: dict[int, np.ndarray],
+        rng: np.random.Generator,
+        uint8: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Frames ``indices`` -> transformed (L, 3, H, W), their keypoints (L, 9, 3) (zeros where
+        unlabeled) and, for uint8 frames, whether the device is to mirror them (False otherwise)."""
         images, originals, used = read_frames(tracklet.paths, indices, self.size, self.skip_corrupt)
         kps = np.zeros((len(used), NUM_PARTS, 3), np.float32)
         for k, (j, original, img) in enumerate(zip(used, originals, images)):
             if j in labeled:  # labels are in original pixels; a drafted JPEG decoded smaller
                 kps[k] = resize_keypoints(labeled[j], original, img.size)
-        frames, kps = self.transform(images, kps, rng)
-        return frames, torch.from_numpy(np.ascontiguousarray(kps, dtype=np.float32))
+        flip = False
+        if uint8:
+            frames, kps, flip = self.transform.to_uint8(images, kps, rng)
+        else:
+            frames, kps = self.transform(images, kps, rng)
+        return frames, torch.from_numpy(np.ascontiguousarray(kps, dtype=np.float32)), flip
 
     def __getitem__(self, index: int) -> dict:
         return self._item(int(index), 0)
@@ -252,8 +287,10 @@ class TrainClips(Dataset):
 
 def collate_clips(items: list[dict]) -> dict[str, torch.Tensor]:
     """Stack items: clip (B, T, 3, H, W), keypoints (B, T, 9, 3), pids (B,), camids (B,), indices (B,),
-    and the batch's labeled frames concatenated: anchor_frames (M, 3, H, W), anchor_keypoints (M, 9, 3)."""
-    return {
+    and the batch's labeled frames concatenated: anchor_frames (M, 3, H, W), anchor_keypoints (M, 9, 3).
+
+    uint8 items (``TrainClips.set_uint8``) add flips (B,) and anchor_flips (M,) bool."""
+    batch = {
         "clip": torch.stack([it["clip"] for it in items]),
         "keypoints": torch.stack([it["keypoints"] for it in items]),
         "anchor_frames": torch.cat([it["anchor_frames"] for it in items]),
@@ -262,6 +299,10 @@ def collate_clips(items: list[dict]) -> dict[str, torch.Tensor]:
         "camids": torch.tensor([it["camid"] for it in items], dtype=torch.long),
         "indices": torch.tensor([it["index"] for it in items], dtype=torch.long),
     }
+    if "flip" in items[0]:
+        batch["flips"] = torch.tensor([it["flip"] for it in items], dtype=torch.bool)
+        batch["anchor_flips"] = torch.cat([it["anchor_flips"] for it in items])
+    return batch
 
 
 def build_train_loader(

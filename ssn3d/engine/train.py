@@ -34,6 +34,7 @@ from torch import nn
 
 from ssn3d.alignment_losses import AlignmentTerms
 from ssn3d.config import Config, save_config
+from ssn3d.data.transforms import normalize_and_flip, uint8_batches_on
 from ssn3d.engine import checkpoint as ckpt_io
 from ssn3d.engine._data import TrainData, load_dataset, load_labels
 from ssn3d.engine.distributed import (
@@ -214,6 +215,11 @@ def train_one_epoch(
     ``train.labeled_warmup`` (NOT in the paper): during that fraction of the run's steps L_SSN comes
     from the labeled frames fed beside the clips only (anchored windows), so the unlabeled clip frames'
     2nd round cannot reward windows the classifier merely prefers before the anchors have placed them.
+
+    No step waits for the device: the losses add up in float64 accumulators on the device, read once
+    per log line, and ``on_step`` gets the last logged averages (the first step's own values until the
+    first line). With ``data.uint8_batches`` the workers send uint8 frames and flip decisions, and the
+    clips are mirrored and normalized here, on the device.
     """
     model.train()
     cuda = device.type == "cuda"
@@ -223,15 +229,24 @@ def train_one_epoch(
     terms = AlignmentTerms(cfg.loss).to(device)
     mirror = {"mirror_anchors": True} if terms.needs_mirror else {}
     warmup_steps = math.ceil(cfg.train.labeled_warmup * total_steps)
-    window = {"loss": 0.0, "triplet": 0.0, "ssn": 0.0, **dict.fromkeys(terms.active, 0.0)}
+    names = ["loss", "triplet", "ssn", *terms.active]
+    # float64 sums of the float32 losses in step order: the same numbers as adding their .item()s
+    window = torch.zeros(len(names), dtype=torch.float64, device=device)
+    last: dict[str, float] | None = None  # the last logged averages, what on_step reports
     n_window, clips_window, t_window = 0, 0, time.perf_counter()
+    data.clips.set_uint8(uint8_batches_on(cfg.data.uint8_batches, device))  # before the workers start
     for batch in data.loader:
-        clips = batch["clip"].to(device, non_blocking=True)  # (B, T, 3, H, W)
+        clips = batch["clip"].to(device, non_blocking=True)  # (B, T, 3, H, W), float or uint8
+        if "flips" in batch:  # uint8 items: mirrored and normalized on the device
+            clips = normalize_and_flip(clips, batch["flips"].to(device, non_blocking=True))
         pids = batch["pids"].to(device, non_blocking=True)
         kps = batch["keypoints"].to(device, non_blocking=True) if keypoints_needed else None  # (B, T, 9, 3)
         anchors = anchor_kps = None
         if anchors_needed and batch["anchor_frames"].shape[0]:  # the batch's labeled frames, for L_SSN
             anchors = batch["anchor_frames"].to(device, non_blocking=True)  # (M, 3, H, W)
+            if "anchor_flips" in batch:
+                flips = batch["anchor_flips"].to(device, non_blocking=True)
+                anchors = normalize_and_flip(anchors[:, None], flips)[:, 0]  # as clips of one frame
             anchor_kps = batch["anchor_keypoints"].to(device, non_blocking=True)  # (M, 9, 3)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(clips, kps) if anchors is None else model(clips, kps, anchors, anchor_kps, **mirror)
@@ -256,20 +271,24 @@ def train_one_epoch(
         optimizer.step()
         state.step += 1
         state.batch_in_epoch += 1
-        values = {"loss": loss.item(), "triplet": triplet.item(), "ssn": ssn.item()}
-        values.update({k: v.item() for k, v in (extra or {}).items()})
-        for k, v in values.items():
-            window[k] += v
+        step_values = torch.stack(
+            [v.detach().float() for v in (loss, triplet, ssn, *(extra[k] for k in terms.active))]
+        )
+        window += step_values.double()
         n_window += 1
         clips_window += clips.shape[0] * info.world_size
-        if on_step is not None:
-            on_step(state, values)
+        if last is None and on_step is not None:  # the run's one read before its first log line
+            last = dict(zip(names, step_values.tolist()))
         if state.step % cfg.train.log_every == 0 or state.step == total_steps:
             elapsed = max(time.perf_counter() - t_window, 1e-9)
-            avg = mean_over_ranks({k: v / n_window for k, v in window.items()}, info, device)
+            sums = window.tolist()  # the one read of the device per log line
+            avg = mean_over_ranks({k: v / n_window for k, v in zip(names, sums)}, info, device)
             on_log({**avg, "clips_per_s": clips_window / elapsed, "lr": optimizer.param_groups[0]["lr"]})
-            window = dict.fromkeys(window, 0.0)
+            last = avg
+            window.zero_()
             n_window, clips_window, t_window = 0, 0, time.perf_counter()
+        if on_step is not None:
+            on_step(state, last)
         if any_rank(bool(stop), info, device):
             stop.signal = stop.signal or PEER_SIGNAL
             return True

@@ -6,7 +6,8 @@ One attention classifier ``f`` (conv k x k, C -> K, ReLU, linear K -> N) is appl
   logit per cell. The map is edge-padded (replicate), not zero-padded: zeros would make border
   windows distinct from interior ones, so SSN could "separate" parts of an all-ones input by
   position alone, which the paper's random-data study rules out (all-ones stays at log N). Eq. (2): a softmax over the H x W cells of each map.
-* eq. (3): Y^i = sum_hw softmax(A^i)_hw * X_hw, a k x k x C window per part.
+* eq. (3): Y^i = sum_hw softmax(A^i)_hw * X_hw, a k x k x C window per part, as one matmul over
+  shifted attention maps (``ssn3d.models.windows``) rather than over the unfolded map.
 * 2nd round, eq. (4): the *same* ``f`` on each Y^i -> N logits p_i (training only); L_SSN =
   CE(p_i, i) is a loss and lives with the others (``ssn3d.losses.ssn_loss``).
 
@@ -14,7 +15,8 @@ Because the 2nd round runs the same conv without padding on a k x k input, ``f``
 (h, w) is exactly the 1st-round logit at (h, w): the two rounds judge windows by one rule.
 
 Semi-supervised anchors replace Y^i by the window at keypoint i (section "Semi-supervised
-Training"); the supervised strategy takes every Y^i from keypoints and skips attention.
+Training"); the supervised strategy takes every Y^i from keypoints and skips attention. Both are the
+same matmul with one-hot maps, so no mask is tested on the host: the step has no sync to wait for.
 
 Option NOT in the paper (``background=True``): the classifier gets an (N+1)-th "no part" output.
 The maps A^i are its first N channels, so the attention keeps its form; in training the 2nd round
@@ -32,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssn3d.alignment_losses import background_cells
+from ssn3d.models.windows import anchor_attention, pad_edges, supervised_parts, weighted_windows, windows_at
 
 
 class AttentionClassifier(nn.Module):
@@ -60,30 +63,6 @@ class AttentionClassifier(nn.Module):
         lead = windows.shape[:-3]
         h = F.relu(self.conv(windows.reshape(-1, *windows.shape[-3:])))  # (M, K, 1, 1)
         return self.fc(h.flatten(1)).reshape(*lead, -1)
-
-
-def pad_edges(x: torch.Tensor, window: int) -> torch.Tensor:
-    """Replicate the border so every cell has a full k x k window: (B, C, H, W) -> (B, C, H+k-1, W+k-1)."""
-    r = window // 2
-    return F.pad(x, (r, r, r, r), mode="replicate") if r else x
-
-
-def unfold_windows(x: torch.Tensor, window: int) -> torch.Tensor:
-    """All edge-padded k x k windows: (B, C, H, W) -> (B, C*k*k, H*W), channel-major like Conv2d."""
-    return F.unfold(pad_edges(x, window), window)
-
-
-def window_at(x: torch.Tensor, cells: torch.Tensor, window: int) -> torch.Tensor:
-    """The k x k window centred at integer cells (col, row): x (B, C, H, W), cells (B, N, 2) -> (B, N, C, k, k)."""
-    b = x.shape[0]
-    xp = pad_edges(x, window)
-    offs = torch.arange(window, device=x.device)
-    rows = cells[..., 1, None] + offs  # (B, N, k), in padded coordinates
-    cols = cells[..., 0, None] + offs
-    bidx = torch.arange(b, device=x.device)[:, None, None, None]
-    # advanced indexing: (B, N, k, k, C) -> (B, N, C, k, k)
-    out = xp.permute(0, 2, 3, 1)[bidx, rows[..., :, None], cols[..., None, :]]
-    return out.permute(0, 1, 4, 2, 3)
 
 
 class SSNOutput(NamedTuple):
@@ -145,32 +124,24 @@ class SSN(nn.Module):
         Returns:
             SSNOutput with parts (B, N, C, k, k).
         """
-        b, c, h, w = x.shape
         k = self.window
         if supervised:
             if cells is None or mask is None:
                 raise ValueError("the supervised strategy needs keypoints on every frame")
-            mean_window = unfold_windows(x, k).mean(-1).reshape(b, 1, c, k, k)
-            parts = torch.where(mask[..., None, None, None], window_at(x, cells, k), mean_window)
-            return SSNOutput(parts, None, None)
+            return SSNOutput(supervised_parts(x, cells, mask, k), None, None)  # (B, N, C, k, k)
         map_logits = self.map_logits(x)  # (B, N, H, W)
         attn = _softmax_maps(map_logits, x.dtype)  # (B, N, H, W)
-        windows = unfold_windows(x, k)  # (B, C*k*k, H*W)
-        parts = torch.einsum("bnl,bdl->bnd", attn.flatten(2), windows).reshape(
-            b, self.num_parts, c, k, k
-        )  # eq. (3)
-        anchored = cells is not None and mask is not None and bool(mask.any())
-        if anchored:
-            parts = torch.where(mask[..., None, None, None], window_at(x, cells, k), parts)  # anchors
+        anchored = cells is not None and mask is not None
+        # anchors: part i's map becomes one-hot at keypoint i, an all-False mask changes nothing
+        weights = anchor_attention(attn, cells, mask) if anchored else attn
+        parts = weighted_windows(x, weights, k)  # eq. (3): (B, N, C, k, k)
         if not self.training:  # the 2nd round and the loss inputs exist in training only
             return SSNOutput(parts, attn, None)
         logits = self.classifier(parts)  # 2nd round
         background = None
         if self.background:  # as many "no part" windows per frame as parts, far from peaks and keypoints
-            bg_cells = background_cells(
-                attn, self.num_parts, cells=cells if anchored else None, mask=mask if anchored else None
-            )  # (B, N, 2)
-            background = self.classifier(window_at(x, bg_cells, k))  # (B, N, N+1)
+            bg_cells = background_cells(attn, self.num_parts, cells=cells, mask=mask)  # (B, N, 2)
+            background = self.classifier(windows_at(x, bg_cells, k))  # (B, N, N+1)
         return SSNOutput(parts, attn, logits, map_logits, background)
 
 

@@ -147,33 +147,34 @@ class SSN3D(nn.Module):
                 keypoints, (clips.shape[-1], clips.shape[-2]), (fw, fh), self.cell_geometry()
             )  # (B, T, N, 2)
         feats = feats.unflatten(0, (b, t))  # (B, T, C, h, w)
-        outs: list[tuple[list[int], SSNOutput]] = []
-        groups = [range(t)] if self.shared else [range(i, t, len(self.ssn)) for i in range(len(self.ssn))]
-        for g, frames in enumerate(
-            groups
-        ):  # non-shared: classifier g sees frames g, g+T, ... (one per frame index)
-            idx = list(frames)
-            if not idx:
-                continue
+        # non-shared: classifier g sees frames g, g+G, ... (one per frame index); slices, not index lists,
+        # so no index tensor is copied to the device on every call
+        g_count = len(self.ssn)
+        outs: list[tuple[slice, SSNOutput]] = []
+        for g in range(min(g_count, t)):
+            frames = slice(None) if self.shared else slice(g, t, g_count)
             out = self.ssn[g](
-                feats[:, idx].flatten(0, 1),
-                None if cells is None else cells[:, idx].flatten(0, 1),
-                None if mask is None else mask[:, idx].flatten(0, 1),
+                feats[:, frames].flatten(0, 1),
+                None if cells is None else cells[:, frames].flatten(0, 1),
+                None if mask is None else mask[:, frames].flatten(0, 1),
                 supervised=self.strategy == "supervised",
             )
-            outs.append((idx, out))
+            outs.append((frames, out))
         parts, attn, logits, map_logits, background = self._assemble(outs, b, t)
         return ClipFeatures(parts, logits, attn, map_logits, background, cells, mask)
 
-    def _assemble(self, outs: list[tuple[list[int], SSNOutput]], b: int, t: int) -> list[torch.Tensor | None]:
+    def _assemble(self, outs: list[tuple[slice, SSNOutput]], b: int, t: int) -> list[torch.Tensor | None]:
         """Put each classifier's frames back in clip order: every field of ``SSNOutput`` as (B, T, ...)."""
+        if len(outs) == 1:  # one classifier saw every frame in order: a view, no copy
+            return [None if x is None else x.unflatten(0, (b, t)) for x in outs[0][1]]
         first = outs[0][1]
         assembled: list[torch.Tensor | None] = []
         for field, x in enumerate(first):
             whole = None if x is None else x.new_empty(b, t, *x.shape[1:])
             if whole is not None:
-                for idx, o in outs:
-                    whole[:, idx] = o[field].unflatten(0, (b, len(idx)))
+                for frames, o in outs:
+                    part = o[field]
+                    whole[:, frames] = part.unflatten(0, (b, part.shape[0] // b))
             assembled.append(whole)
         return assembled
 

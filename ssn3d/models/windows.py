@@ -32,8 +32,8 @@ import torch.nn.functional as F
 def pad_edges(x: torch.Tensor, window: int) -> torch.Tensor:
     """Replicate the border so every cell has a full k x k window: (B, C, H, W) -> (B, C, H+k-1, W+k-1).
 
-    The rule of ``ssn3d.models.ssn.pad_edges`` (the reference the tests compare with); it lives here too
-    so that this module does not import the network it is meant to be imported by.
+    The one padding rule of both rounds of SSN (``ssn3d.models.ssn``): the 1st round's convolution
+    and eq. (3) see the same windows.
     """
     r = window // 2
     return F.pad(x, (r, r, r, r), mode="replicate") if r else x
@@ -107,8 +107,8 @@ def anchor_attention(attn: torch.Tensor, cells: torch.Tensor, mask: torch.Tensor
 def windows_at(x: torch.Tensor, cells: torch.Tensor, window: int) -> torch.Tensor:
     """The k x k window centred at each cell (col, row): x (B, C, H, W), cells (B, N, 2) -> (B, N, C, k, k).
 
-    The same values as ``ssn3d.models.ssn.window_at``, through the matmul of eq. (3) instead of an
-    advanced-indexing gather (whose backward is a scatter-add into a zero map).
+    The same values as an advanced-indexing gather from the padded map (the tests' reference), through
+    the matmul of eq. (3) instead (the gather's backward is a scatter-add into a zero map).
     """
     return weighted_windows(x, cell_attention(cells, x.shape[2], x.shape[3], x.dtype), window)
 
