@@ -1,6 +1,6 @@
 """Train: launch a background run, watch its curves live, cancel or resume it, compare runs.
 
-A run is ``python -m ssn3d train`` in its own process (``ssn3d.engine.runs``); this page only reads
+A run is ``python -m ssn3d train`` in its own process (``ssn3d.runs``); this page only reads
 its folder (status, metrics, log), so reloading the page, closing the tab or opening a second one
 loses nothing, and the run's lock refuses a second launch of the same run. Loss: eq. (6),
 L = L_tri + lambda * L_SSN (paper, "Loss Function"). Each evaluation also measures part PCK when the
@@ -129,7 +129,7 @@ def check_launch(cfg: Config, dataset) -> None:
     """
     from ssn3d.config import ConfigError
     from ssn3d.data.sampling import IdentitySampler
-    from ssn3d.engine._data import load_labels
+    from ssn3d.engine.train_data import load_labels
 
     try:
         IdentitySampler(dataset.train, cfg.data.num_ids, cfg.data.num_instances)
@@ -230,8 +230,9 @@ with st.expander("New run", expanded=True):
             launch = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
         if launch:
             from ssn3d.config import ConfigError
-            from ssn3d.engine.rundir import ACTIVE_STATES
-            from ssn3d.engine.runs import RunBusyError, RunError, launch_run, refresh_status
+            from ssn3d.runs.folder import RunBusyError, RunError
+            from ssn3d.runs.launch import launch_run
+            from ssn3d.runs.status import ACTIVE_STATES, refresh_status
 
             with notice, shown_errors():
                 dataset = load_dataset(spec)
@@ -287,8 +288,8 @@ with st.expander("New run", expanded=True):
 
 @st.fragment(run_every="2s")
 def live_runs() -> None:
-    from ssn3d.engine.rundir import RunPaths
-    from ssn3d.engine.runs import list_runs
+    from ssn3d.runs.folder import RunPaths
+    from ssn3d.runs.status import list_runs
 
     runs = list_runs(ws.runs)
     if not runs:
@@ -331,7 +332,7 @@ def live_runs() -> None:
 
 def _metrics(path: Path) -> list[dict]:
     """All metrics of a run, read incrementally: only new lines are parsed on each refresh."""
-    from ssn3d.engine.rundir import read_metrics
+    from ssn3d.runs.metrics import read_metrics
 
     cache = S.setdefault("train_metrics", {})
     records, offset = cache.get(str(path), ([], 0))
@@ -376,7 +377,7 @@ def _figure(records: list[dict], kind: str, x: str) -> go.Figure:
 
 
 def show_run(run, paths) -> None:
-    from ssn3d.engine.runs import cancel_run, resume_run
+    from ssn3d.runs.launch import cancel_run, resume_run
 
     s = run.status
     state = s.get("state")
@@ -431,7 +432,7 @@ live_runs()
 # ----------------------------------------------------------------------------- compare
 
 with st.expander("Compare runs"):
-    from ssn3d.engine.runs import list_runs
+    from ssn3d.runs.status import list_runs
 
     names = [r.name for r in list_runs(ws.runs)]
     picked = st.multiselect("Runs", names, default=names[:2], key="cmp_runs")

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ssn3d.engine.runs import RunBusyError, pid_alive, process_start, spawn_detached
 from ssn3d.io import atomic_write_text, file_lock
+from ssn3d.runs.folder import RunBusyError
+from ssn3d.runs.process import pid_alive, process_start, spawn_detached
 from ssn3d.serving.workspace import Workspace
 
 QUICK_ARGS = {  # the command line of each kind's quick study (the variants the tests run)
