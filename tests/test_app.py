@@ -926,15 +926,14 @@ def test_a_quick_study_runs_in_the_background_from_the_page_and_is_then_shown(wo
 
 
 def test_a_study_job_that_died_shows_the_end_of_its_log(workspace: Workspace):
+    from ssn3d.runs.status import fresh_status, write_status
     from ssn3d.studies.jobs import job_folder
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     folder = job_folder(workspace, "amber")
     folder.mkdir(parents=True)
-    (folder / "job.json").write_text(
-        json.dumps({"kind": "amber", "pid": gone.pid, "started": time.time() - 5})
-    )
+    write_status(folder, fresh_status("starting", gone.pid, kind="amber", started=time.time() - 5))
     (folder / "study.log").write_text("painting...\nMemoryError: out of memory\n")
     at = _page(_app(), "studies")
     assert "amber study stopped without writing its results" in at.error[0].value
