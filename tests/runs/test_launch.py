@@ -1,4 +1,4 @@
-"""Background runs with real processes: launch, duplicate refusal, cap, cancel, kill -9 and resume, stale runs."""
+"""Background runs with real processes: launch, duplicate refusal, cap, cancel, kill -9 and resume, stale runs (ssn3d.runs.launch, .status, .process, .lock)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tiny import TRAINING, write_tiny_config
 from ssn3d.engine.checkpoint import load_checkpoint
 from ssn3d.runs.folder import RunBusyError, RunError, RunPaths
 from ssn3d.runs.launch import TooManyRunsError, cancel_run, launch_run, resume_run
-from ssn3d.runs.metrics import append_metrics, read_metrics, truncate_metrics
+from ssn3d.runs.metrics import read_metrics
 from ssn3d.runs.process import pid_alive, process_start
 from ssn3d.runs.status import list_runs, read_status, refresh_status, write_status
 from ssn3d.serving.workspace import Workspace
@@ -256,23 +256,6 @@ def test_cancel_without_waiting_leaves_the_sigkill_to_a_detached_helper(tmp_path
     wait_for(lambda: proc.poll() is not None, 60, "the helper's SIGKILL")
     assert proc.returncode == -signal.SIGKILL
     wait_for(lambda: read_status(run)["state"] == "cancelled", 30, "the helper to write the status")
-
-
-def test_metrics_are_read_incrementally_and_truncated_on_resume(tmp_path: Path) -> None:
-    for step in (1, 2, 3):
-        append_metrics(tmp_path, {"kind": "train", "step": step, "loss": 1.0 / step})
-    first = read_metrics(tmp_path)
-    assert [r["step"] for r in first.records] == [1, 2, 3] and not first.restarted
-    with open(RunPaths(tmp_path).metrics, "a") as fh:
-        fh.write('{"kind": "train", "step": 4')  # a line being written
-    again = read_metrics(tmp_path, first.offset)
-    assert again.records == [] and again.offset == first.offset
-    with open(RunPaths(tmp_path).metrics, "a") as fh:
-        fh.write(', "loss": 0.25}\n')
-    assert [r["step"] for r in read_metrics(tmp_path, first.offset).records] == [4]
-    assert truncate_metrics(tmp_path, after_step=2) == 2
-    after = read_metrics(tmp_path, first.offset)  # the reader's offset is past the new end
-    assert after.restarted and [r["step"] for r in after.records] == [1, 2]
 
 
 def test_runs_cli_lists_and_shows_status(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
