@@ -1,4 +1,4 @@
-"""Background runs with real processes: launch, duplicate refusal, cap, cancel, kill -9 and resume, stale runs (ssn3d.runs.launch, .status, .process, .lock)."""
+"""Background runs with real processes: launch, duplicate refusal, cap, cancel, kill -9, resume, stale runs."""
 
 from __future__ import annotations
 
