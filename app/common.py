@@ -255,8 +255,8 @@ def tracklet_label(t: Any, index: int, done: str = "") -> str:
 
 def checkpoint_choices(ws: Workspace) -> dict[str, Path]:
     """{label: path} of the usable checkpoints: the shipped demo model, then every run's best and last."""
-    from ssn3d.engine.rundir import RunPaths
-    from ssn3d.engine.runs import list_runs
+    from ssn3d.runs.folder import RunPaths
+    from ssn3d.runs.status import list_runs
 
     out: dict[str, Path] = {}
     if DEMO_CHECKPOINT.is_file():

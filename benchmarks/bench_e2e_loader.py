@@ -1,7 +1,7 @@
 """Training throughput end to end from JPEG files (the real loader) against the same step on tensors in memory.
 
 Issue 7, "Speed": with frames decoded, resized, flipped and normalized by the training loader
-(``ssn3d.engine._data.TrainData``: identity sampler, ``TrainClips``, DataLoader workers), the step
+(``ssn3d.engine.train_data.TrainData``: identity sampler, ``TrainClips``, DataLoader workers), the step
 should keep >= 0.8x the throughput of the same step fed from batches already on the device. Both
 legs run the same model, optimizer and batch shape, one after the other in one process:
 
@@ -44,10 +44,10 @@ from ssn3d.data.datasets import build_dataset  # noqa: E402
 from ssn3d.data.sampling import IdentitySampler  # noqa: E402
 from ssn3d.data.transforms import ClipTransform, normalize_and_flip, uint8_batches_on  # noqa: E402
 from ssn3d.data.video import TrainClips, collate_clips  # noqa: E402
-from ssn3d.engine._data import TrainData, load_dataset  # noqa: E402
 from ssn3d.engine.distributed import DistInfo  # noqa: E402
 from ssn3d.engine.optim import adam  # noqa: E402
 from ssn3d.engine.train import channels_last_2d  # noqa: E402
+from ssn3d.engine.train_data import TrainData, load_dataset  # noqa: E402
 from ssn3d.losses import BatchHardTriplet, ssn_loss, total_loss  # noqa: E402
 from ssn3d.models import build_model  # noqa: E402
 

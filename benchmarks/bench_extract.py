@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ssn3d.config import load_config  # noqa: E402
-from ssn3d.engine._data import load_dataset  # noqa: E402
 from ssn3d.engine.evaluate import extract_features  # noqa: E402
 from ssn3d.engine.train import channels_last_2d  # noqa: E402
+from ssn3d.engine.train_data import load_dataset  # noqa: E402
 from ssn3d.models import build_model  # noqa: E402
 
 PAPER = ["model.backbone=resnet50", "data.height=256", "data.width=128"]

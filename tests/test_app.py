@@ -569,7 +569,8 @@ def test_the_attention_page_draws_the_demo_models_maps_over_real_frames(vtest_ho
 
 
 def _fake_run(home: Path, name: str, state: str, error: str | None = None) -> Path:
-    from ssn3d.engine.rundir import append_metrics, write_status
+    from ssn3d.runs.metrics import append_metrics
+    from ssn3d.runs.status import write_status
 
     run = home / "runs" / name
     run.mkdir(parents=True)
@@ -607,7 +608,7 @@ def _fake_run(home: Path, name: str, state: str, error: str | None = None) -> Pa
 
 
 def test_train_form_launches_one_run_per_form_and_double_clicks_do_not_start_two(demo_home: Path):
-    from ssn3d.engine.runs import RunBusyError
+    from ssn3d.runs.folder import RunBusyError
 
     launched: list[tuple[Path, object]] = []
 
@@ -622,7 +623,7 @@ def test_train_form_launches_one_run_per_form_and_double_clicks_do_not_start_two
     at.number_input(key="tr_lambda").set_value(0.05)
     at.number_input(key="tr_epochs").set_value(3)
     at.number_input(key="tr_max_steps").set_value(5)
-    with mock.patch("ssn3d.engine.runs.launch_run", side_effect=fake_launch):
+    with mock.patch("ssn3d.runs.launch.launch_run", side_effect=fake_launch):
         launch = [b for b in at.button if b.label == "Launch"][0]
         launch.click().run()
         assert not at.exception and "Launched" in at.success[0].value
@@ -649,7 +650,7 @@ def test_train_form_refuses_before_launch_in_the_forms_words(demo_home: Path):
         return {"state": "starting"}
 
     at = _page(_app(), "train")
-    with mock.patch("ssn3d.engine.runs.launch_run", side_effect=fake_launch):
+    with mock.patch("ssn3d.runs.launch.launch_run", side_effect=fake_launch):
         # more identities per batch than the training split holds: the sampler's rule, before any process
         at.number_input(key="tr_p").set_value(64)
         [b for b in at.button if b.label == "Launch"][0].click().run()
@@ -675,7 +676,7 @@ def test_train_form_refuses_before_launch_in_the_forms_words(demo_home: Path):
 
 
 def test_launch_after_the_forms_run_ended_starts_a_new_run(demo_home: Path):
-    from ssn3d.engine.rundir import write_status
+    from ssn3d.runs.status import write_status
 
     launched: list[Path] = []
 
@@ -686,7 +687,7 @@ def test_launch_after_the_forms_run_ended_starts_a_new_run(demo_home: Path):
         return {"state": "starting"}
 
     at = _page(_app(), "train")
-    with mock.patch("ssn3d.engine.runs.launch_run", side_effect=fake_launch):
+    with mock.patch("ssn3d.runs.launch.launch_run", side_effect=fake_launch):
         [b for b in at.button if b.label == "Launch"][0].click().run()
         assert len(launched) == 1 and "Launched" in at.success[0].value
         write_status(launched[0], {"state": "done", "pid": None, "started": 2.0, "progress": 1.0})
@@ -711,7 +712,7 @@ def test_train_form_takes_weights_only_from_inside_the_workspace(demo_home: Path
     inside.parent.mkdir(parents=True)
     inside.write_bytes(b"a checkpoint")
     at = _page(_app(), "train")
-    with mock.patch("ssn3d.engine.runs.launch_run", side_effect=fake_launch):
+    with mock.patch("ssn3d.runs.launch.launch_run", side_effect=fake_launch):
         at.text_input(key="tr_weights").set_value(str(outside))
         [b for b in at.button if b.label == "Launch"][0].click().run()
         assert not at.exception and not launched
@@ -732,7 +733,7 @@ def test_train_form_offers_each_gpu_and_one_process_per_gpu(demo_home: Path):
     with (
         mock.patch("torch.cuda.is_available", return_value=True),
         mock.patch("torch.cuda.device_count", return_value=2),
-        mock.patch("ssn3d.engine.runs.launch_run", side_effect=fake_launch),
+        mock.patch("ssn3d.runs.launch.launch_run", side_effect=fake_launch),
     ):
         at = _page(_app(), "train")
         assert at.selectbox(key="tr_device").options == ["auto", "cpu", "cuda", "cuda:0", "cuda:1"]
@@ -764,7 +765,7 @@ def test_train_page_shows_runs_curves_log_and_errors_in_plain_words(demo_home: P
 
 
 def test_a_cancelled_run_is_not_an_error_and_metrics_are_percent_everywhere(demo_home: Path):
-    from ssn3d.engine.rundir import RunPaths
+    from ssn3d.runs.folder import RunPaths
 
     run = _fake_run(demo_home, "c-cancelled", "cancelled", error="cancelled by SIGTERM at step 4")
     RunPaths(run).checkpoints.mkdir()
@@ -780,7 +781,8 @@ def test_a_cancelled_run_is_not_an_error_and_metrics_are_percent_everywhere(demo
 
 
 def test_train_page_shows_part_pck_and_the_collapse_warning(trained_home: Path):
-    from ssn3d.engine.rundir import append_metrics, read_status, write_status
+    from ssn3d.runs.metrics import append_metrics
+    from ssn3d.runs.status import read_status, write_status
 
     run = _fake_run(trained_home, "c-flat", "done")
     warning = (
@@ -808,7 +810,8 @@ def test_train_page_shows_part_pck_and_the_collapse_warning(trained_home: Path):
 
 
 def test_users_control_only_the_runs_their_session_launched(demo_home: Path, monkeypatch: pytest.MonkeyPatch):
-    from ssn3d.engine.rundir import RunPaths, write_status
+    from ssn3d.runs.folder import RunPaths
+    from ssn3d.runs.status import write_status
 
     theirs = _fake_run(demo_home, "theirs", "cancelled")
     (theirs / ".owner").write_text("0" * 32)
@@ -827,7 +830,7 @@ def test_users_control_only_the_runs_their_session_launched(demo_home: Path, mon
     at.text_input(key="ssn3d_password").set_value("team password")
     at.button[0].click().run()
     _page(at, "train")
-    with mock.patch("ssn3d.engine.runs.launch_run", side_effect=fake_launch):
+    with mock.patch("ssn3d.runs.launch.launch_run", side_effect=fake_launch):
         [b for b in at.button if b.label == "Launch"][0].click().run()
     mine = at.session_state["train_run"]
     assert (demo_home / "runs" / mine / ".owner").is_file()
@@ -896,7 +899,7 @@ def test_studies_page_shows_loss_curves_pck_and_figures(demo_home: Path):
 
 
 def test_a_quick_study_runs_in_the_background_from_the_page_and_is_then_shown(workspace: Workspace):
-    from ssn3d.engine.runs import RunBusyError
+    from ssn3d.runs.folder import RunBusyError
     from ssn3d.studies.jobs import job_folder, job_state, launch_study
 
     at = _page(_app(), "studies")
@@ -924,15 +927,14 @@ def test_a_quick_study_runs_in_the_background_from_the_page_and_is_then_shown(wo
 
 
 def test_a_study_job_that_died_shows_the_end_of_its_log(workspace: Workspace):
+    from ssn3d.runs.status import fresh_status, write_status
     from ssn3d.studies.jobs import job_folder
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     folder = job_folder(workspace, "amber")
     folder.mkdir(parents=True)
-    (folder / "job.json").write_text(
-        json.dumps({"kind": "amber", "pid": gone.pid, "started": time.time() - 5})
-    )
+    write_status(folder, fresh_status("starting", gone.pid, kind="amber", started=time.time() - 5))
     (folder / "study.log").write_text("painting...\nMemoryError: out of memory\n")
     at = _page(_app(), "studies")
     assert "amber study stopped without writing its results" in at.error[0].value

@@ -20,8 +20,10 @@ from ssn3d.data.datasets import build_dataset
 from ssn3d.data.datasets.base import DatasetError
 from ssn3d.data.images import BadImageError, load_image
 from ssn3d.engine.checkpoint import FORMAT, VERSION, CheckpointError, load_checkpoint, save_checkpoint
-from ssn3d.engine.runs import RunBusyError, TooManyRunsError, launch_run, refresh_status
 from ssn3d.models import build_model
+from ssn3d.runs.folder import RunBusyError
+from ssn3d.runs.launch import TooManyRunsError, launch_run
+from ssn3d.runs.status import refresh_status
 from ssn3d.serving.workspace import Workspace
 
 SMALL = dict(arch="ssn3d", strategy="unsupervised", backbone="none", in_channels=3, num_parts=3, window=3, attn_channels=8,
@@ -237,7 +239,7 @@ def test_workspace_refuses_a_bad_run_cap():
 
 def _fake_running(run_dir: Path, proc: subprocess.Popen) -> None:
     """A run folder whose status says "running" for a live process (no training needed)."""
-    from ssn3d.engine.rundir import write_status
+    from ssn3d.runs.status import write_status
 
     run_dir.mkdir(parents=True)
     now = time.time()

@@ -11,7 +11,9 @@ import torch
 from tiny import TRAINING, write_tiny_config
 
 from ssn3d.engine.checkpoint import load_checkpoint, read_checkpoint
-from ssn3d.engine.rundir import RunPaths, read_metrics, read_status
+from ssn3d.runs.folder import RunPaths
+from ssn3d.runs.metrics import read_metrics
+from ssn3d.runs.status import read_status
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -156,7 +156,8 @@ def server(home: Path) -> Iterator[str]:
 
 def _stop_runs(home: Path) -> None:
     """Cancel the runs these tests launched that are still going (their own process groups only)."""
-    from ssn3d.engine.runs import active_runs, cancel_run
+    from ssn3d.runs.launch import cancel_run
+    from ssn3d.runs.status import active_runs
 
     for run in active_runs(home / "runs"):
         cancel_run(run.path, grace_s=5)

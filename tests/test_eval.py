@@ -55,7 +55,7 @@ def _sizes(tiny_walkers: Path) -> tuple[str, tuple[int, int]]:
 
 def test_training_leaves_the_report_of_its_final_evaluation(run: Path, tiny_walkers: Path):
     from ssn3d.engine.evaluations import checkpoint_step
-    from ssn3d.engine.rundir import read_status
+    from ssn3d.runs.status import read_status
 
     report = read_report(run / "eval.json")
     status = read_status(run)

@@ -24,7 +24,8 @@ from tiny import TRAINING, write_tiny_config
 
 from ssn3d.annotations import AnnotationStore
 from ssn3d.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from ssn3d.engine.rundir import RunPaths, read_metrics
+from ssn3d.runs.folder import RunPaths
+from ssn3d.runs.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
 

@@ -274,7 +274,8 @@ def test_mean_position_baseline_uses_the_given_labels() -> None:
 
 
 def test_training_and_the_evaluate_cli_report_part_pck(tiny_run: Path, tmp_path: Path) -> None:
-    from ssn3d.engine.rundir import read_metrics, read_status
+    from ssn3d.runs.metrics import read_metrics
+    from ssn3d.runs.status import read_status
 
     evals = [r for r in read_metrics(tiny_run).records if r["kind"] == "eval"]
     assert evals and 0.0 <= evals[-1]["pck@0.1"] <= evals[-1]["pck@0.2"] <= 1.0

@@ -20,9 +20,11 @@ from ssn3d.config import ConfigError, load_config
 from ssn3d.data.datasets import build_dataset
 from ssn3d.data.synth.labels import noisy_keypoints, pick_labeled_frames
 from ssn3d.engine.checkpoint import CheckpointError, load_checkpoint
-from ssn3d.engine.rundir import RunPaths, read_metrics, read_status
 from ssn3d.engine.train import build_optimizer, channels_last_2d, main, train_one_epoch
 from ssn3d.models import build_model
+from ssn3d.runs.folder import RunPaths
+from ssn3d.runs.metrics import read_metrics
+from ssn3d.runs.status import read_status
 from ssn3d.serving.workspace import Workspace
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -294,9 +296,9 @@ def test_lr_decays_once_after_lr_step_epochs_and_the_schedule_resumes() -> None:
 def test_anchors_reach_the_model_in_a_training_batch(
     tiny_walkers: Path, tmp_path: Path, workspace: Workspace
 ) -> None:
-    from ssn3d.engine._data import TrainData, load_dataset, load_labels
     from ssn3d.engine.distributed import DistInfo
-    from ssn3d.engine.state import StopRequest, TrainState
+    from ssn3d.engine.train_data import TrainData, load_dataset, load_labels
+    from ssn3d.engine.train_state import StopRequest, TrainState
     from ssn3d.losses import BatchHardTriplet
 
     ds = build_dataset("folder", tiny_walkers)

@@ -1,6 +1,6 @@
 """Train: launch a background run, watch its curves live, cancel or resume it, compare runs.
 
-A run is ``python -m ssn3d train`` in its own process (``ssn3d.engine.runs``); this page only reads
+A run is ``python -m ssn3d train`` in its own process (``ssn3d.runs``); this page only reads
 its folder (status, metrics, log), so reloading the page, closing the tab or opening a second one
 loses nothing, and the run's lock refuses a second launch of the same run. Loss: eq. (6),
 L = L_tri + lambda * L_SSN (paper, "Loss Function"). Each evaluation also measures part PCK when the
@@ -19,26 +19,15 @@ import streamlit as st
 
 from app.auth import current_role, may_control, owner_tag
 from app.common import REPO, current_spec, label_store, load_dataset, shown_errors, workspace
-from ssn3d.config import Config, config_from_dict, load_config
-from ssn3d.io import atomic_write_text
+from ssn3d.config import Config, load_config
 from ssn3d.keypoints import NUM_PARTS
-from ssn3d.serving.paths import resolve_inside
+from ssn3d.runs.folder import clean_run_name, read_owner, tail_log, write_owner
 
 S = st.session_state
 ws = workspace()
 st.title("Train")
 # one launch per token: a double click cannot start two runs
 S.setdefault("train_token", uuid.uuid4().hex[:6])
-
-
-OWNER_FILE = ".owner"  # the launching session's owner_tag (app/auth.py); runs without one are the operator's
-
-
-def run_owner(run_dir: Path) -> str | None:
-    try:
-        return (run_dir / OWNER_FILE).read_text(encoding="utf-8").strip() or None
-    except OSError:
-        return None
 
 
 def cuda_devices() -> int:
@@ -57,41 +46,11 @@ def _base_configs() -> dict[str, Path]:
     return {p.name: p for p in sorted((REPO / "configs").glob("*.yaml"))}
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, fh.seek(0, 2) - 16384))
-            return "\n".join(fh.read().decode("utf-8", "replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 def _fmt_eta(eta) -> str:
     if eta is None:
         return ""
     eta = int(eta)
     return f"{eta // 3600}h{eta % 3600 // 60:02d}m" if eta >= 3600 else f"{eta // 60}m{eta % 60:02d}s"
-
-
-def run_config(
-    base: Config, form: dict, spec, root: Path, store_path: Path, weight_roots: tuple[Path, ...]
-) -> Config:
-    """The base config with the form's choices (``FORM_FIELDS``), the session's dataset and its label store.
-
-    A weights file must lie inside ``weight_roots`` (the workspace and the data roots), like every typed path.
-    """
-    data = base.to_dict()
-    for key, (section, fld) in FORM_FIELDS.items():
-        data[section][fld] = form[key]
-    weights = str(form["tr_weights"]).strip() or "none"
-    if weights not in ("none", "imagenet"):
-        weights = str(resolve_inside(weights, weight_roots, must_exist=True, what="backbone weights file"))
-    data["model"]["weights"] = weights
-    data["model"]["num_frames"] = form["tr_frames"]  # T of a clip: the non-shared variant needs them equal
-    data["data"].update(
-        dataset=spec.name, root=str(spec.root), options=dict(spec.options), annotations=str(store_path)
-    )
-    return config_from_dict(data)
 
 
 # ----------------------------------------------------------------------------- launch form
@@ -118,24 +77,6 @@ def in_form_words(message: str) -> str:
     for key, label in sorted(FORM_LABELS.items(), key=lambda kv: -len(kv[0])):
         message = re.sub(rf"\b{re.escape(key)}\b", f"'{label}'", message)
     return message
-
-
-def check_launch(cfg: Config, dataset) -> None:
-    """Refuse before launching what the run would refuse at its start, with the library's own checks:
-    enough identities for a P x K batch (the sampler), labels for the supervised strategy (the loader).
-
-    Raises:
-        ConfigError: with the library's sentence.
-    """
-    from ssn3d.config import ConfigError
-    from ssn3d.data.sampling import IdentitySampler
-    from ssn3d.engine._data import load_labels
-
-    try:
-        IdentitySampler(dataset.train, cfg.data.num_ids, cfg.data.num_instances)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    load_labels(cfg, dataset)  # reads cfg.data.annotations, the session's label store
 
 
 FORM_FIELDS = {  # widget key: (config section, field)
@@ -230,31 +171,38 @@ with st.expander("New run", expanded=True):
             launch = st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
         if launch:
             from ssn3d.config import ConfigError
-            from ssn3d.engine.rundir import ACTIVE_STATES
-            from ssn3d.engine.runs import RunBusyError, RunError, launch_run, refresh_status
+            from ssn3d.runs.folder import RunBusyError, RunError
+            from ssn3d.runs.launch import launch_run
+            from ssn3d.runs.prepare import check_launch, launch_config
+            from ssn3d.runs.status import run_has_ended
 
             with notice, shown_errors():
                 dataset = load_dataset(spec)
                 base = load_config(configs[S["tr_base"]]) if S["tr_base"] in configs else Config()
-                form = {key: S[key] for key in FORM_FIELDS}
+                choices = {f"{section}.{fld}": S[key] for key, (section, fld) in FORM_FIELDS.items()}
                 roots = (ws.home, *ws.allowed_roots)  # relative weights: inside the workspace, as runs see it
-                store_path = label_store(ws, dataset).path
                 try:
-                    cfg = run_config(base, form, spec, dataset.root, store_path, roots)
+                    cfg = launch_config(
+                        base,
+                        choices,
+                        dataset=spec.name,
+                        data_root=spec.root,
+                        options=spec.options,
+                        annotations=label_store(ws, dataset).path,
+                        weight_roots=roots,
+                    )
                     check_launch(cfg, dataset)
                 except ConfigError as e:
                     raise ConfigError(f"Not launched: {in_form_words(str(e))}") from None
-                safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip(".-") or "run"
+                safe = clean_run_name(name)
                 run_dir = ws.runs / f"{safe}-{S['train_token']}"
-                if (run_dir / "status.json").is_file() and refresh_status(run_dir).get(
-                    "state"
-                ) not in ACTIVE_STATES:
+                if run_has_ended(run_dir):
                     # this form's run has ended: a press now asks for another run, not a double click
                     S["train_token"] = uuid.uuid4().hex[:6]
                     run_dir = ws.runs / f"{safe}-{S['train_token']}"
                 try:
                     launch_run(run_dir, config=cfg, workspace=ws, nproc=int(nproc))
-                    atomic_write_text(run_dir / OWNER_FILE, owner_tag())  # who may cancel and resume it
+                    write_owner(run_dir, owner_tag())  # who may cancel and resume it
                     S["train_run"] = S["train_pick"] = S["tr_launched"] = run_dir.name  # show it at once
                 except RunBusyError:
                     st.info(
@@ -287,8 +235,8 @@ with st.expander("New run", expanded=True):
 
 @st.fragment(run_every="2s")
 def live_runs() -> None:
-    from ssn3d.engine.rundir import RunPaths
-    from ssn3d.engine.runs import list_runs
+    from ssn3d.runs.folder import RunPaths
+    from ssn3d.runs.status import list_runs
 
     runs = list_runs(ws.runs)
     if not runs:
@@ -331,7 +279,7 @@ def live_runs() -> None:
 
 def _metrics(path: Path) -> list[dict]:
     """All metrics of a run, read incrementally: only new lines are parsed on each refresh."""
-    from ssn3d.engine.rundir import read_metrics
+    from ssn3d.runs.metrics import read_metrics
 
     cache = S.setdefault("train_metrics", {})
     records, offset = cache.get(str(path), ([], 0))
@@ -376,11 +324,11 @@ def _figure(records: list[dict], kind: str, x: str) -> go.Figure:
 
 
 def show_run(run, paths) -> None:
-    from ssn3d.engine.runs import cancel_run, resume_run
+    from ssn3d.runs.launch import cancel_run, resume_run
 
     s = run.status
     state = s.get("state")
-    mine = may_control(run_owner(run.path), owner_tag(), current_role())
+    mine = may_control(read_owner(run.path), owner_tag(), current_role())
     why = None if mine else "only the session that launched this run, or the operator, may control it"
     c = st.columns([2, 1, 1])
     c[0].markdown(f"**{run.name}**: {state}, step {s.get('step', 0)}/{s.get('total_steps', '?')}")
@@ -423,7 +371,7 @@ def show_run(run, paths) -> None:
         else:
             st.info("No evaluation yet.")
     with st.expander("Log (last lines)"):
-        st.code(_tail(paths.log) or "(empty)", language=None)
+        st.code(tail_log(paths.log) or "(empty)", language=None)
 
 
 live_runs()
@@ -431,7 +379,7 @@ live_runs()
 # ----------------------------------------------------------------------------- compare
 
 with st.expander("Compare runs"):
-    from ssn3d.engine.runs import list_runs
+    from ssn3d.runs.status import list_runs
 
     names = [r.name for r in list_runs(ws.runs)]
     picked = st.multiselect("Runs", names, default=names[:2], key="cmp_runs")

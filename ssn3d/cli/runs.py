@@ -15,7 +15,7 @@ def _root(args: argparse.Namespace) -> Path:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ssn3d.engine.runs import list_runs
+    from ssn3d.runs.status import list_runs
 
     runs = list_runs(_root(args))
     if not runs:
@@ -31,7 +31,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _existing_run(run: str) -> Path:
     """``run`` when it is a run folder (one with a status or config file), else a one-sentence error."""
-    from ssn3d.engine.rundir import RunPaths
+    from ssn3d.runs.folder import RunPaths
 
     paths = RunPaths(Path(run))
     if not paths.root.is_dir():
@@ -44,7 +44,7 @@ def _existing_run(run: str) -> Path:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ssn3d.engine.runs import refresh_status
+    from ssn3d.runs.status import refresh_status
 
     _existing_run(args.run)
     print(json.dumps(refresh_status(args.run), indent=1, sort_keys=True))
@@ -54,7 +54,8 @@ def _status(args: argparse.Namespace) -> int:
 def _launch(args: argparse.Namespace) -> int:
     from ssn3d.cli.train import split_args
     from ssn3d.config import load_config
-    from ssn3d.engine.runs import launch_run, new_run_dir
+    from ssn3d.runs.folder import new_run_dir
+    from ssn3d.runs.launch import launch_run
 
     config, overrides = split_args(args.items)
     if config is None:
@@ -67,7 +68,7 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from ssn3d.engine.runs import resume_run
+    from ssn3d.runs.launch import resume_run
 
     status = resume_run(args.run, args.overrides, nproc=args.nproc)
     print(f"resumed {args.run} (pid {status['pid']})")
@@ -75,7 +76,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from ssn3d.engine.runs import cancel_run
+    from ssn3d.runs.launch import cancel_run
 
     _existing_run(args.run)
     status = cancel_run(args.run, grace_s=args.grace, wait=not args.no_wait)

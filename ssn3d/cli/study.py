@@ -1,8 +1,13 @@
-"""``python -m ssn3d study {random,...}``: the paper's SSN studies, each writing JSON and PNGs."""
+"""``python -m ssn3d study {random,...}``: the paper's SSN studies, each writing JSON and PNGs.
+
+A study that writes into a folder runs as that folder's one writer with a run's status
+(``ssn3d.runs.status.tracked_run``): the app's Studies page launches and follows it like a run.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -32,19 +37,31 @@ def _random(args: argparse.Namespace) -> int:
     runs = [(d, n) for d in DISTRIBUTIONS for n in GRID_PARTS] if args.grid else [(args.dist, args.parts)]
     for dist, parts in runs:  # every run's arguments are checked before the first one trains
         check_random_study(RandomStudyConfig(dist=dist, parts=parts, **base))
-    records = []
-    for dist, parts in runs:
-        cfg = run_random_study(RandomStudyConfig(dist=dist, parts=parts, **base), progress=not args.quiet)
-        rec = study_summary(cfg)
-        records.append(rec)
-        print(f"{dist:9s} N={parts:2d}: final L_SSN {rec['final_loss']:.4f} (log N = {rec['chance']:.4f})")
-    out = records[0] if len(records) == 1 else {"runs": records}
-    if args.json:
-        atomic_write_text(args.json, json.dumps(out))
-    if args.plot:
-        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-        plot_curves(records, args.plot)
+    with _tracked(args.out, "random"):
+        records = []
+        for dist, parts in runs:
+            cfg = run_random_study(RandomStudyConfig(dist=dist, parts=parts, **base), progress=not args.quiet)
+            rec = study_summary(cfg)
+            records.append(rec)
+            print(
+                f"{dist:9s} N={parts:2d}: final L_SSN {rec['final_loss']:.4f} (log N = {rec['chance']:.4f})"
+            )
+        out = records[0] if len(records) == 1 else {"runs": records}
+        if args.json:
+            atomic_write_text(args.json, json.dumps(out))
+        if args.plot:
+            Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+            plot_curves(records, args.plot)
     return 0
+
+
+def _tracked(out: str | Path | None, kind: str) -> contextlib.AbstractContextManager:
+    """The study as the one writer of its output folder, with its status there; nothing without a folder."""
+    if not out:
+        return contextlib.nullcontext()
+    from ssn3d.runs.status import tracked_run
+
+    return tracked_run(out, kind=kind)
 
 
 def _check_outputs(out: str | None, *files: str | None) -> None:
@@ -80,7 +97,8 @@ def _amber(args: argparse.Namespace) -> int:
     cfg = quick_config(**common) if args.quick else AmberStudyConfig(**common)
     out = _out_dir(args.out, "amber")
     _check_outputs(str(out))
-    rec = run_amber_study(cfg, out, progress=not args.quiet)
+    with _tracked(out, "amber"):
+        rec = run_amber_study(cfg, out, progress=not args.quiet)
     print(f"final L_SSN {rec['final_loss']:.4f} (log N = {rec['chance_loss']:.4f})")
     for motif, best in rec["hits"]["best"].items():
         rate, n, chance = best["rate"], best["paintings"], best["chance"]
@@ -109,7 +127,8 @@ def _pedestrians(args: argparse.Namespace) -> int:
     cfg = quick_config(**common) if args.quick else PedestrianStudyConfig(**common)
     out = _out_dir(args.out, "pedestrians")
     _check_outputs(str(out))
-    rec = run_pedestrian_study(cfg, out, progress=not args.quiet)
+    with _tracked(out, "pedestrians"):
+        rec = run_pedestrian_study(cfg, out, progress=not args.quiet)
     for strategy, res in rec["results"].items():
         parts = " ".join(f"{k}={v:.2f}" for k, v in res["per_part"].items())
         print(f"{strategy:12s} PCK {res['overall']:.3f}  ({parts})")

@@ -17,7 +17,7 @@ from ssn3d.config import Config, ConfigError, load_config
 
 if TYPE_CHECKING:  # torch is imported only when a command runs
     from ssn3d.engine.distributed import DistInfo
-    from ssn3d.engine.rundir import RunPaths
+    from ssn3d.runs.folder import RunPaths
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -65,8 +65,7 @@ class _Rank:
 
 def _prepare(args: argparse.Namespace, info: DistInfo | _Rank) -> tuple[Config, RunPaths]:
     """The resolved Config and the run's paths, or a one-sentence error."""
-    from ssn3d.engine.rundir import RunPaths
-    from ssn3d.engine.runs import new_run_dir
+    from ssn3d.runs.folder import RunPaths, new_run_dir
     from ssn3d.serving.workspace import Workspace
 
     config, overrides = split_args(args.items)
@@ -103,8 +102,8 @@ def _prepare(args: argparse.Namespace, info: DistInfo | _Rank) -> tuple[Config, 
 
 def _report_launch_failure(args: argparse.Namespace, info: DistInfo | _Rank, error: Exception) -> None:
     """A launched run that cannot start says why in its status file (the app shows it), not only in its log."""
-    from ssn3d.engine.rundir import read_status, write_status
-    from ssn3d.engine.runs import LAUNCHED_ENV
+    from ssn3d.runs.process import LAUNCHED_ENV
+    from ssn3d.runs.status import read_status, write_status
 
     run_dir = args.resume or args.run_dir
     if not (run_dir and info.is_main and os.environ.get(LAUNCHED_ENV) == "1"):

@@ -1,11 +1,12 @@
 """Training, evaluation, inference and export (issue 5): runs that survive, from one GPU to many.
 
-Imports are lazy so that ``from ssn3d.engine import list_runs`` (the app) does not load torch.
+Imports are lazy so that ``from ssn3d.engine import evaluate`` loads torch only when used. A run
+folder's life (launch, status, lock, cancel) is ``ssn3d.runs``, which never loads torch.
 
 * ``ssn3d.engine.train``: ``main(cfg, run_dir, resume=...)``, ``train_one_epoch``
 * ``ssn3d.engine.evaluate``: ``evaluate``, ``extract_features``, ``evaluate_target`` (eval.json)
-* ``ssn3d.engine.runs``: ``list_runs``, ``launch_run``, ``resume_run``, ``cancel_run``, ``refresh_status``
-* ``ssn3d.engine.rundir``: ``RunPaths``, ``read_status``, ``read_metrics``
+* ``ssn3d.engine.train_data``: the dataset, its labels and the resumable P x K loader of training
+* ``ssn3d.engine.train_state``: what a checkpoint holds to continue a run exactly
 * ``ssn3d.engine.checkpoint``: ``load_checkpoint``, ``save_model``, ``read_checkpoint``
 * ``ssn3d.engine.inference``: ``FeatureExtractor``
 * ``ssn3d.engine.export``: ``export_onnx``
@@ -22,18 +23,6 @@ _EXPORTS = {
     "evaluate": "evaluate",
     "extract_features": "evaluate",
     "evaluate_target": "evaluate",
-    "list_runs": "runs",
-    "launch_run": "runs",
-    "resume_run": "runs",
-    "cancel_run": "runs",
-    "refresh_status": "runs",
-    "new_run_dir": "runs",
-    "RunError": "runs",
-    "RunBusyError": "runs",
-    "TooManyRunsError": "runs",
-    "RunPaths": "rundir",
-    "read_status": "rundir",
-    "read_metrics": "rundir",
     "load_checkpoint": "checkpoint",
     "read_checkpoint": "checkpoint",
     "save_model": "checkpoint",

@@ -36,10 +36,10 @@ from ssn3d.data.images import load_image
 from ssn3d.data.tracklet import Tracklet
 from ssn3d.data.transforms import ClipTransform
 from ssn3d.data.video import TestFrames, build_test_loader, pool_tracklet_features
-from ssn3d.engine._data import label_store_path
 from ssn3d.engine.checkpoint import load_checkpoint
 from ssn3d.engine.distributed import device_for, env_dist_info
 from ssn3d.engine.evaluations import REPORT_TOPK, locate_evaluation
+from ssn3d.engine.train_data import label_store_path
 from ssn3d.io import atomic_write_json
 from ssn3d.keypoints import NUM_PARTS, VISIBLE, resize_keypoints
 from ssn3d.metrics import compute_distance, evaluate_rank, pck_summary, rank_gallery

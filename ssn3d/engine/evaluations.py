@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ssn3d.engine.rundir import RunPaths
+from ssn3d.runs.folder import RunPaths
 
 _logger = logging.getLogger(__name__)
 

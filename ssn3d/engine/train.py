@@ -4,7 +4,7 @@ Paper, "Implementation Details / Training and testing protocols": P x K = 8 x 4 
 frame clips (stride 8, 256 x 128), Adam (lr 3e-4, weight decay 5e-4), lr x 0.1 once after 50 epochs, 150
 epochs; loss eq. (6) = batch-hard triplet eq. (5) + lambda L_SSN eq. (4). All from the Config.
 
-Around it, what a run needs to survive (``ssn3d.engine.rundir`` for the folder):
+Around it, what a run needs to survive (``ssn3d.runs`` for the folder):
 
 * bf16 autocast, channels_last and optional torch.compile on CUDA; plain float32 on the CPU;
 * DistributedDataParallel when started by torchrun (``ssn3d.engine.distributed``); rank 0 writes;
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 import traceback
 from collections.abc import Callable
@@ -36,7 +35,6 @@ from ssn3d.alignment_losses import AlignmentTerms
 from ssn3d.config import Config, save_config
 from ssn3d.data.transforms import normalize_and_flip, uint8_batches_on
 from ssn3d.engine import checkpoint as ckpt_io
-from ssn3d.engine._data import TrainData, load_dataset, load_labels
 from ssn3d.engine.distributed import (
     DistInfo,
     any_rank,
@@ -51,20 +49,16 @@ from ssn3d.engine.distributed import (
 from ssn3d.engine.evaluate import evaluate, write_report
 from ssn3d.engine.evaluations import REPORT_TOPK
 from ssn3d.engine.optim import adam
-from ssn3d.engine.rundir import (
-    RunLock,
-    RunPaths,
-    StatusWriter,
-    acquire_run_lock,
-    append_metrics,
-    read_status,
-    truncate_metrics,
-)
-from ssn3d.engine.runs import LAUNCHED_ENV, check_resume, process_start
-from ssn3d.engine.state import StopRequest, TrainState, capture_train_state, restore_train_state
+from ssn3d.engine.train_data import TrainData, load_dataset, load_labels
+from ssn3d.engine.train_state import StopRequest, TrainState, capture_train_state, restore_train_state
 from ssn3d.losses import BatchHardTriplet, ssn_loss, total_loss
 from ssn3d.models import build_model
 from ssn3d.models.ssn import chance_loss
+from ssn3d.runs.folder import RunPaths
+from ssn3d.runs.launch import check_resume
+from ssn3d.runs.lock import RunLock, acquire_run_lock
+from ssn3d.runs.metrics import append_metrics, truncate_metrics
+from ssn3d.runs.status import StatusWriter, process_identity, read_status
 
 _logger = logging.getLogger(__name__)
 
@@ -297,14 +291,6 @@ def train_one_epoch(
     return False
 
 
-def _status_identity(info: DistInfo) -> dict[str, Any]:
-    """pid of this (rank 0) process, and the process group to signal when the run was launched detached."""
-    pgid = None
-    if os.environ.get(LAUNCHED_ENV) == "1":
-        pgid = os.getpgid(os.getppid()) if info.enabled else os.getpgid(0)  # torchrun's group, or our own
-    return {"pid": os.getpid(), "pgid": pgid, "proc_start": process_start(os.getpid())}
-
-
 def main(
     cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: ProgressFn | None = None
 ) -> str:
@@ -354,7 +340,8 @@ def _main_locked(
                     if k in ("progress", "step", "total_steps")
                 }
             status = StatusWriter(
-                paths.root, initial={**prior, **_status_identity(info), "resumed": resume}
+                paths.root,
+                initial={**prior, **process_identity(parent_group=info.enabled), "resumed": resume},
             ).start()
             save_config(cfg, paths.config)
         return _train(cfg, paths, info, device, resume=resume, status=status, stop=stop, progress=progress)

@@ -1,21 +1,26 @@
 """The studies' quick variants as background jobs, for the app's Studies page.
 
 A job is ``python -m ssn3d study KIND --quick --out <workspace>/studies/KIND-quick``, started detached
-(closing the browser does not stop it) with its output in ``study.log`` and its process in
-``job.json`` of that folder. One study job runs at a time in a workspace: they are short (under a
-minute or two on a CPU) and a second click must not pile up work on a shared server.
+(closing the browser does not stop it) with the run machinery (``ssn3d.runs``): the folder gets a run's
+``status.json`` (with the job's ``kind``) and writer's lock, its output goes to ``study.log``, and the
+study process writes its own "running", "done" or "failed" (``ssn3d.runs.status.tracked_run``); a job
+whose process died without a final status is marked failed like any run. One study job runs at a time
+in a workspace: they are short (under a minute or two on a CPU) and a second click must not pile up
+work on a shared server.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ssn3d.engine.runs import RunBusyError, pid_alive, process_start, spawn_detached
-from ssn3d.io import atomic_write_text, file_lock
+from ssn3d.io import file_lock
+from ssn3d.runs.folder import RunBusyError, RunPaths, tail_log
+from ssn3d.runs.launch import start_detached
+from ssn3d.runs.lock import acquire_run_lock
+from ssn3d.runs.status import ACTIVE_STATES, active_runs, refresh_status
 from ssn3d.serving.workspace import Workspace
 
 QUICK_ARGS = {  # the command line of each kind's quick study (the variants the tests run)
@@ -23,8 +28,6 @@ QUICK_ARGS = {  # the command line of each kind's quick study (the variants the 
     "pedestrians": ["pedestrians", "--quick", "--device", "cpu"],
     "random": ["random", "--quick", "--grid"],
 }
-RECORDS = {"amber": "amber.json", "pedestrians": "pedestrians.json", "random": "random.json"}
-JOB_FILE = "job.json"
 LOG_FILE = "study.log"
 
 
@@ -33,30 +36,24 @@ def job_folder(workspace: Workspace, kind: str) -> Path:
 
 
 def job_state(folder: Path) -> dict[str, Any] | None:
-    """The job last started in ``folder``: its record plus ``state`` (running, done, with ``ended``, or
-    failed); None if there is none."""
-    try:
-        job = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """The job last started in ``folder``: its status, ``state`` running (also while starting), done (with
+    ``ended``), failed or cancelled; None if the folder holds no study job."""
+    if not RunPaths(folder).status.is_file():
         return None
-    if not isinstance(job, dict) or job.get("kind") not in QUICK_ARGS:
+    status = refresh_status(folder)
+    if status.get("kind") not in QUICK_ARGS:
         return None
-    record = folder / RECORDS[job["kind"]]
-    if pid_alive(job.get("pid"), job.get("proc_start")):
-        return {**job, "state": "running"}
-    if record.is_file() and record.stat().st_mtime >= float(job.get("started") or 0.0):
-        return {**job, "state": "done", "ended": record.stat().st_mtime}
-    return {**job, "state": "failed"}
+    return {**status, "state": "running"} if status.get("state") in ACTIVE_STATES else status
 
 
 def running_jobs(workspace: Workspace) -> list[dict[str, Any]]:
-    root = workspace.home / "studies"
-    jobs = [job_state(d) for d in sorted(root.iterdir()) if d.is_dir()] if root.is_dir() else []
-    return [j for j in jobs if j and j["state"] == "running"]
+    """The study jobs of ``workspace`` that are starting or running."""
+    runs = active_runs(workspace.home / "studies")
+    return [{**r.status, "state": "running"} for r in runs if r.status.get("kind") in QUICK_ARGS]
 
 
 def launch_study(workspace: Workspace, kind: str) -> dict[str, Any]:
-    """Start the quick ``kind`` study in the background and return its job record.
+    """Start the quick ``kind`` study in the background and return its status.
 
     Raises:
         ValueError: an unknown kind.
@@ -74,16 +71,19 @@ def launch_study(workspace: Workspace, kind: str) -> dict[str, Any]:
                 f"the {busy[0]['kind']} study is still running (since {since}); wait for it to finish."
             )
         command = [sys.executable, "-m", "ssn3d", "study", *QUICK_ARGS[kind], "--out", str(folder), "--quiet"]
-        started = time.time()
-        proc = spawn_detached(command, folder / LOG_FILE, cwd=workspace.home, env={"OMP_NUM_THREADS": "1"})
-        job = {"kind": kind, "pid": proc.pid, "proc_start": process_start(proc.pid), "started": started}
-        atomic_write_text(folder / JOB_FILE, json.dumps(job))
-    return {**job, "state": "running"}
+        with acquire_run_lock(folder) as lock:
+            status = start_detached(
+                folder,
+                command,
+                lock,
+                log=folder / LOG_FILE,
+                cwd=workspace.home,
+                env={"OMP_NUM_THREADS": "1"},
+                kind=kind,
+            )
+    return {**status, "state": "running"}
 
 
 def log_tail(folder: Path, lines: int = 12) -> str:
-    try:
-        text = (folder / LOG_FILE).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    """The last lines of the job's log."""
+    return tail_log(folder / LOG_FILE, lines)

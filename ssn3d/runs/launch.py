@@ -1,22 +1,22 @@
-"""Training runs as background processes, seen only through their folders (for the app and the shell).
+"""Training runs as background processes: launch, resume and cancel, refusing what would clash.
 
 Training a video re-id model as the paper does (150 epochs, "Implementation Details") takes hours:
 longer than a browser tab stays open. So a run is launched as a detached process of the same CLI
-(``python -m ssn3d train``) in its own session, writing to its folder (``ssn3d.engine.rundir``);
-the app keeps no training state in memory and reads the folder again on every rerun.
+(``python -m ssn3d train``) in its own session (``ssn3d.runs.process``), writing to its folder
+(``ssn3d.runs.folder``); the app keeps no training state in memory and reads the folder again on
+every rerun.
 
 * ``launch_run`` / ``resume_run``: start (or continue from ``last.pt``) under a lock that a double
   click or a second browser tab cannot pass, refusing a run that is already running and more
   than ``Workspace.max_runs`` runs at once.
+* ``start_detached``: the last step of every launch (a run's, a study job's): the process, its
+  inherited writer's lock and its "starting" status.
 * ``cancel_run``: SIGTERM to the run's process group (the loop finishes its step, saves ``last``
   and marks itself cancelled), SIGKILL after a grace period.
-* ``refresh_status`` / ``list_runs``: a run whose process died without a final status, or whose
-  heartbeat is older than ``stale_after`` seconds, is marked failed with the reason.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -25,190 +25,30 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import yaml
+from typing import Any
 
 from ssn3d.config import Config, save_config
-from ssn3d.engine.rundir import (
+from ssn3d.io import file_lock
+from ssn3d.runs.folder import RunBusyError, RunError, RunPaths
+from ssn3d.runs.lock import LOCK_TOKEN_ENV, RunLock, acquire_run_lock
+from ssn3d.runs.process import child_env, process_start, run_alive, signal_run, spawn_detached
+from ssn3d.runs.status import (
     ACTIVE_STATES,
-    LOCK_TOKEN_ENV,
-    RunBusyError,
-    RunError,
-    RunPaths,
-    acquire_run_lock,
+    active_runs,
     fresh_status,
     read_status,
+    refresh_status,
     write_status,
 )
-from ssn3d.io import file_lock
 from ssn3d.serving.workspace import Workspace
 
 _logger = logging.getLogger(__name__)
 
-STALE_AFTER_S = 120.0  # 12 missed heartbeats (StatusWriter beats every 10 s)
 GRACE_S = 30.0  # a training step on a big batch, plus saving a checkpoint, fits well inside
-LAUNCHED_ENV = "SSN3D_LAUNCHED"  # set in a launched process: its process group may be signalled whole
 
 
 class TooManyRunsError(RunError):
     """The workspace's cap on concurrent runs is reached."""
-
-
-class RunInfo(NamedTuple):
-    name: str
-    path: Path
-    status: dict[str, Any]  # refreshed: stale runs already marked failed
-    config: dict[str, Any]  # the run's config.yaml, {} when missing or unreadable
-
-
-# --------------------------------------------------------------------------- processes
-
-
-def _reap(pid: int) -> bool:
-    """Collect ``pid`` if it is an exited child of this process; True if it was."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except (ChildProcessError, OSError):
-        return False
-    return done == pid
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat after the command name (state first), None where unreadable (not Linux)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot: with the pid, it names one process (pids are reused)."""
-    fields = _proc_stat(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None
-
-
-def pid_alive(pid: int | None, start: int | None = None) -> bool:
-    """Whether process ``pid`` exists, is not a zombie, and (given ``start``) is the process that started then."""
-    if not pid or pid <= 0:
-        return False
-    if _reap(pid):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    fields = _proc_stat(pid)
-    if fields is None:
-        return True
-    if start is not None and len(fields) > 19 and int(fields[19]) != int(start):
-        return False  # the pid now belongs to another process
-    return fields[0] not in ("Z", "X")
-
-
-def _signal_run(status: dict[str, Any], sig: signal.Signals) -> None:
-    """Send ``sig`` to the run's process group when it has its own, else to its process."""
-    pgid, pid = status.get("pgid"), status.get("pid")
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if pgid and pgid > 1 and pgid != os.getpgid(0):  # never our own group (the app's)
-            os.killpg(pgid, sig)
-        elif pid and pid > 1 and pid != os.getpid():
-            os.kill(pid, sig)
-
-
-def _run_alive(status: dict[str, Any]) -> bool:
-    if status.get("pgid"):
-        _reap(int(status["pgid"]))  # the launcher's direct child, if this process launched it
-    return pid_alive(status.get("pid"), status.get("proc_start"))
-
-
-# --------------------------------------------------------------------------- status
-
-
-def refresh_status(
-    run_dir: str | os.PathLike, *, stale_after: float = STALE_AFTER_S, now: float | None = None
-) -> dict[str, Any]:
-    """The run's status, after marking it failed when its process is gone or silent.
-
-    Args:
-        run_dir: the run folder.
-        stale_after: seconds without a heartbeat after which a live process counts as hung.
-        now: the current time (tests).
-    """
-    status = read_status(run_dir)
-    if status.get("state") not in ACTIVE_STATES:
-        return status
-    now = time.time() if now is None else now
-    pid = status.get("pid")
-    age = now - float(status.get("heartbeat") or status.get("started") or 0.0)
-    if not _run_alive(status):
-        reason = (
-            f"the training process (pid {pid}) ended without a final status (killed, out of memory or the "
-            "machine restarted); resume the run to continue from its last checkpoint."
-        )
-    elif age > stale_after:
-        reason = (
-            f"the training process (pid {pid}) has not reported for {age:.0f} s, so it is hung; cancel it and "
-            "resume the run."
-        )
-    else:
-        return status
-    # A run writes its final status and then exits, so it may have finished between the first read and
-    # the liveness check: read again after the check, and mark it failed only if nothing new was written.
-    latest = read_status(run_dir)
-    if latest.get("state") not in ACTIVE_STATES or latest.get("heartbeat") != status.get("heartbeat"):
-        return latest
-    log = RunPaths(Path(run_dir)).log
-    status = {
-        **status,
-        "state": "failed",
-        "error": reason,
-        "traceback": log.name if log.exists() else None,
-        "stale": True,  # marked by a watcher, not written by the run: a cancel in progress may overrule it
-    }
-    write_status(run_dir, status)
-    _logger.warning("Run %s marked failed: %s", run_dir, reason)
-    return status
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def list_runs(root: str | os.PathLike, *, stale_after: float = STALE_AFTER_S) -> list[RunInfo]:
-    """Every run folder under ``root`` (a folder with a status or config file), newest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    runs = []
-    for d in root.iterdir():
-        paths = RunPaths(d)
-        if d.is_dir() and not d.name.startswith(".") and (paths.status.exists() or paths.config.exists()):
-            runs.append(
-                RunInfo(d.name, d, refresh_status(d, stale_after=stale_after), _read_config(paths.config))
-            )
-    return sorted(runs, key=lambda r: (float(r.status.get("started") or 0.0), r.name), reverse=True)
-
-
-def active_runs(root: str | os.PathLike, *, stale_after: float = STALE_AFTER_S) -> list[RunInfo]:
-    """The runs under ``root`` that are starting or running (stale ones are marked failed first)."""
-    return [r for r in list_runs(root, stale_after=stale_after) if r.status.get("state") in ACTIVE_STATES]
-
-
-def new_run_dir(root: str | os.PathLike, name: str) -> Path:
-    """A fresh folder name under ``root``: ``name-YYYYmmdd-HHMMSS`` (with a suffix if taken)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip(".-") or "run"
-    base = f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, i = Path(root) / base, 1
-    while path.exists():
-        path, i = Path(root) / f"{base}-{i}", i + 1
-    return path
 
 
 # --------------------------------------------------------------------------- checking a resume
@@ -280,48 +120,6 @@ def _command(
     return head + args
 
 
-def _child_env(extra: dict[str, str] | None) -> dict[str, str]:
-    from ssn3d.serving.redact import is_secret_name
-
-    env = {
-        k: v for k, v in os.environ.items() if not is_secret_name(k)
-    }  # the app's password stays in the app
-    package_parent = str(Path(__file__).resolve().parents[2])  # so a source checkout imports without install
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
-    env[LAUNCHED_ENV] = "1"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
-
-
-def spawn_detached(
-    command: Sequence[str],
-    log_path: Path,
-    *,
-    cwd: Path,
-    env: dict[str, str] | None = None,
-    pass_fds: Sequence[int] = (),
-) -> subprocess.Popen:
-    """Start ``command`` in its own session (it outlives the app), appending its output to ``log_path``.
-
-    The process gets the app's environment without its secrets, plus ``env``, and inherits ``pass_fds``.
-    """
-    with open(log_path, "ab") as log:
-        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} launch: {' '.join(command)}\n".encode())
-        log.flush()
-        return subprocess.Popen(
-            list(command),
-            cwd=cwd,
-            env=_child_env(env),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            pass_fds=tuple(pass_fds),
-        )
-
-
 def launch_run(
     run_dir: str | os.PathLike,
     *,
@@ -365,7 +163,7 @@ def launch_run(
     workspace.home.mkdir(parents=True, exist_ok=True)  # the run's working directory
     with file_lock(root / ".launch"):
         status = refresh_status(run_dir)
-        if status.get("state") == "failed" and _run_alive(status):
+        if status.get("state") == "failed" and run_alive(status):
             raise RunBusyError(
                 f"run {run_dir.name} was marked failed but its process (pid {status.get('pid')}) is still alive; "
                 "cancel it first."
@@ -410,31 +208,60 @@ def launch_run(
                         )
             command = _command(run_dir, config_path, overrides, resume, nproc)
             # The lock passes to the child with its descriptor: no moment without a writer's lock.
-            proc = spawn_detached(
-                command,
-                paths.log,
-                cwd=workspace.home,
-                env={**(env or {}), LOCK_TOKEN_ENV: lock.token},
-                pass_fds=(lock.fd,),
-            )
-            lock.set_holder(proc.pid)
             keep = {
                 k: status.get(k)
                 for k in ("progress", "step", "total_steps", "epoch")
                 if resume and k in status
             }
-            new_status = fresh_status(
-                "starting",
-                proc.pid,
-                pgid=proc.pid,
-                proc_start=process_start(proc.pid),
-                resumed=resume,
-                command=command,
-                **keep,
+            new_status = start_detached(
+                run_dir, command, lock, log=paths.log, cwd=workspace.home, env=env, resumed=resume, **keep
             )
-            write_status(run_dir, new_status)
-    _logger.info("Launched run %s (pid %d): %s", run_dir.name, proc.pid, " ".join(command))
+    _logger.info("Launched run %s (pid %d): %s", run_dir.name, new_status["pid"], " ".join(command))
     return new_status
+
+
+def start_detached(
+    run_dir: Path,
+    command: Sequence[str],
+    lock: RunLock,
+    *,
+    log: Path,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Start ``command`` detached as the writer of ``run_dir`` and write its "starting" status.
+
+    The caller holds ``lock`` (``acquire_run_lock``); it passes to the child with its descriptor, so
+    there is no moment without a writer's lock, and the child finds it held for it through
+    ``SSN3D_RUN_LOCK_TOKEN``.
+
+    Args:
+        run_dir: the run folder.
+        command: the process to start.
+        lock: the run's lock, held by this process.
+        log: the file that receives the process's stdout and stderr.
+        cwd: the process's working directory.
+        env: extra environment variables for the process.
+        **fields: more status fields (e.g. ``resumed``, a study job's ``kind``).
+
+    Returns:
+        The status written.
+    """
+    proc = spawn_detached(
+        command, log, cwd=cwd, env={**(env or {}), LOCK_TOKEN_ENV: lock.token}, pass_fds=(lock.fd,)
+    )
+    lock.set_holder(proc.pid)
+    status = fresh_status(
+        "starting",
+        proc.pid,
+        pgid=proc.pid,
+        proc_start=process_start(proc.pid),
+        command=list(command),
+        **fields,
+    )
+    write_status(run_dir, status)
+    return status
 
 
 def resume_run(run_dir: str | os.PathLike, overrides: Sequence[str] = (), **kwargs: Any) -> dict[str, Any]:
@@ -461,10 +288,10 @@ def cancel_run(run_dir: str | os.PathLike, *, grace_s: float = GRACE_S, wait: bo
     """
     run_dir = Path(run_dir)
     status = refresh_status(run_dir)
-    hung = status.get("state") == "failed" and _run_alive(status)  # marked stale, process still there
+    hung = status.get("state") == "failed" and run_alive(status)  # marked stale, process still there
     if status.get("state") not in ACTIVE_STATES and not hung:
         return status
-    _signal_run(status, signal.SIGTERM)
+    signal_run(status, signal.SIGTERM)
     if not wait:
         subprocess.Popen(
             [
@@ -477,7 +304,7 @@ def cancel_run(run_dir: str | os.PathLike, *, grace_s: float = GRACE_S, wait: bo
                 "--grace",
                 str(grace_s),
             ],
-            env=_child_env(None),
+            env=child_env(None),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -485,15 +312,15 @@ def cancel_run(run_dir: str | os.PathLike, *, grace_s: float = GRACE_S, wait: bo
         )
         return read_status(run_dir)
     deadline = time.monotonic() + grace_s
-    while _run_alive(status) and time.monotonic() < deadline:
+    while run_alive(status) and time.monotonic() < deadline:
         time.sleep(0.2)
     killed = False
-    if _run_alive(status):
+    if run_alive(status):
         _logger.warning("Run %s still alive %.0f s after SIGTERM; sending SIGKILL.", run_dir.name, grace_s)
-        _signal_run(status, signal.SIGKILL)
+        signal_run(status, signal.SIGKILL)
         killed = True
         end = time.monotonic() + 10.0
-        while _run_alive(status) and time.monotonic() < end:
+        while run_alive(status) and time.monotonic() < end:
             time.sleep(0.1)
     final = read_status(run_dir)
     # a watcher (the app's runs table) may have marked it failed first, having seen the process gone

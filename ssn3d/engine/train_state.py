@@ -1,11 +1,14 @@
 """What a checkpoint must hold to continue a run exactly, and the signal flag that stops one cleanly.
 
-A resumed run continues "with the same optimizer, scheduler, sampler and RNG state" (issue 5): the
-Adam moments and the StepLR position of the paper's schedule ("Implementation Details"), the
-epoch and the number of its batches already trained (``IdentitySampler`` batches depend only on
+A resumed run continues with the same optimizer, scheduler, sampler and RNG state, so that it trains
+as if it had never stopped: the Adam moments and the StepLR position of the paper's schedule
+("Implementation Details"), the epoch and the number of its batches already trained (``IdentitySampler`` batches depend only on
 (seed, epoch), so they are skipped, not replayed), and the RNG states as tensors so that the file
 still loads with ``weights_only=True``. Under DistributedDataParallel rank 0 writes the file, so
 its RNG state is the one saved; data order does not depend on it.
+
+This is the training loop's, not the run folder's (``ssn3d.runs``): it holds torch state and is read
+only by ``ssn3d.engine.train``, while the run folder's modules stay free of torch for the app.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import torch
 from torch import nn
 
 from ssn3d.config import Config
-from ssn3d.engine._data import ResumableBatches
 from ssn3d.engine.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -33,6 +35,7 @@ from ssn3d.engine.checkpoint import (
     restore_rng_state,
     unwrap_model,
 )
+from ssn3d.engine.train_data import ResumableBatches
 
 _logger = logging.getLogger(__name__)
 
