@@ -350,8 +350,8 @@ def semi_labels(tiny_walkers: Path, tmp_path: Path) -> Path:
 
 def _setup(root: Path, labels: Path, *overrides: str):
     """A tiny semi config, its seeded model, optimizer and training data at epoch 0."""
-    from ssn3d.engine._data import TrainData, load_dataset, load_labels
     from ssn3d.engine.distributed import DistInfo
+    from ssn3d.engine.train_data import TrainData, load_dataset, load_labels
 
     cfg = tiny_cfg(root, "train.max_steps=1", f"data.annotations={labels}", *overrides)
     dataset = load_dataset(cfg)
@@ -365,7 +365,7 @@ def _setup(root: Path, labels: Path, *overrides: str):
 def _one_step(root: Path, labels: Path, *overrides: str) -> tuple[dict, torch.nn.Module]:
     """One real training step through train_one_epoch; its logged losses and the trained model."""
     from ssn3d.engine.distributed import DistInfo
-    from ssn3d.engine.state import StopRequest, TrainState
+    from ssn3d.engine.train_state import StopRequest, TrainState
     from ssn3d.losses import BatchHardTriplet
 
     cfg, model, data = _setup(root, labels, *overrides)
@@ -491,7 +491,7 @@ LOG_CASE = ("train.max_steps=4", "train.log_every=2", "loss.position_ce=1", "mod
 def logged_losses(root: Path, labels: Path, *overrides: str) -> list[dict]:
     """The on_log lines (clips_per_s dropped) of 4 seeded steps of train_one_epoch, two per line."""
     from ssn3d.engine.distributed import DistInfo
-    from ssn3d.engine.state import StopRequest, TrainState
+    from ssn3d.engine.train_state import StopRequest, TrainState
     from ssn3d.losses import BatchHardTriplet
 
     cfg, model, data = _setup(root, labels, *LOG_CASE, *overrides)
