@@ -46,7 +46,7 @@ from ssn3d.data.transforms import ClipTransform, normalize_and_flip, uint8_batch
 from ssn3d.data.video import TrainClips, collate_clips  # noqa: E402
 from ssn3d.engine.distributed import DistInfo  # noqa: E402
 from ssn3d.engine.optim import adam  # noqa: E402
-from ssn3d.engine.train import channels_last_2d  # noqa: E402
+from ssn3d.engine.session import channels_last_2d  # noqa: E402
 from ssn3d.engine.train_data import TrainData, load_dataset  # noqa: E402
 from ssn3d.losses import BatchHardTriplet, ssn_loss, total_loss  # noqa: E402
 from ssn3d.models import build_model  # noqa: E402

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from ssn3d.config import load_config  # noqa: E402
 from ssn3d.engine.evaluate import extract_features  # noqa: E402
-from ssn3d.engine.train import channels_last_2d  # noqa: E402
+from ssn3d.engine.session import channels_last_2d  # noqa: E402
 from ssn3d.engine.train_data import load_dataset  # noqa: E402
 from ssn3d.models import build_model  # noqa: E402
 

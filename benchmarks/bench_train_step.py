@@ -34,7 +34,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from ssn3d.config import load_config
 from ssn3d.engine.optim import adam
-from ssn3d.engine.train import channels_last_2d
+from ssn3d.engine.session import channels_last_2d
 from ssn3d.losses import BatchHardTriplet, ssn_loss, total_loss
 from ssn3d.models import build_model
 from ssn3d.models.ssn3d import SSN3DOutput

@@ -20,7 +20,8 @@ from ssn3d.config import ConfigError, load_config
 from ssn3d.data.datasets import build_dataset
 from ssn3d.data.synth.labels import noisy_keypoints, pick_labeled_frames
 from ssn3d.engine.checkpoint import CheckpointError, load_checkpoint
-from ssn3d.engine.train import build_optimizer, channels_last_2d, main, train_one_epoch
+from ssn3d.engine.session import build_optimizer, channels_last_2d
+from ssn3d.engine.train import main, train_one_epoch
 from ssn3d.models import build_model
 from ssn3d.runs.folder import RunPaths
 from ssn3d.runs.metrics import read_metrics

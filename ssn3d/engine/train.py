@@ -4,7 +4,8 @@ Paper, "Implementation Details / Training and testing protocols": P x K = 8 x 4 
 frame clips (stride 8, 256 x 128), Adam (lr 3e-4, weight decay 5e-4), lr x 0.1 once after 50 epochs, 150
 epochs; loss eq. (6) = batch-hard triplet eq. (5) + lambda L_SSN eq. (4). All from the Config.
 
-Around it, what a run needs to survive (``ssn3d.runs`` for the folder):
+Around it, what a run needs to survive (``ssn3d.runs`` for the folder, ``ssn3d.engine.session`` for
+the setup, evaluation and checkpoints between epochs):
 
 * bf16 autocast, channels_last and optional torch.compile on CUDA; plain float32 on the CPU;
 * DistributedDataParallel when started by torchrun (``ssn3d.engine.distributed``); rank 0 writes;
@@ -25,6 +26,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +36,9 @@ from torch import nn
 from ssn3d.alignment_losses import AlignmentTerms
 from ssn3d.config import Config, save_config
 from ssn3d.data.transforms import normalize_and_flip, uint8_batches_on
-from ssn3d.engine import checkpoint as ckpt_io
 from ssn3d.engine.distributed import (
     DistInfo,
     any_rank,
-    barrier,
     cleanup_distributed,
     device_for,
     env_dist_info,
@@ -46,144 +46,25 @@ from ssn3d.engine.distributed import (
     init_distributed,
     mean_over_ranks,
 )
-from ssn3d.engine.evaluate import evaluate, write_report
-from ssn3d.engine.evaluations import REPORT_TOPK
-from ssn3d.engine.optim import adam
-from ssn3d.engine.train_data import TrainData, load_dataset, load_labels
-from ssn3d.engine.train_state import StopRequest, TrainState, capture_train_state, restore_train_state
+from ssn3d.engine.session import (
+    ProgressFn,
+    build_session,
+    end_epoch,
+    finish,
+    log_window,
+    report_step,
+)
+from ssn3d.engine.train_data import TrainData
+from ssn3d.engine.train_state import StopRequest, TrainState
 from ssn3d.losses import BatchHardTriplet, ssn_loss, total_loss
-from ssn3d.models import build_model
-from ssn3d.models.ssn import chance_loss
 from ssn3d.runs.folder import RunPaths
 from ssn3d.runs.launch import check_resume
 from ssn3d.runs.lock import RunLock, acquire_run_lock
-from ssn3d.runs.metrics import append_metrics, truncate_metrics
 from ssn3d.runs.status import StatusWriter, process_identity, read_status
 
 _logger = logging.getLogger(__name__)
 
-ProgressFn = Callable[[dict[str, Any]], None]
 PEER_SIGNAL = "a signal to another process"  # DDP: one rank was signalled, all stop after the same step
-
-
-def channels_last_2d(model: nn.Module) -> nn.Module:
-    """channels_last weights for every Conv2d (backbone, attention classifier), in place.
-
-    ``model.to(memory_format=torch.channels_last)`` fails on SSN3D: the per-part Conv3d weights are 5-D
-    and that format is 4-D only. The 3D blocks keep their default layout.
-    """
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            module.to(memory_format=torch.channels_last)
-    return model
-
-
-class CollapseGuard:
-    """Warns once when SSN has not separated the parts: L_SSN near (or above) chance, or flat maps.
-
-    Judged at log steps after a warm-up (``COLLAPSE_WARMUP`` of the steps, at most 5 epochs): when
-    each of the last ``COLLAPSE_WINDOWS`` log windows has L_SSN >= (1 - ``COLLAPSE_MARGIN``) x chance
-    (log N per part, x N for ``loss.ssn_reduction=sum``, x T for the non-shared variant's T losses), or
-    attention whose mean peak is below ``UNIFORM_PEAK`` x 1/(h*w) (a uniform map's peak is 1/(h*w)).
-    The peaks come from a forward hook on the SSN modules (a tensor sum per step, read at log steps);
-    under torch.compile only L_SSN is watched, since a hook with side effects would break the graph.
-
-    Args:
-        model: the unwrapped model.
-        cfg: the run's config.
-        total_steps: the run's steps.
-        steps_per_epoch: steps of one epoch.
-        watch_attention: hook the attention maps.
-    """
-
-    COLLAPSE_WARMUP = 0.3  # SSN needs some steps to leave chance; 30 % of a run is past that on walkers
-    COLLAPSE_WINDOWS = 3  # one noisy window must not warn
-    COLLAPSE_MARGIN = 0.05  # a tiny walkers run that separates is 15-65 % below chance after 12 steps
-    UNIFORM_PEAK = 2.0  # random init gives 1.7-2.0 x 1/(h*w); separated maps 5-20 x
-
-    def __init__(
-        self, model: nn.Module, cfg: Config, total_steps: int, steps_per_epoch: int, watch_attention: bool
-    ) -> None:
-        m = cfg.model
-        ssn = getattr(model, "ssn", None)
-        self.enabled = m.arch == "ssn3d" and m.strategy != "supervised" and ssn is not None
-        losses = 1 if m.shared_classifier else min(m.num_frames, cfg.data.seq_len)
-        self.chance = (
-            chance_loss(m.num_parts) * (m.num_parts if cfg.loss.ssn_reduction == "sum" else 1) * losses
-        )
-        self.warmup = min(math.ceil(self.COLLAPSE_WARMUP * total_steps), 5 * steps_per_epoch)
-        self.flagged: list[str] = []  # why each recent window counts as not separated ("" when it is fine)
-        self.warned = False
-        self._peak_sum, self._peaks = None, 0
-        if self.enabled and watch_attention:
-            for module in ssn:
-                module.register_forward_hook(self._observe)
-
-    def _observe(self, module: nn.Module, args: tuple, out: Any) -> None:
-        if module.training and out.attention is not None:
-            a = out.attention.detach().flatten(2)  # (B, N, h*w), each row a softmax
-            peak = a.amax(-1).float().mean() * a.shape[-1]  # 1 for a uniform map
-            self._peak_sum = peak if self._peak_sum is None else self._peak_sum + peak
-            self._peaks += 1
-
-    def check(self, step: int, ssn_loss: float) -> str | None:
-        """Judge one log window; returns the warning the first time SSN is found not separated."""
-        peak = None
-        if self._peaks:
-            peak = float(self._peak_sum) / self._peaks
-            self._peak_sum, self._peaks = None, 0
-        if not self.enabled or self.warned or step < self.warmup:
-            return None
-        why = []
-        if ssn_loss >= (1 - self.COLLAPSE_MARGIN) * self.chance:
-            why.append(f"L_SSN {ssn_loss:.3f} is not below its chance level {self.chance:.3f} (log N)")
-        if peak is not None and peak < self.UNIFORM_PEAK:
-            why.append(f"the attention maps are nearly uniform (mean peak {peak:.2f} x 1/(h*w))")
-        self.flagged = [*self.flagged, "; ".join(why)][-self.COLLAPSE_WINDOWS :]
-        if len(self.flagged) < self.COLLAPSE_WINDOWS or not all(self.flagged):
-            return None
-        self.warned = True
-        return (
-            f"SSN has not separated the parts: at step {step}, {self.flagged[-1]} over the last "
-            f"{self.COLLAPSE_WINDOWS} log steps; SSN3D then pools the frame like a plain 3D model. "
-            "Raise loss.ssn_lambda, train longer, or check that the frames are not blank."
-        )
-
-
-def warn_if_collapsed(guard: CollapseGuard, step: int, ssn_loss: float, status: StatusWriter) -> None:
-    """After a log step: the guard's warning, once, in the log and in the status's ``warnings``."""
-    message = guard.check(step, ssn_loss)
-    if message is not None:
-        _logger.warning(message)
-        status.update(warnings=[*status.status.get("warnings", []), message])
-
-
-def build_optimizer(
-    model: nn.Module, cfg: Config
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """Adam + one decay, stepped per epoch (paper: 3e-4, weight decay 5e-4, x0.1 after 50 epochs).
-
-    The paper decays once; a StepLR(50) over its 150 epochs would decay again at 100, so the decay is
-    a MultiStepLR with the one milestone ``train.lr_step``. Its state dict loads the StepLR state of
-    older checkpoints (the epoch count is what matters) and is checkpointed like any other.
-
-    ``train.attn_lr_mult`` != 1 (NOT in the paper) puts the attention classifiers' parameters in a
-    second parameter group at lr x mult (the decay scales both); at 1 there is one group, as before.
-    """
-    t = cfg.train
-    ssn = getattr(model, "ssn", None)
-    if t.attn_lr_mult == 1.0 or ssn is None:
-        opt = adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    else:
-        attn_ids = {id(p) for p in ssn.parameters()}
-        opt = adam(
-            [p for p in model.parameters() if id(p) not in attn_ids], lr=t.lr, weight_decay=t.weight_decay
-        )
-        opt.add_param_group({"params": list(ssn.parameters()), "lr": t.lr * t.attn_lr_mult})
-    sched = torch.optim.lr_scheduler.MultiStepLR(
-        opt, milestones=[cfg.train.lr_step], gamma=cfg.train.lr_gamma
-    )
-    return opt, sched
 
 
 def train_one_epoch(
@@ -371,191 +252,31 @@ def _train(
     stop: StopRequest,
     progress: ProgressFn | None,
 ) -> str:
-    cuda = device.type == "cuda"
-    dataset = load_dataset(cfg)
-    labels = load_labels(cfg, dataset, run_dir=paths.root, device=device)
-    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank (DDP also broadcasts them)
-    model = build_model(cfg.model, load_weights=not resume).to(device)
-    if cuda and cfg.train.channels_last:
-        channels_last_2d(model)
-    opt, sched = build_optimizer(model, cfg)
-    state = TrainState()
-    if resume:
-        state = restore_train_state(paths.last, cfg, model, opt, sched)
-        _logger.info(
-            "Resuming %s at step %d (epoch %d, batch %d).",
-            paths.root,
-            state.step,
-            state.epoch,
-            state.batch_in_epoch,
-        )
-        if info.is_main:
-            truncate_metrics(paths.root, state.step)
-    else:
-        torch.manual_seed(cfg.train.seed + info.rank)
-    data = TrainData(cfg, dataset, labels, info, pin_memory=cuda)
-    total_steps = cfg.train.epochs * data.steps_per_epoch
-    if cfg.train.max_steps:
-        total_steps = min(total_steps, cfg.train.max_steps)
-    net: nn.Module = model
-    if info.enabled:
-        find_unused = cfg.model.arch == "ssn3d" and cfg.model.strategy == "supervised"  # no attention branch
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if cuda else None, find_unused_parameters=find_unused
-        )
-    if cuda and cfg.train.compile:
-        net = torch.compile(net)
-    criterion = BatchHardTriplet(cfg.loss.margin, cfg.loss.triplet_reduction)
-    last_metrics: dict[str, float] = {}
-    t_start, step_start = time.perf_counter(), state.step
-    _logger.info(
-        "Training %s (%s, %s) on %s x %d: %d steps (%d per epoch), %d train tracklets.",
-        cfg.model.arch,
-        cfg.model.strategy,
-        cfg.data.dataset,
-        device,
-        info.world_size,
-        total_steps,
-        data.steps_per_epoch,
-        len(dataset.train),
-    )
-
-    def on_step(st: TrainState, values: dict[str, float]) -> None:
-        if not info.is_main:
-            return
-        rate = (st.step - step_start) / max(time.perf_counter() - t_start, 1e-9)
-        eta = (total_steps - st.step) / rate if rate > 0 else None
-        fields = {
-            "step": st.step,
-            "total_steps": total_steps,
-            "epoch": st.epoch,
-            "progress": min(1.0, st.step / max(total_steps, 1)),
-            "eta_s": eta,
-            "loss": values["loss"],
-        }
-        status.update(write=False, **fields)  # written by the heartbeat and at log steps, not on every step
-        if progress is not None:
-            progress({**fields, "total": total_steps, **values})
-
-    guard = CollapseGuard(
-        model,
-        cfg,
-        total_steps,
-        data.steps_per_epoch,
-        watch_attention=info.is_main and not (cuda and cfg.train.compile),
-    )
-
-    def on_log(avg: dict[str, float]) -> None:
-        if not info.is_main:
-            return
-        record = {"kind": "train", "step": state.step, "epoch": state.epoch, **avg, "time": time.time()}
-        append_metrics(paths.root, record)
-        status.update()
-        _logger.info(
-            "epoch %d step %d/%d loss %.4f triplet %.4f ssn %.4f lr %.2e %.1f clips/s",
-            state.epoch,
-            state.step,
-            total_steps,
-            avg["loss"],
-            avg["triplet"],
-            avg["ssn"],
-            avg["lr"],
-            avg["clips_per_s"],
-        )
-        warn_if_collapsed(guard, state.step, avg["ssn"], status)
-
-    def run_eval() -> None:
-        nonlocal last_metrics
-        if info.is_main and dataset.query and dataset.gallery:
-            # the final evaluation also ranks the gallery and leaves RUN/eval.json, the report the
-            # Retrieval page and `ssn3d evaluate` read, so nobody has to extract the features again
-            final = state.step >= total_steps
-            topk = REPORT_TOPK if final else 0
-            result = evaluate(ckpt_io.unwrap_model(model), dataset, cfg, device=device, topk=topk)
-            last_metrics = result["metrics"]
-            if final:  # last.pt is saved from this state right after, at this step
-                meta = {"checkpoint": str(paths.last), "step": state.step, "epoch": state.epoch}
-                write_report(result, dataset, {**meta, "source": "training"}, paths.eval)
-            append_metrics(
-                paths.root,
-                {
-                    "kind": "eval",
-                    "step": state.step,
-                    "epoch": state.epoch,
-                    **last_metrics,
-                    "time": time.time(),
-                },
-            )
-            _logger.info(
-                "eval at step %d: %s", state.step, " ".join(f"{k} {v:.4f}" for k, v in last_metrics.items())
-            )
-            status.update(last_eval=last_metrics)
-            state.last_eval_step = state.step
-            if last_metrics["mAP"] > state.best_map:
-                state.best_map = last_metrics["mAP"]
-                save(paths.best)
-                status.update(best_map=state.best_map)
-        elif info.is_main and state.last_eval_step < 0:
-            _logger.warning("%s has no query/gallery split; skipping evaluation.", dataset.root)
-            state.last_eval_step = state.step
-        barrier(info)
-
-    def save(path: Path) -> None:
-        if info.is_main:
-            ckpt_io.save_checkpoint(
-                path, capture_train_state(model, opt, sched, cfg, state, data.batches, last_metrics)
-            )
-
-    stopped = state.step >= total_steps
+    """Epochs of ``train_one_epoch`` until the step budget, the last epoch or a signal; then ``finish``."""
+    s = build_session(cfg, paths, info, device, resume=resume, status=status, progress=progress)
+    state = s.state
+    stopped = state.step >= s.total_steps
     while not stopped and state.epoch < cfg.train.epochs:
-        data.set_epoch(state.epoch, skip=state.batch_in_epoch)
+        s.data.set_epoch(state.epoch, skip=state.batch_in_epoch)
         stopped = train_one_epoch(
-            net,
-            data,
-            opt,
-            criterion,
+            s.net,
+            s.data,
+            s.opt,
+            s.criterion,
             cfg,
             state,
             device=device,
             info=info,
-            total_steps=total_steps,
+            total_steps=s.total_steps,
             stop=stop,
-            on_log=on_log,
-            on_step=on_step,
+            on_log=partial(log_window, s),
+            on_step=partial(report_step, s),
         )
         halted = any_rank(bool(stop), info, device)  # every rank takes the same branches below
         if halted:
             stop.signal = stop.signal or PEER_SIGNAL
-        if state.batch_in_epoch >= data.steps_per_epoch:  # the epoch is complete
-            sched.step()
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-            e, t = state.epoch, cfg.train
-            if (
-                not halted
-                and t.eval_every
-                and e % t.eval_every == 0
-                and e < t.epochs
-                and state.step < total_steps
-            ):
-                run_eval()
-            if not halted and t.ckpt_every and e % t.ckpt_every == 0 and not stopped:
-                save(paths.last)
+        if state.batch_in_epoch >= s.data.steps_per_epoch:  # the epoch is complete
+            end_epoch(s, halted=halted, stopped=stopped)
         if halted:
             break
-    if stop:
-        save(paths.last)
-        barrier(info)
-        if status is not None:
-            status.close(state="cancelled", error=f"cancelled by {stop.signal} at step {state.step}")
-        _logger.info("Stopped by %s at step %d; resume with --resume %s", stop.signal, state.step, paths.root)
-        return "cancelled"
-    if state.last_eval_step != state.step:
-        run_eval()
-    save(paths.last)
-    barrier(info)
-    if status is not None:
-        status.close(
-            state="done", progress=1.0, eta_s=0.0, best_map=state.best_map if state.best_map >= 0 else None
-        )
-    _logger.info("Done: %d steps in %s.", state.step, paths.root)
-    return "done"
+    return finish(s, stop)
