@@ -24,15 +24,14 @@ from ssn3d.config import Config
 from ssn3d.engine._data import ResumableBatches
 from ssn3d.engine.checkpoint import (
     CheckpointError,
-    capture_rng_state,
     checkpoint_config,
     load_model_state,
     model_differences,
     plain_config,
     read_checkpoint,
-    restore_rng_state,
     unwrap_model,
 )
+from ssn3d.engine.rng_state import capture_rng_state, restore_rng_state
 
 _logger = logging.getLogger(__name__)
 
