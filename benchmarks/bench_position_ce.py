@@ -3,7 +3,8 @@
 Semi-supervised SSN is trained on Pedestrian-128-style crops twice with the same seed, data, schedule
 and augmentation, once with L_SSN alone (the paper) and once with L_SSN + PositionCE on the labeled
 crops, and part PCK@0.1h of each is measured on the unlabeled crops with the study's own functions
-(``ssn3d.studies.pedestrians``: crops, augmentation, features, attention, PCK, baselines).
+(``ssn3d.studies.pedestrian_crops``, ``pedestrian_training``, ``pedestrians``: crops, augmentation,
+features, attention, PCK, baselines).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_position_ce.py            # trained backbone, ~4 CPU min
     OMP_NUM_THREADS=1 python benchmarks/bench_position_ce.py --quick    # fixed random backbone, seconds
@@ -29,26 +30,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ssn3d.alignment_losses import PositionCE  # noqa: E402
+from ssn3d.attention import peak_points  # noqa: E402
 from ssn3d.data.synth.walkers import generate_pedestrian128  # noqa: E402
 from ssn3d.engine.optim import adam  # noqa: E402
 from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS  # noqa: E402
+from ssn3d.losses import ssn_loss  # noqa: E402
+from ssn3d.metrics import pck_report  # noqa: E402
 from ssn3d.models.backbone import Backbone  # noqa: E402
-from ssn3d.models.ssn import SSN, ssn_loss  # noqa: E402
+from ssn3d.models.ssn import SSN  # noqa: E402
 from ssn3d.models.ssn3d import keypoints_to_cells  # noqa: E402
-from ssn3d.studies.pedestrians import (  # noqa: E402
-    PCK_ALPHA,
-    PedestrianStudyConfig,
-    attention_of,
-    augment,
-    baselines,
-    color_jitter,
-    features,
-    load_crops,
-    normalize,
-    pck_report,
-    peak_points,
-    quick_config,
-)
+from ssn3d.studies.pedestrian_crops import augment, color_jitter, features, load_crops, normalize  # noqa: E402
+from ssn3d.studies.pedestrian_training import attention_of  # noqa: E402
+from ssn3d.studies.pedestrians import PCK_ALPHA, PedestrianStudyConfig, baselines, quick_config  # noqa: E402
 
 # Fixed before any run: the study's full setting (ResNet34 to layer2 trained with SSN, paper schedule:
 # 30 % labeled-only warm-up, then half labeled, half unlabeled) cut to 150 iterations for the CPU budget.
@@ -145,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         load, cpu0, t0 = os.getloadavg()[0], time.process_time(), time.perf_counter()
         backbone, ssn = train(cfg, raw, anchors, lab, PositionCE(weight=weight, sigma=sigma))
         maps = attention_of(backbone, ssn, raw[unl], "cpu", cfg.context_pad)
-        rep = pck_report(peak_points(maps, (cfg.height, cfg.width)), kps[unl], tol, match=False)
+        rep = pck_report(peak_points(maps.numpy(), (cfg.width, cfg.height)), kps[unl], tol, match=False)
         rep.update(weight=weight, sigma=sigma, cpu_s=round(time.process_time() - cpu0, 1),
                    wall_s=round(time.perf_counter() - t0, 1), load_before=round(load, 2))  # fmt: skip
         record["arms"][name] = rep

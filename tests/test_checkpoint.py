@@ -19,14 +19,13 @@ from ssn3d.config import load_config
 from ssn3d.engine.checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,
-    capture_rng_state,
     load_checkpoint,
     read_checkpoint,
-    restore_rng_state,
     save_checkpoint,
     save_model,
     strip_prefixes,
 )
+from ssn3d.engine.rng_state import capture_rng_state, restore_rng_state
 from ssn3d.models import build_model
 
 TINY = tiny_overrides()

@@ -3,6 +3,7 @@ paintings with planted motifs, label picking and detector-like noise, and the ``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -164,6 +165,80 @@ def test_pedestrian128_single_crops(tmp_path: Path) -> None:
         np.testing.assert_array_equal(k, truth[key])
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["labeled"] == sorted(labels)
+
+
+# ---------------------------------------------------------------------------- regression: the same seed, the same data
+
+# Recorded from the generator before its drawing and writing were split into smaller functions: a
+# refactoring of ``generate_walkers``, ``generate_pedestrian128`` or ``draw_person`` must keep every
+# pixel and keypoint. PNG frames are hashed as decoded pixels and the JSON files by content (the label
+# store stamps each entry with the time it was written), so an encoder or format version cannot move them.
+WALKERS_SEED5 = {
+    "dataset.json": "50ffe498ecc7",
+    "gallery/0004/c2_t00/000000.png": "39458732f0a5",
+    "gallery/0004/c2_t00/000001.png": "4c6638e655b4",
+    "gallery/0005/c1_t00/000000.png": "25c8aab0bc27",
+    "gallery/0005/c1_t00/000001.png": "7fca15bae665",
+    "gallery/0006/c2_t00/000000.png": "cb5803e47592",
+    "gallery/0006/c2_t00/000001.png": "8a66f7fd8725",
+    "keypoints.json": "4b1334d84001",
+    "query/0004/c1_t00/000000.png": "2b32c2efd702",
+    "query/0004/c1_t00/000001.png": "6c3d13577c5f",
+    "query/0005/c2_t00/000000.png": "cbf62f7dc455",
+    "query/0005/c2_t00/000001.png": "05b322dba402",
+    "query/0006/c1_t00/000000.png": "e861d8d66053",
+    "query/0006/c1_t00/000001.png": "d79ca6916759",
+    "train/0001/c1_t00/000000.png": "cce373b12c96",
+    "train/0001/c1_t00/000001.png": "1f18f9a8a765",
+    "train/0001/c2_t00/000000.png": "10e6b21d3e22",
+    "train/0001/c2_t00/000001.png": "920ed999fa8a",
+    "train/0002/c1_t00/000000.png": "0bf590966974",
+    "train/0002/c1_t00/000001.png": "5e37b75213d5",
+    "train/0002/c2_t00/000000.png": "cdc8eeb87338",
+    "train/0002/c2_t00/000001.png": "31f585b5b054",
+    "train/0003/c1_t00/000000.png": "4fccc87ea207",
+    "train/0003/c1_t00/000001.png": "37d69a028edb",
+    "train/0003/c2_t00/000000.png": "41637f737eb5",
+    "train/0003/c2_t00/000001.png": "12a6d1e4ec0b",
+}
+
+PEDESTRIAN128_SEED5 = {
+    "dataset.json": "104c449bddff",
+    "images/0000.png": "9894685c7d76",
+    "images/0001.png": "5a825681d7e9",
+    "images/0002.png": "e701a82a9957",
+    "images/0003.png": "af6d18b3f007",
+    "images/0004.png": "a4bd211afbe0",
+    "images/0005.png": "96a76b4b9b4f",
+    "keypoints.json": "5d2aecf46293",
+    "labels.json": "63e3f389f560",
+}
+
+
+def _fingerprint(root: Path) -> dict[str, str]:
+    """A short content hash of every generated file (lock files aside: the store's own business)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.suffix == ".png":
+            data = np.asarray(Image.open(p)).tobytes()
+        elif p.name in ("keypoints.json", "labels.json"):
+            frames = AnnotationStore(p).frames()
+            data = b"".join(k.encode() + frames[k].astype(np.float32).tobytes() for k in sorted(frames))
+        elif p.name == "dataset.json":
+            data = json.dumps(json.loads(p.read_text()), sort_keys=True).encode()
+        else:
+            continue
+        out[p.relative_to(root).as_posix()] = hashlib.sha256(data).hexdigest()[:12]
+    return out
+
+
+def test_generators_reproduce_their_recorded_output(tmp_path: Path) -> None:
+    # 6 identities at 64 x 32 draw shoulder bags, backpacks, logos, stripes, long hair, caps and bald heads
+    kw = dict(size=(64, 32), seed=5, jpeg=False)
+    walkers = generate_walkers(tmp_path / "w", ids=6, cameras=2, tracklets_per_camera=1, frames=2, **kw)
+    crops = generate_pedestrian128(tmp_path / "p", count=6, labeled=2, **kw)
+    assert _fingerprint(walkers) == WALKERS_SEED5
+    assert _fingerprint(crops) == PEDESTRIAN128_SEED5
 
 
 # ---------------------------------------------------------------------------- amber

@@ -29,12 +29,10 @@ import json
 import logging
 import os
 import pickle
-import random
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -59,48 +57,6 @@ class CheckpointError(ValueError):
 
 class CheckpointNotFoundError(FileNotFoundError):
     """The checkpoint path does not exist."""
-
-
-# --------------------------------------------------------------------------- RNG state as tensors
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """Every RNG the training loop touches, as tensors and plain values (``weights_only``-safe)."""
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    py_version, py_state, py_gauss = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "name": str(np_name),
-            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
-            "pos": int(np_pos),
-            "has_gauss": int(np_has_gauss),
-            "cached_gaussian": float(np_gauss),
-        },
-        "python": {
-            "version": int(py_version),
-            "state": torch.tensor(py_state, dtype=torch.int64),
-            "gauss": py_gauss,
-        },
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = list(torch.cuda.get_rng_state_all())
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of ``capture_rng_state`` (CUDA states are restored only for the devices present)."""
-    torch.set_rng_state(state["torch"].to(torch.uint8).cpu())
-    n = state["numpy"]
-    np.random.set_state(
-        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
-    )
-    p = state["python"]
-    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
-    cuda = state.get("cuda")
-    if cuda and torch.cuda.is_available():
-        for i, s in enumerate(cuda[: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(s.cpu(), i)
 
 
 # --------------------------------------------------------------------------- checksum and temporaries

@@ -26,15 +26,14 @@ from torch import nn
 from ssn3d.config import Config
 from ssn3d.engine.checkpoint import (
     CheckpointError,
-    capture_rng_state,
     checkpoint_config,
     load_model_state,
     model_differences,
     plain_config,
     read_checkpoint,
-    restore_rng_state,
     unwrap_model,
 )
+from ssn3d.engine.rng_state import capture_rng_state, restore_rng_state
 from ssn3d.engine.train_data import ResumableBatches
 
 _logger = logging.getLogger(__name__)

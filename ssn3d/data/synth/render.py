@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -263,108 +264,118 @@ def _band(outline: tuple[float, ...], t0: float, t1: float) -> list[np.ndarray]:
     return [np.array(p) for p in ((x0 - h0, y0), (x0 + h0, y0), (x1 + h1, y1), (x1 - h1, y1))]
 
 
-def draw_person(painter: Painter, joints: dict[str, np.ndarray], look: Look, yaw: float) -> None:
-    """Paint one person, farthest pieces first (painter's algorithm)."""
-    xy, depth = project(joints, yaw)
+def _arm(painter: Painter, look: Look, sh: np.ndarray, el: np.ndarray, wr: np.ndarray) -> None:
+    painter.capsule(sh, el, 0.05, look.shirt)
+    painter.capsule(el, wr, 0.042, look.shirt if look.long_sleeves else look.skin)
+    painter.ellipse(wr, 0.024, 0.024, look.skin)
+
+
+def _leg(
+    painter: Painter, look: Look, s: float, hip: np.ndarray, kn: np.ndarray, an: np.ndarray, ft: np.ndarray
+) -> None:
+    painter.capsule(hip, kn, 0.078, look.pants)
+    painter.capsule(kn, an, 0.06, look.skin if look.shorts else look.pants)
+    painter.ellipse(ft + np.array([0.02 * s, 0.0]), 0.03 + 0.025 * abs(s), 0.026, look.shoes)
+
+
+def _torso(
+    painter: Painter, xy: dict[str, np.ndarray], look: Look, outline: tuple[float, ...], c: float, s: float
+) -> None:
+    painter.capsule(xy["neck"], xy["neck"] - np.array([0.0, 0.04]), 0.05, look.skin)
+    painter.polygon(_band(outline, 0.0, 1.0), look.shirt)
+    if look.pattern == "stripes":
+        for t in np.arange(0.08, 0.95, 0.18):
+            painter.polygon(_band(outline, float(t), float(t) + 0.08), look.shirt2)
+    elif look.pattern == "two_tone":
+        painter.polygon(_band(outline, 0.0, 0.38), look.shirt2)
+    elif look.pattern == "logo" and c > 0.2:  # a chest print, seen from the front only
+        painter.ellipse(xy["body"] + np.array([0.015 * s, 0.02]), 0.045 * c, 0.04, look.shirt2)
+    painter.polygon(_band(outline, 0.93, 1.0), look.pants)  # waistband
+
+
+def _head(painter: Painter, hc: np.ndarray, look: Look, c: float, s: float) -> None:
+    r = 0.062 * look.height
+    if look.hair_style == "long":
+        painter.polygon(
+            [
+                hc + np.array([-0.07, 0.0]),
+                hc + np.array([0.07, 0.0]),
+                hc + np.array([0.06 - 0.03 * s, -0.13]),
+                hc + np.array([-0.06 - 0.03 * s, -0.13]),
+            ],
+            look.hair,
+        )
+    painter.ellipse(hc, r * 0.92, r, look.hair if look.hair_style != "bald" else look.skin)
+    face = 0.5 + 0.5 * c  # how much of the face is seen
+    if face > 0.15:
+        painter.ellipse(
+            hc + np.array([0.45 * r * s, -0.18 * r]), 0.8 * r * (0.4 + 0.6 * face), 0.78 * r, look.skin
+        )
+    if c > 0.3:
+        for e in (-1, 1):
+            painter.ellipse(
+                hc + np.array([0.32 * r * s + e * 0.35 * r * c, -0.1 * r]), 0.1 * r, 0.1 * r, (30, 25, 25)
+            )
+    if look.hair_style == "cap":
+        painter.ellipse(hc + np.array([0.0, 0.45 * r]), r * 0.98, 0.55 * r, look.cap)
+        painter.ellipse(hc + np.array([0.7 * r * s, 0.35 * r]), r * (0.3 + 0.5 * abs(s)), 0.18 * r, look.cap)
+
+
+def _backpack(
+    painter: Painter, xy: dict[str, np.ndarray], look: Look, outline: tuple[float, ...], c: float, s: float
+) -> None:
+    if c < -0.3:  # seen from behind: the pack covers the back
+        painter.polygon(_band(outline, 0.1, 0.72), look.bag_color)
+    else:  # from the side it sticks out behind the back
+        centre = 0.5 * (xy["body"] + xy["crotch"]) + np.array([-0.08 * s, 0.05])
+        painter.ellipse(centre, 0.05 + 0.02 * abs(s), 0.13, look.bag_color)
+
+
+def _shoulder_bag(painter: Painter, strap_from: np.ndarray, centre: np.ndarray, look: Look) -> None:
+    painter.capsule(strap_from, centre + np.array([0.0, 0.06]), 0.018, look.bag_color)
+    corners = ((-0.06, 0.06), (0.06, 0.06), (0.055, -0.06), (-0.055, -0.06))
+    painter.polygon([centre + np.array(p) for p in corners], look.bag_color)
+
+
+def _pieces(
+    painter: Painter, xy: dict[str, np.ndarray], depth: dict[str, float], look: Look, yaw: float
+) -> list[tuple[float, Callable[[], None]]]:
+    """Every piece of the person as (depth, draw), in a fixed order that breaks depth ties."""
     c, s = math.cos(yaw), math.sin(yaw)
-    items: list[tuple[float, int, Callable[[], None]]] = []
-
-    def add(d: float, fn: Callable[[], None]) -> None:
-        items.append((d, len(items), fn))
-
-    sleeve = look.shirt
+    items: list[tuple[float, Callable[[], None]]] = []
     for side in ("l", "r"):
         sh, el, wr = xy[f"{side}_shoulder"], xy[f"{side}_elbow"], xy[f"{side}_wrist"]
         hip, kn, an, ft = xy[f"{side}_hip"], xy[f"{side}_knee"], xy[f"{side}_ankle"], xy[f"{side}_foot"]
         # arms hang beside the torso: in front of it unless they are on its far side
         d_arm = np.mean([depth[f"{side}_{k}"] for k in ("shoulder", "elbow", "wrist")]) + 0.03
         d_leg = np.mean([depth[f"{side}_{k}"] for k in ("hip", "knee", "ankle")])
-
-        def arm(sh=sh, el=el, wr=wr) -> None:
-            painter.capsule(sh, el, 0.05, sleeve)
-            painter.capsule(el, wr, 0.042, sleeve if look.long_sleeves else look.skin)
-            painter.ellipse(wr, 0.024, 0.024, look.skin)
-
-        def leg(hip=hip, kn=kn, an=an, ft=ft) -> None:
-            painter.capsule(hip, kn, 0.078, look.pants)
-            painter.capsule(kn, an, 0.06, look.skin if look.shorts else look.pants)
-            painter.ellipse(ft + np.array([0.02 * s, 0.0]), 0.03 + 0.025 * abs(s), 0.026, look.shoes)
-
-        add(d_arm, arm)
-        add(d_leg, leg)
-
+        items.append((d_arm, partial(_arm, painter, look, sh, el, wr)))
+        items.append((d_leg, partial(_leg, painter, look, s, hip, kn, an, ft)))
     outline = _torso_outline(xy, yaw, look)
-
-    def torso() -> None:
-        painter.capsule(xy["neck"], xy["neck"] - np.array([0.0, 0.04]), 0.05, look.skin)
-        painter.polygon(_band(outline, 0.0, 1.0), look.shirt)
-        if look.pattern == "stripes":
-            for t in np.arange(0.08, 0.95, 0.18):
-                painter.polygon(_band(outline, float(t), float(t) + 0.08), look.shirt2)
-        elif look.pattern == "two_tone":
-            painter.polygon(_band(outline, 0.0, 0.38), look.shirt2)
-        elif look.pattern == "logo" and c > 0.2:  # a chest print, seen from the front only
-            painter.ellipse(xy["body"] + np.array([0.015 * s, 0.02]), 0.045 * c, 0.04, look.shirt2)
-        painter.polygon(_band(outline, 0.93, 1.0), look.pants)  # waistband
-
-    add(depth["body"], torso)
-
-    def head() -> None:
-        r = 0.062 * look.height
-        hc = xy["head"]
-        if look.hair_style == "long":
-            painter.polygon(
-                [
-                    hc + np.array([-0.07, 0.0]),
-                    hc + np.array([0.07, 0.0]),
-                    hc + np.array([0.06 - 0.03 * s, -0.13]),
-                    hc + np.array([-0.06 - 0.03 * s, -0.13]),
-                ],
-                look.hair,
-            )
-        painter.ellipse(hc, r * 0.92, r, look.hair if look.hair_style != "bald" else look.skin)
-        face = 0.5 + 0.5 * c  # how much of the face is seen
-        if face > 0.15:
-            painter.ellipse(
-                hc + np.array([0.45 * r * s, -0.18 * r]), 0.8 * r * (0.4 + 0.6 * face), 0.78 * r, look.skin
-            )
-        if c > 0.3:
-            for e in (-1, 1):
-                painter.ellipse(
-                    hc + np.array([0.32 * r * s + e * 0.35 * r * c, -0.1 * r]), 0.1 * r, 0.1 * r, (30, 25, 25)
-                )
-        if look.hair_style == "cap":
-            painter.ellipse(hc + np.array([0.0, 0.45 * r]), r * 0.98, 0.55 * r, look.cap)
-            painter.ellipse(
-                hc + np.array([0.7 * r * s, 0.35 * r]), r * (0.3 + 0.5 * abs(s)), 0.18 * r, look.cap
-            )
-
-    add(depth["head"] + 0.01, head)
-
+    items.append((depth["body"], partial(_torso, painter, xy, look, outline, c, s)))
+    items.append((depth["head"] + 0.01, partial(_head, painter, xy["head"], look, c, s)))
     if look.bag == "backpack":
-
-        def backpack() -> None:
-            if c < -0.3:  # seen from behind: the pack covers the back
-                painter.polygon(_band(outline, 0.1, 0.72), look.bag_color)
-            else:  # from the side it sticks out behind the back
-                centre = 0.5 * (xy["body"] + xy["crotch"]) + np.array([-0.08 * s, 0.05])
-                painter.ellipse(centre, 0.05 + 0.02 * abs(s), 0.13, look.bag_color)
-
-        add(depth["body"] - 0.09 * c, backpack)
+        items.append((depth["body"] - 0.09 * c, partial(_backpack, painter, xy, look, outline, c, s)))
     elif look.bag == "shoulder":
         side, other = ("l", "r") if look.bag_side > 0 else ("r", "l")
         outward = float(np.sign(xy[f"{side}_hip"][0] - xy[f"{other}_hip"][0]))
         centre = xy[f"{side}_hip"] + np.array([0.05 * outward, 0.02])
+        items.append(
+            (
+                depth[f"{side}_hip"] + 0.07,
+                partial(_shoulder_bag, painter, xy[f"{other}_shoulder"], centre, look),
+            )
+        )
+    return items
 
-        def shoulder_bag() -> None:
-            painter.capsule(xy[f"{other}_shoulder"], centre + np.array([0.0, 0.06]), 0.018, look.bag_color)
-            corners = ((-0.06, 0.06), (0.06, 0.06), (0.055, -0.06), (-0.055, -0.06))
-            painter.polygon([centre + np.array(p) for p in corners], look.bag_color)
 
-        add(depth[f"{side}_hip"] + 0.07, shoulder_bag)
-
-    for _, _, fn in sorted(items, key=lambda t: (t[0], t[1])):
-        fn()
+def draw_person(painter: Painter, joints: dict[str, np.ndarray], look: Look, yaw: float) -> None:
+    """Paint one person, farthest pieces first (painter's algorithm)."""
+    xy, depth = project(joints, yaw)
+    items = _pieces(painter, xy, depth, look, yaw)
+    order = sorted(range(len(items)), key=lambda i: (items[i][0], i))
+    for i in order:
+        items[i][1]()
 
 
 def keypoints_xy(joints: dict[str, np.ndarray], yaw: float) -> np.ndarray:

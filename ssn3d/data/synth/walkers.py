@@ -29,9 +29,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -39,7 +40,7 @@ from tqdm import tqdm
 
 from ssn3d.annotations import AnnotationStore
 from ssn3d.data.synth.render import Look, random_look, sibling_look
-from ssn3d.data.synth.scene import random_camera, walk_tracklet
+from ssn3d.data.synth.scene import Camera, Frame, random_camera, walk_tracklet
 from ssn3d.io import atomic_write_json
 from ssn3d.keypoints import PARTS, VISIBLE
 
@@ -180,7 +181,6 @@ def generate_walkers(
     train_ids = ids // 2 if split else ids
     people = make_identities(ids, seed, train_ids)
     cams = [random_camera(np.random.default_rng([seed, _KIND_CAMERA, c]), c) for c in range(cameras)]
-    ext = "jpg" if jpeg else "png"
     total = ids * cameras * tracklets_per_camera * frames
     labels: dict[str, np.ndarray] = {}
     counts = {s: {"ids": set(), "tracklets": 0, "frames": 0} for s in ("train", "query", "gallery")}
@@ -190,16 +190,10 @@ def generate_walkers(
         pid = f"{k + 1:04d}"
         for c, cam in enumerate(cams):
             for t in range(tracklets_per_camera):
-                if k < train_ids:
-                    part = "train"
-                else:
-                    part = "query" if (c == (k + 1) % cameras and t == 0) else "gallery"
-                folder = out / part / pid / f"c{c + 1}_t{t:02d}"
+                part = _split_of(k, c, t, train_ids, cameras)
                 rng = np.random.default_rng([seed, _KIND_TRACKLET, k, c, t])
-                for f, frame in enumerate(walk_tracklet(rng, look, cam, frames=frames, size=(h, w))):
-                    path = folder / f"{f:06d}.{ext}"
-                    _save(frame.image, path, jpeg)
-                    labels[path.relative_to(out).as_posix()] = frame.keypoints
+                tracklet = walk_tracklet(rng, look, cam, frames=frames, size=(h, w))
+                labels.update(_write_tracklet(out, out / part / pid / f"c{c + 1}_t{t:02d}", tracklet, jpeg))
                 counts[part]["ids"].add(pid)
                 counts[part]["tracklets"] += 1
                 counts[part]["frames"] += frames
@@ -209,20 +203,52 @@ def generate_walkers(
                     callback(done, total)
     bar.close()
     AnnotationStore(out / "keypoints.json").update(labels, source="synthetic")
-    meta = {
+    params = dict(
+        ids=ids,
+        cameras=cameras,
+        tracklets_per_camera=tracklets_per_camera,
+        frames=frames,
+        size=[h, w],
+        seed=seed,
+        split=split,
+        jpeg=jpeg,
+    )
+    atomic_write_json(out / "dataset.json", _walkers_meta(params, counts, people, train_ids, cams))
+    _logger.info("Wrote %d frames of %d identities to %s", total, ids, out)
+    return out
+
+
+def _split_of(k: int, c: int, t: int, train_ids: int, cameras: int) -> str:
+    """The split of identity ``k``'s tracklet ``t`` in camera ``c`` (the rule in the module docstring)."""
+    if k < train_ids:
+        return "train"
+    return "query" if (c == (k + 1) % cameras and t == 0) else "gallery"
+
+
+def _write_tracklet(out: Path, folder: Path, tracklet: Iterable[Frame], jpeg: bool) -> dict[str, np.ndarray]:
+    """Save a tracklet's frames into ``folder``; return their keypoints by path relative to ``out``."""
+    ext = "jpg" if jpeg else "png"
+    labels = {}
+    for f, frame in enumerate(tracklet):
+        path = folder / f"{f:06d}.{ext}"
+        _save(frame.image, path, jpeg)
+        labels[path.relative_to(out).as_posix()] = frame.keypoints
+    return labels
+
+
+def _walkers_meta(
+    params: dict[str, Any],
+    counts: dict[str, dict[str, Any]],
+    people: list[tuple[Look, dict]],
+    train_ids: int,
+    cams: list[Camera],
+) -> dict[str, Any]:
+    """The ``dataset.json`` of a walkers dataset: parameters, split sizes, identities and cameras."""
+    return {
         "generator": GENERATOR,
         "version": 1,
         "layout": "folder",
-        "params": dict(
-            ids=ids,
-            cameras=cameras,
-            tracklets_per_camera=tracklets_per_camera,
-            frames=frames,
-            size=[h, w],
-            seed=seed,
-            split=split,
-            jpeg=jpeg,
-        ),
+        "params": params,
         "parts": list(PARTS),
         "keypoints": "keypoints.json",
         "splits": {
@@ -236,9 +262,6 @@ def generate_walkers(
         },
         "cameras": [asdict(c) for c in cams],
     }
-    atomic_write_json(out / "dataset.json", meta)
-    _logger.info("Wrote %d frames of %d identities to %s", total, ids, out)
-    return out
 
 
 def generate_demo(
@@ -298,19 +321,14 @@ def generate_pedestrian128(
     ext = "jpg" if jpeg else "png"
     truth: dict[str, np.ndarray] = {}
     for i in tqdm(range(count), desc="pedestrians", unit="crop", disable=not progress):
-        rng = np.random.default_rng([seed, _KIND_CROP, i])
-        look, cam = random_look(rng), random_camera(rng, int(rng.integers(4)))
-        frame = next(walk_tracklet(rng, look, cam, frames=1, size=(h, w), occluder_prob=0.15))
+        frame = _single_crop(seed, i, (h, w))
         path = out / "images" / f"{i:04d}.{ext}"
         _save(frame.image, path, jpeg)
         truth[path.relative_to(out).as_posix()] = frame.keypoints
         if callback:
             callback(i + 1, count)
     keys = sorted(truth)
-    clear = [k for k in keys if (truth[k][:, 2] >= VISIBLE).all()]
-    pool = clear if len(clear) >= labeled else keys
-    rng = np.random.default_rng([seed, _KIND_PICK])
-    chosen = sorted(pool[i] for i in rng.choice(len(pool), size=labeled, replace=False))
+    chosen = _pick_clear(truth, labeled, seed)
     AnnotationStore(out / "keypoints.json").update(truth, source="synthetic")
     AnnotationStore(out / "labels.json").update({k: truth[k] for k in chosen}, source="synthetic")
     atomic_write_json(
@@ -327,3 +345,19 @@ def generate_pedestrian128(
         },
     )
     return out
+
+
+def _single_crop(seed: int, i: int, size: tuple[int, int]) -> Frame:
+    """Crop ``i``: a new identity seen by a new camera at a random moment of its gait."""
+    rng = np.random.default_rng([seed, _KIND_CROP, i])
+    look, cam = random_look(rng), random_camera(rng, int(rng.integers(4)))
+    return next(walk_tracklet(rng, look, cam, frames=1, size=size, occluder_prob=0.15))
+
+
+def _pick_clear(truth: dict[str, np.ndarray], labeled: int, seed: int) -> list[str]:
+    """``labeled`` crops drawn by ``seed`` among those with all 9 parts visible (all crops if too few)."""
+    keys = sorted(truth)
+    clear = [k for k in keys if (truth[k][:, 2] >= VISIBLE).all()]
+    pool = clear if len(clear) >= labeled else keys
+    rng = np.random.default_rng([seed, _KIND_PICK])
+    return sorted(pool[i] for i in rng.choice(len(pool), size=labeled, replace=False))

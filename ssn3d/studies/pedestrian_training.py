@@ -1,0 +1,190 @@
+"""Training SSN on Pedestrian-128 crops with one strategy: semi-supervised or unsupervised.
+
+Paper, "Study on SSN / Pedestrian 128": labeled crops anchor part i at keypoint i (eq. 3 with
+Y^i = X at the keypoint); "During training, we use the labeled images to guide SSN training. After
+that, we continue training SSN with unlabeled data". Unsupervised: the same SSN with no anchors.
+Choices the paper leaves open: the backbone is trained with SSN when it has no ImageNet weights (a
+random backbone is no feature extractor); phase 1 uses labeled crops only, phase 2 mixes labeled and
+unlabeled crops half and half (anchors stay on, as in "Semi-supervised Training").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ssn3d.engine.optim import adam
+from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS
+from ssn3d.losses import ssn_loss
+from ssn3d.models.backbone import Backbone
+from ssn3d.models.ssn import SSN
+from ssn3d.models.ssn3d import keypoints_to_cells
+from ssn3d.studies.pedestrian_crops import augment, color_jitter, features, normalize
+
+if TYPE_CHECKING:  # the config lives with the study; importing it at run time would be circular
+    from ssn3d.studies.pedestrians import PedestrianStudyConfig
+
+
+def _batch_indices(
+    it: int,
+    cfg: PedestrianStudyConfig,
+    labeled: np.ndarray,
+    everyone: np.ndarray,
+    strategy: str,
+    gen: torch.Generator,
+) -> np.ndarray:
+    """Semi: labeled crops only during warm-up, then half labeled, half unlabeled; unsupervised: any crop."""
+
+    def draw(pool: np.ndarray, n: int) -> np.ndarray:
+        return pool[torch.randint(len(pool), (n,), generator=gen).numpy()]
+
+    if strategy == "unsupervised":
+        return draw(everyone, cfg.batch)
+    if it < cfg.warmup * cfg.iters:
+        return draw(labeled, cfg.batch)
+    unlabeled = np.setdiff1d(everyone, labeled)
+    return np.concatenate([draw(labeled, cfg.batch // 2), draw(unlabeled, cfg.batch - cfg.batch // 2)])
+
+
+def _build(cfg: PedestrianStudyConfig) -> tuple[Backbone, SSN, torch.optim.Optimizer]:
+    """The backbone, SSN and the optimizer of what trains, both models in training mode."""
+    dev = cfg.device
+    backbone = Backbone(name=cfg.backbone, stages=cfg.stages, weights=cfg.weights).to(dev)
+    ssn = SSN(
+        in_channels=backbone.out_channels, num_parts=NUM_PARTS, window=cfg.window, hidden=cfg.hidden
+    ).to(dev)
+    params = list(ssn.parameters()) + (list(backbone.parameters()) if cfg.train_backbone else [])
+    opt = adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    backbone.train(cfg.train_backbone)
+    ssn.train()
+    return backbone, ssn, opt
+
+
+@torch.no_grad()
+def _cached_features(
+    cfg: PedestrianStudyConfig, backbone: Backbone, images: torch.Tensor
+) -> list[torch.Tensor]:
+    """Fixed-backbone features of every crop, of its mirror image too when augmenting: [(P, C, h, w), ...]."""
+    views = [images, images.flip(-1)] if cfg.augment else [images]
+    dev = cfg.device
+    return [torch.cat([backbone(v[i : i + 32].to(dev)) for i in range(0, len(v), 32)]) for v in views]
+
+
+def _batch(
+    cfg: PedestrianStudyConfig,
+    backbone: Backbone,
+    images: torch.Tensor,
+    k: torch.Tensor,
+    idx: np.ndarray,
+    cached: list[torch.Tensor] | None,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (B, C, h, w) of the crops ``idx`` and their keypoints (B, 9, 3), augmented alike."""
+    dev = cfg.device
+    if cached is None:
+        x = images[idx].to(dev)
+        if cfg.augment:
+            x, k = augment(x, k.to(dev), gen)
+            x = color_jitter(x, cfg.color_jitter, gen)
+        return features(backbone, normalize(x), cfg.context_pad), k
+    w = images.shape[-1]
+    flip = (
+        (torch.rand(len(idx), generator=gen) < 0.5)
+        if cfg.augment
+        else torch.zeros(len(idx), dtype=torch.bool)
+    )
+    feats = torch.where(flip.to(dev)[:, None, None, None], cached[-1][idx], cached[0][idx])
+    kf = k.clone()
+    kf[..., 0] = torch.where(k[..., 2] > 0, w - k[..., 0], 0.0)
+    return feats, torch.where(flip[:, None, None], kf[:, list(FLIP_PERMUTATION)], k)
+
+
+def _attention_ce(attention: torch.Tensor, cells: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """NOT in the paper: mean -log attention (B, N, h, w) of each anchored part at its keypoint's cell."""
+    fw = attention.shape[-1]
+    flat = (cells[..., 1] * fw + cells[..., 0]).unsqueeze(-1)  # (B, N, 1) index of the keypoint's cell
+    p = attention.flatten(2).gather(-1, flat).squeeze(-1)  # (B, N)
+    return -(p[mask].clamp_min(1e-8).log()).mean()
+
+
+def _step(
+    cfg: PedestrianStudyConfig,
+    strategy: str,
+    ssn: SSN,
+    opt: torch.optim.Optimizer,
+    feats: torch.Tensor,
+    k: torch.Tensor,
+    image_size: tuple[int, int],
+) -> float:
+    """One optimisation step on a batch of features (B, C, h, w) and keypoints (B, 9, 3); the loss."""
+    h, w = image_size
+    cells = mask = None
+    if strategy == "semi":
+        cells, mask = keypoints_to_cells(k.to(cfg.device), (w, h), (feats.shape[-1], feats.shape[-2]))
+    out = ssn(feats, cells, mask)
+    loss = ssn_loss(out.logits)
+    if cfg.attention_loss and mask is not None and bool(mask.any()):
+        loss = loss + cfg.attention_loss * _attention_ce(out.attention, cells, mask)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def train_strategy(
+    cfg: PedestrianStudyConfig,
+    strategy: str,
+    images: torch.Tensor,
+    anchors: np.ndarray,
+    labeled_idx: np.ndarray,
+    progress: bool = True,
+    callback: Callable[[str, int, float], None] | None = None,
+    evaluate: Callable[[Backbone, SSN], float] | None = None,
+) -> tuple[Backbone, SSN, list[float], list[list[float]]]:
+    """Train SSN (and the backbone when ``cfg.train_backbone``) with one strategy.
+
+    Args:
+        images: (P, 3, H, W) crops in [0, 1].
+        anchors: (P, 9, 3) keypoints of the labeled crops (zeros elsewhere), output pixels.
+        labeled_idx: indices of the labeled crops.
+        callback: ``callback(strategy, iteration, loss)`` after every step.
+        evaluate: a measure of the models, taken every ``cfg.eval_every`` iterations.
+
+    Returns:
+        backbone, ssn, the loss of every iteration and [[iteration, measure], ...].
+    """
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    backbone, ssn, opt = _build(cfg)
+    kps_all = torch.from_numpy(anchors)
+    # fixed features: computed once
+    cached = None if cfg.train_backbone else _cached_features(cfg, backbone, images)
+    everyone = np.arange(len(images))
+    losses: list[float] = []
+    curve: list[list[float]] = []
+    bar = tqdm(range(cfg.iters), desc=f"SSN {strategy}", disable=not progress, leave=False)
+    for it in bar:
+        idx = _batch_indices(it, cfg, labeled_idx, everyone, strategy, gen)
+        feats, k = _batch(cfg, backbone, images, kps_all[idx], idx, cached, gen)
+        losses.append(_step(cfg, strategy, ssn, opt, feats, k, tuple(images.shape[-2:])))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if callback:
+            callback(strategy, it, losses[-1])
+        if evaluate and cfg.eval_every and (it + 1) % cfg.eval_every == 0 and it + 1 < cfg.iters:
+            curve.append([it + 1, evaluate(backbone, ssn)])
+            backbone.train(cfg.train_backbone)
+            ssn.train()
+    return backbone, ssn, losses, curve
+
+
+@torch.no_grad()
+def attention_of(backbone: Backbone, ssn: SSN, images: torch.Tensor, device: str, pad: int) -> torch.Tensor:
+    """(P, 3, H, W) crops in [0, 1] -> (P, N, h, w) attention maps (no anchors), on the CPU."""
+    backbone.eval()
+    ssn.eval()
+    chunks = (images[i : i + 32].to(device) for i in range(0, len(images), 32))
+    return torch.cat([ssn.attention(features(backbone, normalize(x), pad)).cpu() for x in chunks])
