@@ -216,8 +216,8 @@ def _clickable_frame(page: Page):
 def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str, home: Path, tmp_path: Path):
     from PIL import Image
 
-    from ssn3d.annotations import AnnotationStore
     from ssn3d.keypoints import PART_COLORS
+    from ssn3d.labels.store import AnnotationStore
 
     _open(page, server, "annotate")
     img = _clickable_frame(page)
@@ -261,7 +261,7 @@ def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str
 
 
 def _store_frames(home: Path) -> dict:
-    from ssn3d.annotations import AnnotationStore
+    from ssn3d.labels.store import AnnotationStore
 
     return AnnotationStore(home / "annotations" / "folder-demo-walkers.json").frames()
 

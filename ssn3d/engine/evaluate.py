@@ -28,7 +28,6 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ssn3d.annotations import AnnotationStore
 from ssn3d.attention import maps_pck, merge_keypoints
 from ssn3d.config import Config
 from ssn3d.data.datasets import DatasetError, VideoReIDDataset, build_dataset
@@ -42,6 +41,7 @@ from ssn3d.engine.distributed import device_for, env_dist_info
 from ssn3d.engine.evaluations import REPORT_TOPK, locate_evaluation
 from ssn3d.io import atomic_write_json
 from ssn3d.keypoints import NUM_PARTS, VISIBLE, resize_keypoints
+from ssn3d.labels.store import AnnotationStore
 from ssn3d.metrics import compute_distance, evaluate_rank, pck_summary, rank_gallery
 
 _logger = logging.getLogger(__name__)
