@@ -263,3 +263,31 @@ def test_suggestions_are_drawn_as_rings_in_the_part_colour_and_labeled_parts_are
     ring = out[35:46, 35:46].reshape(-1, 3)
     assert (np.abs(ring.astype(int) - PART_COLORS[0]).sum(1) < 30).any()  # the head's colour
     assert (out[112:129, 32:49] == before[112:129, 32:49]).all()  # the labeled left foot: no ring drawn
+
+
+def test_apply_edit_saves_at_once_pushes_undo_and_undo_last_reverts_it(tmp_path):
+    store = AnnotationStore(tmp_path / "ds.json")
+    undo = editing.UndoStack()
+    full = np.tile(np.array([5.0, 6.0, VISIBLE], np.float32), (NUM_PARTS, 1))
+    edit = editing.apply_edit(store, "t/f0.jpg", lambda k: editing.set_point(k, 0, 3.0, 4.0), undo)
+    assert edit.before is None and tuple(edit.after[0]) == (3.0, 4.0, VISIBLE)
+    assert tuple(AnnotationStore(store.path).get("t/f0.jpg")[0]) == (3.0, 4.0, VISIBLE)  # on disk already
+    assert edit.done_changed and edit.repair is None  # to do -> started
+    second = editing.apply_edit(store, "t/f0.jpg", lambda _: full, undo, current=store.frames())
+    assert second.done_changed and progress.is_labeled(store.get("t/f0.jpg"))  # started -> labeled
+    same_state = editing.apply_edit(store, "t/f0.jpg", lambda k: editing.set_point(k, 1, 9.0, 9.0), undo)
+    assert not same_state.done_changed and len(undo) == 3
+    back = editing.undo_last(store, undo)
+    assert back.frame == "t/f0.jpg" and editing.changed_part(back.before, back.after) == 1
+    assert len(undo) == 2  # an undo is not itself pushed
+    editing.undo_last(store, undo)
+    editing.undo_last(store, undo)
+    assert store.get("t/f0.jpg") is None and editing.undo_last(store, undo) is None
+
+
+def test_apply_edit_saves_nothing_and_keeps_the_store_when_the_change_is_invalid(tmp_path):
+    store = AnnotationStore(tmp_path / "ds.json")
+    editing.apply_edit(store, "f.jpg", lambda k: editing.set_point(k, 0, 3.0, 4.0), None)
+    with pytest.raises(ValueError):
+        editing.apply_edit(store, "f.jpg", lambda k: editing.set_point(k, 0, float("nan"), 4.0), None)
+    assert tuple(store.get("f.jpg")[0]) == (3.0, 4.0, VISIBLE)
