@@ -152,6 +152,143 @@ act.remember_place(split, idx, cur)
 st.html(FOCUS_BACK, unsafe_allow_javascript=True)
 
 
+def frame_view(kps: np.ndarray | None) -> None:
+    """Frame navigation, zoom, and the frame with its points, the suggestions and the click target."""
+    nav = st.columns([2, 5, 2])
+    nav[0].button(
+        "◀",
+        key="ann_prev",
+        help="previous frame",
+        on_click=act.step_frame,
+        args=(-1,),
+        shortcut="Left",
+        disabled=cur == 0,
+    )
+    nav[1].slider(
+        "Frame",
+        0,
+        max(1, len(frames) - 1),
+        key="ann_frame",
+        disabled=len(frames) == 1,
+        label_visibility="collapsed",
+    )
+    nav[2].button(
+        "▶",
+        help="next frame",
+        key="ann_next",
+        on_click=act.step_frame,
+        args=(1,),
+        shortcut="Right",
+        disabled=cur >= len(frames) - 1,
+    )
+    part = S["ann_part"]
+    zoom = st.segmented_control(
+        "Zoom",
+        ZOOMS,
+        format_func=lambda z: "fit" if z == 1 else f"{z}x",
+        key="ann_zoom",
+        required=True,
+        help="larger than the window: scroll the page to pan",
+    )
+    shown = scale * (zoom or 1)
+    S["ann_ctx"]["scale"] = shown  # the click radius follows the zoom
+    radius = max(3.0, 1.5 * shown)
+    drawn = drawing.draw_keypoints(image, kps, scale=shown, radius=radius, selected=part)
+    sug = S["ann_sugg"].get(frame)
+    if sug is not None:
+        drawing.draw_suggestions(
+            drawn,
+            kps,
+            np.asarray(sug["keypoints"]),
+            np.asarray(sug["confidence"]),
+            scale=shown,
+            radius=radius,
+        )
+    hidden = [n for i, n in enumerate(NAMES) if kps is not None and editing.part_state(kps, i) == "hidden"]
+    tag = [f"{S['ann_mode'] or 'place'}: {NAMES[part]}"] + (
+        [f"hidden: {', '.join(hidden)}"] if hidden else []
+    )
+    drawing.draw_tag(drawn, tag, PART_COLORS[part])
+    streamlit_image_coordinates(
+        drawn,
+        key="ann_click",
+        on_click=act.on_image_click,
+        cursor=part_cursor(PART_COLORS[part]),
+        png_compression_level=1,  # a tenth of the bytes of level 0 for 1 ms more
+    )
+    st.caption(
+        f"`{frame}`: {image.width} x {image.height} pixels, shown at {shown:g}x. Click to place the "
+        "selected part; the next unlabeled part is selected after each click."
+    )
+
+
+def frame_tools(kps: np.ndarray | None) -> None:
+    """The message, click mode, part buttons and legend, the edit buttons, suggestions, a typed point."""
+    if S["ann_msg"]:
+        (st.error if S["ann_msg"].startswith("error:") else st.info)(S["ann_msg"])
+    st.segmented_control(
+        "Click mode",
+        ["place", "move", "delete"],
+        key="ann_mode",
+        required=True,
+        help="move: click a point, then where it belongs; delete: click a point",
+    )
+    st.caption("Part (keys 1-9)")
+    grid = st.columns(3)
+    for i, name in enumerate(NAMES):
+        grid[i % 3].button(  # a fixed label: the part's state is in the legend below
+            name,
+            key=f"ann_part_{i}",
+            on_click=act.select_part,
+            args=(i,),
+            shortcut=str(i + 1),
+            type="secondary",  # the selected part is filled with its colour (part_css)
+            width="stretch",
+        )
+    states = ["" if kps is None else editing.part_state(kps, i) for i in range(len(NAMES))]
+    legend = " ".join(
+        f'<span style="color:rgb{c};font-size:1.3em">&#9679;</span>&nbsp;{n}{f" ({s})" if s else ""}'
+        for c, n, s in zip(PART_COLORS, NAMES, states)
+    )
+    st.markdown(legend, unsafe_allow_html=True)  # fixed part names and colours only, no user text
+    row = st.columns(2)
+    row[0].button(
+        "Not visible",
+        key="ann_hidden",
+        on_click=act.not_visible,
+        shortcut="V",
+        width="stretch",
+        help="the part is hidden or outside the frame: labeled, but no anchor",
+    )
+    row[1].button("Clear part", key="ann_clear_part", on_click=act.clear_part, shortcut="X", width="stretch")
+    row = st.columns(2)
+    row[0].button(
+        "Undo",
+        key="ann_undo_btn",
+        on_click=act.undo,
+        shortcut="Z",
+        width="stretch",
+        disabled=len(S["ann_undo"]) == 0,
+    )
+    row[1].button(
+        "Copy previous frame", key="ann_copy", on_click=act.copy_prev, shortcut="P", width="stretch"
+    )
+    st.button(
+        "Clear frame",
+        key="ann_clear_frame",
+        on_click=act.clear_frame,
+        width="stretch",
+        disabled=kps is None,
+    )
+    suggestion_tools(frame, kps)
+    with st.form("ann_type_point", clear_on_submit=False, border=True):
+        st.caption("Or type the point in frame pixels (Enter places it)")
+        c = st.columns(2)
+        c[0].number_input("x", 0.0, float(image.width), float(image.width) / 2, key="ann_x", step=1.0)
+        c[1].number_input("y", 0.0, float(image.height), float(image.height) / 2, key="ann_y", step=1.0)
+        st.form_submit_button("Place point", on_click=act.on_typed_point)
+
+
 @st.fragment
 def frame_and_tools() -> None:
     """The frame and its tools. A click reruns only this part of the page, which keeps the redraw fast;
@@ -163,141 +300,9 @@ def frame_and_tools() -> None:
     st.html(part_css(S["ann_part"]))
     view, tools = st.columns([1, 1], gap="medium")  # wide enough for the whole frame at 800 pixels
     with view:
-        nav = st.columns([2, 5, 2])
-        nav[0].button(
-            "◀",
-            key="ann_prev",
-            help="previous frame",
-            on_click=act.step_frame,
-            args=(-1,),
-            shortcut="Left",
-            disabled=cur == 0,
-        )
-        nav[1].slider(
-            "Frame",
-            0,
-            max(1, len(frames) - 1),
-            key="ann_frame",
-            disabled=len(frames) == 1,
-            label_visibility="collapsed",
-        )
-        nav[2].button(
-            "▶",
-            help="next frame",
-            key="ann_next",
-            on_click=act.step_frame,
-            args=(1,),
-            shortcut="Right",
-            disabled=cur >= len(frames) - 1,
-        )
-        part = S["ann_part"]
-        zoom = st.segmented_control(
-            "Zoom",
-            ZOOMS,
-            format_func=lambda z: "fit" if z == 1 else f"{z}x",
-            key="ann_zoom",
-            required=True,
-            help="larger than the window: scroll the page to pan",
-        )
-        shown = scale * (zoom or 1)
-        S["ann_ctx"]["scale"] = shown  # the click radius follows the zoom
-        radius = max(3.0, 1.5 * shown)
-        drawn = drawing.draw_keypoints(image, kps, scale=shown, radius=radius, selected=part)
-        sug = S["ann_sugg"].get(frame)
-        if sug is not None:
-            drawing.draw_suggestions(
-                drawn,
-                kps,
-                np.asarray(sug["keypoints"]),
-                np.asarray(sug["confidence"]),
-                scale=shown,
-                radius=radius,
-            )
-        hidden = [
-            n for i, n in enumerate(NAMES) if kps is not None and editing.part_state(kps, i) == "hidden"
-        ]
-        tag = [f"{S['ann_mode'] or 'place'}: {NAMES[part]}"] + (
-            [f"hidden: {', '.join(hidden)}"] if hidden else []
-        )
-        drawing.draw_tag(drawn, tag, PART_COLORS[part])
-        streamlit_image_coordinates(
-            drawn,
-            key="ann_click",
-            on_click=act.on_image_click,
-            cursor=part_cursor(PART_COLORS[part]),
-            png_compression_level=1,  # a tenth of the bytes of level 0 for 1 ms more
-        )
-        st.caption(
-            f"`{frame}`: {image.width} x {image.height} pixels, shown at {shown:g}x. Click to place the "
-            "selected part; the next unlabeled part is selected after each click."
-        )
-
+        frame_view(kps)
     with tools:
-        if S["ann_msg"]:
-            (st.error if S["ann_msg"].startswith("error:") else st.info)(S["ann_msg"])
-        st.segmented_control(
-            "Click mode",
-            ["place", "move", "delete"],
-            key="ann_mode",
-            required=True,
-            help="move: click a point, then where it belongs; delete: click a point",
-        )
-        st.caption("Part (keys 1-9)")
-        grid = st.columns(3)
-        for i, name in enumerate(NAMES):
-            grid[i % 3].button(  # a fixed label: the part's state is in the legend below
-                name,
-                key=f"ann_part_{i}",
-                on_click=act.select_part,
-                args=(i,),
-                shortcut=str(i + 1),
-                type="secondary",  # the selected part is filled with its colour (part_css)
-                width="stretch",
-            )
-        states = ["" if kps is None else editing.part_state(kps, i) for i in range(len(NAMES))]
-        legend = " ".join(
-            f'<span style="color:rgb{c};font-size:1.3em">&#9679;</span>&nbsp;{n}{f" ({s})" if s else ""}'
-            for c, n, s in zip(PART_COLORS, NAMES, states)
-        )
-        st.markdown(legend, unsafe_allow_html=True)  # fixed part names and colours only, no user text
-        row = st.columns(2)
-        row[0].button(
-            "Not visible",
-            key="ann_hidden",
-            on_click=act.not_visible,
-            shortcut="V",
-            width="stretch",
-            help="the part is hidden or outside the frame: labeled, but no anchor",
-        )
-        row[1].button(
-            "Clear part", key="ann_clear_part", on_click=act.clear_part, shortcut="X", width="stretch"
-        )
-        row = st.columns(2)
-        row[0].button(
-            "Undo",
-            key="ann_undo_btn",
-            on_click=act.undo,
-            shortcut="Z",
-            width="stretch",
-            disabled=len(S["ann_undo"]) == 0,
-        )
-        row[1].button(
-            "Copy previous frame", key="ann_copy", on_click=act.copy_prev, shortcut="P", width="stretch"
-        )
-        st.button(
-            "Clear frame",
-            key="ann_clear_frame",
-            on_click=act.clear_frame,
-            width="stretch",
-            disabled=kps is None,
-        )
-        suggestion_tools(frame, kps)
-        with st.form("ann_type_point", clear_on_submit=False, border=True):
-            st.caption("Or type the point in frame pixels (Enter places it)")
-            c = st.columns(2)
-            c[0].number_input("x", 0.0, float(image.width), float(image.width) / 2, key="ann_x", step=1.0)
-            c[1].number_input("y", 0.0, float(image.height), float(image.height) / 2, key="ann_y", step=1.0)
-            st.form_submit_button("Place point", on_click=act.on_typed_point)
+        frame_tools(kps)
 
 
 frame_and_tools()
