@@ -21,7 +21,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from ssn3d.annotations import AnnotationStore
+from ssn3d.labels.store import AnnotationStore, default_store_path
 from ssn3d.serving.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ def data_page() -> str:
 
 def label_store(ws: Workspace, dataset: Any) -> AnnotationStore:
     """The dataset's label store: ``annotations/<dataset id>.json`` in the workspace."""
-    return AnnotationStore(ws.annotations / f"{dataset.dataset_id}.json")
+    return AnnotationStore(default_store_path(ws, dataset.dataset_id))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

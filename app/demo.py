@@ -30,8 +30,8 @@ def preload_examples(ws: Workspace, dataset) -> int:
 
     Frames the user already labeled are never replaced. Returns the number of frames written.
     """
-    from ssn3d.annotations import AnnotationStore
     from ssn3d.data.synth.labels import pick_labeled_frames
+    from ssn3d.labels.store import AnnotationStore
 
     gt_path = dataset.ground_truth_path
     if gt_path is None:

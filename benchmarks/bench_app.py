@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssn3d import annotate as an
 from ssn3d import attention as at
-from ssn3d.annotations import AnnotationStore
 from ssn3d.config import load_config
 from ssn3d.engine.inference import FeatureExtractor
+from ssn3d.labels import drawing, editing
+from ssn3d.labels.store import AnnotationStore
 from ssn3d.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def bench_click(frame, labeled_frames: int, repeats: int) -> None:
         }
         store.update(filler)
         key = "train/99999/c1_t00/000000.jpg"
-        scale = an.display_scale(frame.size)
+        scale = drawing.display_scale(frame.size)
         shown = (round(frame.width * scale), round(frame.height * scale))
         state = {"part": 0}
 
@@ -115,12 +115,18 @@ def bench_click(frame, labeled_frames: int, repeats: int) -> None:
 
         def click() -> str:
             nonlocal labels
-            x, y = an.scale_click(int(rng.integers(shown[0])), int(rng.integers(shown[1])), shown, frame.size)
+            x, y = editing.scale_click(
+                int(rng.integers(shown[0])), int(rng.integers(shown[1])), shown, frame.size
+            )
             before = labels.get(key)
-            res = an.handle_click(an.new_keypoints() if before is None else before, state["part"], x, y)
+            res = editing.handle_click(
+                editing.new_keypoints() if before is None else before, state["part"], x, y
+            )
             store.update({key: res.keypoints})  # locked read-modify-write, atomic rename
             state["part"] = res.part
-            img = an.draw_keypoints(frame, res.keypoints, scale=scale, radius=1.5 * scale, selected=res.part)
+            img = drawing.draw_keypoints(
+                frame, res.keypoints, scale=scale, radius=1.5 * scale, selected=res.part
+            )
             buf = io.BytesIO()
             img.save(buf, format="PNG", compress_level=0)  # as streamlit-image-coordinates sends it
             labels = store.frames()  # the rerun re-reads the changed store for progress and thumbnails

@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ssn3d.annotations import AnnotationStore
 from ssn3d.data.images import check_image
-from ssn3d.interchange import COCO_17, FrameIndex, export_coco, import_coco
+from ssn3d.labels.coco import export_coco, import_coco
+from ssn3d.labels.frames import FrameIndex
+from ssn3d.labels.skeletons import COCO_17
+from ssn3d.labels.store import AnnotationStore
 
 
 def main() -> None:

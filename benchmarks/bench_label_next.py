@@ -1,7 +1,7 @@
 """Are actively chosen labels worth more than random ones? Part PCK on held-out walkers after k labels.
 
 Issue "What to label next": the app ranks frames by how unsure the current model is about its
-parts (``ssn3d.label_next``). This measures whether labeling those frames beats labeling random
+parts (``ssn3d.labels.next``). This measures whether labeling those frames beats labeling random
 ones, at the CPU scale of ``configs/walkers-tiny.yaml``:
 
 1. walkers are generated (8 training identities, 8 held-out ones in query/gallery) with true keypoints;
@@ -37,7 +37,6 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ssn3d.annotations import AnnotationStore  # noqa: E402
 from ssn3d.attention import peak_points  # noqa: E402
 from ssn3d.config import load_config  # noqa: E402
 from ssn3d.data.datasets import build_dataset  # noqa: E402
@@ -45,7 +44,8 @@ from ssn3d.data.synth.walkers import generate_walkers  # noqa: E402
 from ssn3d.engine.inference import FeatureExtractor  # noqa: E402
 from ssn3d.engine.train import main as train_main  # noqa: E402
 from ssn3d.keypoints import VISIBLE  # noqa: E402
-from ssn3d.label_next import subsample, suggest_labels  # noqa: E402
+from ssn3d.labels.next import subsample, suggest_labels  # noqa: E402
+from ssn3d.labels.store import AnnotationStore  # noqa: E402
 from ssn3d.metrics import mean_positions, pck_report  # noqa: E402
 
 SCALES = {

@@ -35,17 +35,18 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from accuracy_sweep import SCALES, _run, prepare_data  # noqa: E402
 
-from ssn3d.annotations import AnnotationStore, atomic_write_json  # noqa: E402
 from ssn3d.config import resolved_backbone_stages  # noqa: E402
 from ssn3d.data.datasets import build_dataset  # noqa: E402
 from ssn3d.engine.checkpoint import checkpoint_config, read_checkpoint  # noqa: E402
+from ssn3d.io import atomic_write_json  # noqa: E402
 from ssn3d.keypoints import VISIBLE  # noqa: E402
-from ssn3d.label_propagation import (  # noqa: E402
+from ssn3d.labels.propagation import (  # noqa: E402
     PropagatedFrame,
     PropagationParams,
     propagate_labels,
     propagation_accuracy,
 )
+from ssn3d.labels.store import AnnotationStore  # noqa: E402
 from ssn3d.models.backbone import Backbone  # noqa: E402
 
 

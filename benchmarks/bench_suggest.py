@@ -1,7 +1,7 @@
 """Clicks per labeled frame on the Annotate page, with and without the pose detector's suggestions.
 
-The page's actions are library calls (``ssn3d.pose.suggest_keypoints`` for "Suggest",
-``ssn3d.annotate.accept_suggestions`` for "Accept suggestions"); this drives those calls on the frames a
+The page's actions are library calls (``ssn3d.labels.pose.suggest_keypoints`` for "Suggest",
+``ssn3d.labels.editing.accept_suggestions`` for "Accept suggestions"); this drives those calls on the frames a
 labeler would label (``pick_labeled_frames``: two per training tracklet) and counts the clicks the page
 would need to reach the true keypoints of ``keypoints.json``:
 
@@ -32,19 +32,19 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ssn3d import annotate as an  # noqa: E402
-from ssn3d.annotations import AnnotationStore  # noqa: E402
 from ssn3d.data.datasets import build_dataset  # noqa: E402
 from ssn3d.data.synth.labels import pick_labeled_frames  # noqa: E402
 from ssn3d.keypoints import NOT_VISIBLE, VISIBLE  # noqa: E402
-from ssn3d.pose import pose_available, suggest_keypoints  # noqa: E402
+from ssn3d.labels import editing  # noqa: E402
+from ssn3d.labels.pose import pose_available, suggest_keypoints  # noqa: E402
+from ssn3d.labels.store import AnnotationStore  # noqa: E402
 
 
 def clicks_with(truth: np.ndarray, sug: np.ndarray | None, height: float, alpha: float) -> int:
     """Clicks to reach ``truth`` (9, 3) from a suggestion (9, 3) or None (no person found)."""
     if sug is None:
         return 1 + len(truth)  # a Suggest that found nobody, then every part by hand
-    accepted = an.accept_suggestions(None, sug)
+    accepted = editing.accept_suggestions(None, sug)
     took = accepted[:, 2] >= VISIBLE
     n = 1 + int(took.any())  # Suggest, and Accept when something was confident
     for i, (x, y, v) in enumerate(truth):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the offline pose detector (mediapipe 0.10.21 and its bundled models) into its own
-# virtualenv, .venv-pose/ at the repository root, where ssn3d.pose finds it.
+# virtualenv, .venv-pose/ at the repository root, where ssn3d.labels.pose finds it.
 # It lives apart from the main environment because it needs numpy < 2 and protobuf < 5.
 set -euo pipefail
 cd "$(dirname "$0")/.."

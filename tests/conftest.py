@@ -59,9 +59,9 @@ def tiny_run(tiny_walkers: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
     Trained once per test session; tests must not modify it (copy it first if they need to).
     """
-    from ssn3d.annotations import AnnotationStore
     from ssn3d.config import load_config
     from ssn3d.engine.train import main
+    from ssn3d.labels.store import AnnotationStore
 
     out = tmp_path_factory.mktemp("tiny-run")
     # a copy named like the demo, so the dataset id of its final evaluation (RUN/eval.json) is the demo's,

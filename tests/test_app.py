@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ssn3d.annotations import AnnotationStore
+from ssn3d.labels.store import AnnotationStore
 from ssn3d.serving.workspace import Workspace
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
@@ -519,7 +519,7 @@ def vtest_home(demo_home: Path, vtest_tracklets: Path) -> AppTest:
 
 
 def test_suggestions_on_real_frames_become_labels_only_when_accepted(vtest_home: AppTest, demo_home: Path):
-    from ssn3d.pose import pose_available
+    from ssn3d.labels.pose import pose_available
 
     if not pose_available():
         pytest.skip("the pose detector is not installed: bash scripts/install-pose.sh")

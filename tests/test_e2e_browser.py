@@ -219,8 +219,8 @@ def _clickable_frame(page: Page):
 def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str, home: Path, tmp_path: Path):
     from PIL import Image
 
-    from ssn3d.annotations import AnnotationStore
     from ssn3d.keypoints import PART_COLORS
+    from ssn3d.labels.store import AnnotationStore
 
     _open(page, server, "annotate")
     img = _clickable_frame(page)
@@ -264,7 +264,7 @@ def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str
 
 
 def _store_frames(home: Path) -> dict:
-    from ssn3d.annotations import AnnotationStore
+    from ssn3d.labels.store import AnnotationStore
 
     return AnnotationStore(home / "annotations" / "folder-demo-walkers.json").frames()
 
@@ -435,7 +435,7 @@ def vtest(home: Path) -> dict:
     """The first 40 frames of vtest.avi imported with the CLI into the workspace, and what the pose detector
     makes of the first frames of its tracklet #0 (the page must show and store exactly these)."""
     from ssn3d.data.datasets import build_dataset
-    from ssn3d.pose import pose_available, suggest_keypoints
+    from ssn3d.labels.pose import pose_available, suggest_keypoints
 
     if not pose_available():
         pytest.skip("the pose detector is not installed: bash scripts/install-pose.sh")
@@ -500,7 +500,7 @@ def _button(page: Page, key: str):
 
 def _wait_store(path: Path, ok, timeout: float = 30.0) -> dict:
     """Wait until ``ok(frames)`` holds for the label store at ``path``; its frames then (or at the timeout)."""
-    from ssn3d.annotations import AnnotationStore
+    from ssn3d.labels.store import AnnotationStore
 
     deadline = time.monotonic() + timeout
     while True:
@@ -516,7 +516,7 @@ def test_suggest_draws_rings_accept_stores_exactly_them_and_undo_takes_them_back
     """On real footage: the suggestions exist only in the browser until accepted."""
     import numpy as np
 
-    from ssn3d.annotations import AnnotationStore
+    from ssn3d.labels.store import AnnotationStore
 
     # a frame where some suggested parts are unsure, if any: those must not become labels
     j = next((i for i, k in vtest["found"].items() if (k[:, 2] == 1).any()), next(iter(vtest["found"])))
@@ -563,7 +563,7 @@ def test_s_a_and_n_keys_work_after_a_click_on_the_frame(page: Page, server: str,
     """The keys added with the suggestions and the label-next jump reach the page after a click."""
     import numpy as np
 
-    from ssn3d import annotate as an
+    from ssn3d.labels import progress as an
 
     # a frame where every part is suggested with confidence, so that accepting them finishes it
     k = next((i for i, kp in vtest["found"].items() if (kp[:, 2] == 2).all()), None)

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from tiny import TRAINING, write_tiny_config
 
-from ssn3d.annotations import AnnotationStore
 from ssn3d.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from ssn3d.labels.store import AnnotationStore
 from ssn3d.runs.folder import RunPaths
 from ssn3d.runs.metrics import read_metrics
 
@@ -34,7 +34,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 LABELER = """
 import resource, signal, sys
-import ssn3d.annotations as ann
+import ssn3d.labels.store as ann
 ann.JOURNAL_LIMIT = 16  # fold often, so that kills and limits also land on folds
 path, start, count, limit, ignore = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 # Python ignores SIGXFSZ, so a write past the limit fails with EFBIG, as on a full disk; with the

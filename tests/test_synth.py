@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssn3d.annotations import AnnotationStore
 from ssn3d.data.synth.amber import DEEP_BLUE, LIGHT_BLUE, ORANGE, STRIPE_BLUE, generate_amber
 from ssn3d.data.synth.labels import LR_PAIRS, noisy_keypoints, pick_labeled_frames
 from ssn3d.data.synth.render import SIBLING_ATTRIBUTES
 from ssn3d.data.synth.scene import random_camera, walk_tracklet
 from ssn3d.data.synth.walkers import SynthError, generate_pedestrian128, generate_walkers, make_identities
 from ssn3d.keypoints import PARTS, VISIBLE, resize_keypoints
+from ssn3d.labels.store import AnnotationStore
 
 HEAD, BODY, CROTCH, L_FOOT, R_FOOT = (
     PARTS.index(p) for p in ("head", "body", "crotch", "left_foot", "right_foot")

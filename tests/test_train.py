@@ -14,7 +14,6 @@ import torch
 import yaml
 from tiny import TRAINING, tiny_overrides
 
-from ssn3d.annotations import AnnotationStore
 from ssn3d.cli.train import split_args
 from ssn3d.config import ConfigError, load_config
 from ssn3d.data.datasets import build_dataset
@@ -22,6 +21,7 @@ from ssn3d.data.synth.labels import noisy_keypoints, pick_labeled_frames
 from ssn3d.engine.checkpoint import CheckpointError, load_checkpoint
 from ssn3d.engine.session import build_optimizer, channels_last_2d
 from ssn3d.engine.train import main, train_one_epoch
+from ssn3d.labels.store import AnnotationStore
 from ssn3d.models import build_model
 from ssn3d.runs.folder import RunPaths
 from ssn3d.runs.metrics import read_metrics

@@ -269,9 +269,9 @@ def test_chunks_cover_every_frame_in_order_and_pool_to_the_frame_mean(dataset) -
 def test_uint8_items_normalized_on_the_device_equal_the_float_items(tiny_walkers: Path) -> None:
     """Real generated JPEG frames with labels: the uint8 batch after normalize_and_flip is the float
     batch (1e-6), flips and anchors included, and the keypoints and sampling are the same."""
-    from ssn3d.annotations import AnnotationStore
     from ssn3d.data.synth.labels import pick_labeled_frames
     from ssn3d.data.transforms import normalize_and_flip
+    from ssn3d.labels.store import AnnotationStore
 
     ds = build_dataset("folder", tiny_walkers)
     gt = AnnotationStore(ds.ground_truth_path).frames()

@@ -147,7 +147,7 @@ truth, labels = {}, {}
 with shown_errors():
     labels = labels_of(label_store(ws, dataset))
     if dataset.ground_truth_path is not None:
-        from ssn3d.annotations import AnnotationStore
+        from ssn3d.labels.store import AnnotationStore
 
         truth = AnnotationStore(dataset.ground_truth_path).frames()
 summary = at.alignment_summary(

@@ -21,7 +21,7 @@ from app.common import (
     workspace,
 )
 from app.demo import demo_ready, demo_with_progress_bar
-from ssn3d.annotate import dataset_progress
+from ssn3d.labels.progress import dataset_progress
 
 st.title("SSN3D Studio")
 st.caption(

@@ -1,7 +1,7 @@
 """``python -m ssn3d labels next CHECKPOINT_OR_RUN --data ROOT [--split train] [--top 20]``.
 
 Which frames to label next: the frames the model is least sure about its parts on (attention
-entropy and peaks jumping between frames, ``ssn3d.label_next``), skipping frames already in the
+entropy and peaks jumping between frames, ``ssn3d.labels.next``), skipping frames already in the
 label store, and the one frame to label first.
 """
 
@@ -19,11 +19,11 @@ class UsageError(ValueError):
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from ssn3d.annotations import AnnotationStore
     from ssn3d.data.datasets import build_dataset
     from ssn3d.engine.evaluate import resolve_checkpoint
     from ssn3d.engine.inference import FeatureExtractor
-    from ssn3d.label_next import suggest_labels
+    from ssn3d.labels.next import suggest_labels
+    from ssn3d.labels.store import AnnotationStore
     from ssn3d.serving.workspace import Workspace
 
     if args.top < 1:
@@ -70,7 +70,7 @@ def add_action(kinds: argparse._SubParsersAction) -> None:
         "next",
         help="rank unlabeled frames by how unsure the model is about its parts",
         description="Attention entropy and part peaks jumping between frames, one score per frame "
-        "(see ssn3d.label_next); frames already labeled are skipped.",
+        "(see ssn3d.labels.next); frames already labeled are skipped.",
     )
     n.add_argument(
         "target", metavar="CHECKPOINT_OR_RUN", help="a run folder (best.pt, else last.pt) or a .pt file"

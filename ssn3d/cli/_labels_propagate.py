@@ -1,6 +1,6 @@
 """``python -m ssn3d labels propagate LABELS.json --data ROOT --weights CKPT --to OUT.json``: more labeled frames.
 
-Not in the paper (``ssn3d.label_propagation``): carries the store's keypoints to the frames within
+Not in the paper (``ssn3d.labels.propagation``): carries the store's keypoints to the frames within
 ``--radius`` of each labeled frame of its tracklet where a backbone's features match them with cosine
 similarity >= ``--threshold`` (and mutually). Writes a NEW store: every entry of LABELS.json as it
 was, plus the propagated frames (``source`` "propagated", a ``confidence`` per part). LABELS.json is
@@ -57,17 +57,12 @@ def _backbone(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, int]]:
 def _propagate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ssn3d.annotations import AnnotationError, AnnotationStore
     from ssn3d.data.datasets import build_dataset
     from ssn3d.engine.distributed import DistInfo, device_for
-    from ssn3d.label_propagation import (
-        SOURCE,
-        PropagationParams,
-        labels_digest,
-        params_record,
-        propagate_labels,
-        write_propagated,
-    )
+    from ssn3d.labels.propagated import labels_digest, params_record, write_propagated
+    from ssn3d.labels.propagation import SOURCE, PropagationParams, propagate_labels
+    from ssn3d.labels.schema import AnnotationError
+    from ssn3d.labels.store import AnnotationStore
 
     src, out = Path(args.labels), Path(args.to)
     if not src.is_file():

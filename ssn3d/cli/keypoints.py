@@ -1,6 +1,6 @@
 """``python -m ssn3d keypoints detect DATASET --to LABELS.json``: labels from the offline pose detector.
 
-Runs ``ssn3d.labels_detect.detect_dataset`` with a progress bar. Resumable: frames already in the
+Runs ``ssn3d.labels.detect.detect_dataset`` with a progress bar. Resumable: frames already in the
 store are skipped. Frames that cannot be decoded, or that show no person, are listed at the end.
 """
 
@@ -16,10 +16,10 @@ SHOWN = 20  # frame paths listed per problem; the rest are counted
 def _detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ssn3d.annotations import AnnotationStore
     from ssn3d.data.datasets import build_dataset
-    from ssn3d.labels_detect import detect_dataset
-    from ssn3d.pose import INSTALL_HINT, PoseDetectorError, pose_available
+    from ssn3d.labels.detect import detect_dataset
+    from ssn3d.labels.pose import INSTALL_HINT, PoseDetectorError, pose_available
+    from ssn3d.labels.store import AnnotationStore
 
     if not pose_available():  # before reading the dataset: the fix is an install, not a path
         raise PoseDetectorError(f"the pose detector is not installed; {INSTALL_HINT}.")

@@ -1,7 +1,7 @@
 """``python -m ssn3d labels ACTION``: work on label stores beyond clicking them.
 
-* ``labels next``: which frames to label next (``ssn3d.label_next``);
-* ``labels propagate``: carry labeled keypoints to nearby frames (``ssn3d.label_propagation``).
+* ``labels next``: which frames to label next (``ssn3d.labels.next``);
+* ``labels propagate``: carry labeled keypoints to nearby frames (``ssn3d.labels.propagation``).
 
 One command with one action per module, so two label tools never claim the same command name.
 """

@@ -83,8 +83,8 @@ def _amber(args: argparse.Namespace) -> int:
 
 
 def _labels(args: argparse.Namespace) -> int:
-    from ssn3d.annotations import AnnotationStore
     from ssn3d.data.synth.labels import noisy_keypoints, pick_labeled_frames
+    from ssn3d.labels.store import AnnotationStore
 
     root = Path(args.out)
     truth_path = root / "keypoints.json"
@@ -160,7 +160,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     lab = kinds.add_parser("labels", help="a label store from a walkers dataset's true keypoints")
     lab.add_argument("out", help="the walkers dataset folder (holds keypoints.json)")
-    lab.add_argument("--to", required=True, help="the label file to write (ssn3d.annotations format)")
+    lab.add_argument("--to", required=True, help="the label file to write (ssn3d.labels.schema format)")
     lab.add_argument(
         "--per-tracklet", type=int, default=2, help="frames per tracklet (paper: 2); 0 = every frame"
     )

@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ssn3d.annotations import AnnotationStore
 from ssn3d.attention import maps_pck, merge_keypoints
 from ssn3d.config import Config
 from ssn3d.data.datasets import VideoReIDDataset
@@ -27,6 +26,7 @@ from ssn3d.data.tracklet import Tracklet
 from ssn3d.data.transforms import ClipTransform
 from ssn3d.engine.train_data import label_store_path
 from ssn3d.keypoints import NUM_PARTS, VISIBLE, resize_keypoints
+from ssn3d.labels.store import AnnotationStore
 from ssn3d.metrics import pck_summary
 
 _logger = logging.getLogger(__name__)

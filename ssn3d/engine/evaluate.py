@@ -24,7 +24,6 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ssn3d.annotations import AnnotationStore
 from ssn3d.config import Config
 from ssn3d.data.datasets import DatasetError, VideoReIDDataset, build_dataset
 from ssn3d.data.tracklet import Tracklet
@@ -37,6 +36,7 @@ from ssn3d.engine.evaluations import REPORT_TOPK, locate_evaluation
 from ssn3d.engine.train_data import label_store_path
 from ssn3d.io import atomic_write_json
 from ssn3d.keypoints import NUM_PARTS, resize_keypoints
+from ssn3d.labels.store import AnnotationStore
 from ssn3d.metrics import compute_distance, evaluate_rank, pck_summary, rank_gallery
 
 _logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Paper, "Semi-supervised Training" and "Different Learning Strategy": the semi-supervised strategy
 mixes a few labeled frames (two per tracklet in the paper) into the batches as anchors; the
 supervised strategy uses labels (OpenPose's in the paper) on every frame. Both read the label store
-of the dataset being trained (``ssn3d.annotations``); a batch carries its tracklets' labeled frames
+of the dataset being trained (``ssn3d.labels.store``); a batch carries its tracklets' labeled frames
 beside the clips (``ssn3d.data.video.TrainClips``).
 """
 
@@ -20,21 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssn3d.annotations import AnnotationError, AnnotationStore, file_lock
 from ssn3d.config import Config, ConfigError, resolved_backbone_stages
 from ssn3d.data.datasets import VideoReIDDataset, build_dataset
 from ssn3d.data.sampling import IdentitySampler
 from ssn3d.data.transforms import ClipTransform
 from ssn3d.data.video import TrainClips, build_train_loader
 from ssn3d.engine.distributed import DistInfo
-from ssn3d.label_propagation import (
-    PropagationParams,
-    labels_digest,
-    params_record,
-    propagate_labels,
-    read_propagated,
-    write_propagated,
-)
+from ssn3d.io import file_lock
+from ssn3d.labels.propagated import labels_digest, params_record, read_propagated, write_propagated
+from ssn3d.labels.propagation import PropagationParams, propagate_labels
+from ssn3d.labels.schema import AnnotationError
+from ssn3d.labels.store import AnnotationStore, default_store_path
 from ssn3d.models.backbone import Backbone
 from ssn3d.serving.workspace import Workspace
 
@@ -56,7 +52,7 @@ def label_store_path(cfg: Config, dataset: VideoReIDDataset, workspace: Workspac
     """``data.annotations`` when set, else ``<workspace>/annotations/<dataset id>.json``."""
     if cfg.data.annotations:
         return Path(cfg.data.annotations).expanduser()
-    return (workspace or Workspace.from_env()).annotations / f"{dataset.dataset_id}.json"
+    return default_store_path(workspace or Workspace.from_env(), dataset.dataset_id)
 
 
 def load_labels(
@@ -72,7 +68,7 @@ def load_labels(
     Returns {} for the unsupervised strategy and the baselines. ``semi`` with no labels for the
     training frames says so once and trains unsupervised; ``supervised`` without labels is refused.
 
-    With ``data.propagate_labels`` > 0 (not in the paper; ``ssn3d.label_propagation``) the labels are
+    With ``data.propagate_labels`` > 0 (not in the paper; ``ssn3d.labels.propagation``) the labels are
     also carried to the frames within 3 of each labeled frame of its tracklet, by the initial model's
     backbone (the one ``build_model`` makes after ``torch.manual_seed(train.seed)``), and those frames
     join the labeled ones. They are never written into the label store: ``RUN/propagated-labels.json``

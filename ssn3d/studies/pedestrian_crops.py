@@ -28,7 +28,7 @@ def load_crops(folder: Path, size: tuple[int, int]) -> tuple[list[str], torch.Te
     Returns:
         names, images (P, 3, H, W) in [0, 1], true keypoints (P, 9, 3) in output pixels, labeled names.
     """
-    from ssn3d.annotations import AnnotationStore
+    from ssn3d.labels.store import AnnotationStore
 
     meta_path = folder / "dataset.json"
     if not meta_path.is_file():

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ssn3d.data.tracklet import Tracklet, split_stats
+from ssn3d.labels.frames import frame_key
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
@@ -59,7 +60,6 @@ class VideoReIDDataset:
         self.gallery = gallery
         self.options = dict(options or {})
         self.train_pid_names = dict(train_pid_names or {})
-        self._root_prefix = str(self.root).rstrip(os.sep) + os.sep
 
     @property
     def dataset_id(self) -> str:
@@ -75,14 +75,10 @@ class VideoReIDDataset:
 
     def relpath(self, frame_path: str | os.PathLike) -> str:
         """The posix path of a frame relative to ``root``: the key of the label store."""
-        text = os.fspath(frame_path)
-        if text.startswith(self._root_prefix):
-            rel = text[len(self._root_prefix) :]
-            return rel.replace(os.sep, "/") if os.sep != "/" else rel
         try:
-            return Path(text).resolve().relative_to(self.root.resolve()).as_posix()
-        except ValueError:
-            raise DatasetError(f"{text} does not lie under the dataset root {self.root}.") from None
+            return frame_key(frame_path, self.root)
+        except ValueError as e:
+            raise DatasetError(str(e)) from None
 
     def splits(self) -> dict[str, list[Tracklet]]:
         return {"train": self.train, "query": self.query, "gallery": self.gallery}

@@ -9,7 +9,7 @@ had: the 9 keypoints of every frame, in the label-store format.
 ``generate_walkers`` writes the ``folder`` dataset layout::
 
     OUT/{train,query,gallery}/<pid 0001...>/c<camera 1...>_t<tracklet 00...>/<frame 000000>.jpg
-    OUT/keypoints.json   every frame's 9 keypoints (ssn3d.annotations format, source "synthetic")
+    OUT/keypoints.json   every frame's 9 keypoints (ssn3d.labels.schema format, source "synthetic")
     OUT/dataset.json     the generator's parameters, the split and who resembles whom
 
 Split: the first half of the identities (``ids // 2``) is for training, all their tracklets in
@@ -38,11 +38,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ssn3d.annotations import AnnotationStore
 from ssn3d.data.synth.render import Look, random_look, sibling_look
 from ssn3d.data.synth.scene import Camera, Frame, random_camera, walk_tracklet
 from ssn3d.io import atomic_write_json
 from ssn3d.keypoints import PARTS, VISIBLE
+from ssn3d.labels.store import AnnotationStore
 
 _logger = logging.getLogger(__name__)
 

@@ -8,8 +8,9 @@ import multiprocessing as mp
 import numpy as np
 import pytest
 
-from ssn3d.annotations import AnnotationError, AnnotationStore
 from ssn3d.keypoints import NUM_PARTS
+from ssn3d.labels.schema import AnnotationError
+from ssn3d.labels.store import AnnotationStore
 
 
 def kps(seed: int) -> np.ndarray:
@@ -87,7 +88,7 @@ def test_bad_points_are_refused_and_the_store_is_unchanged(tmp_path) -> None:
 
 
 def test_saves_go_to_the_journal_and_fold_into_the_file(tmp_path, monkeypatch) -> None:
-    import ssn3d.annotations as ann
+    import ssn3d.labels.store as ann
 
     monkeypatch.setattr(ann, "JOURNAL_LIMIT", 5)
     store = AnnotationStore(tmp_path / "ds.json")

@@ -5,7 +5,7 @@ pose detector's keypoint (OpenPose in the paper). Here the detector is MediaPipe
 model, Apache-2.0), whose models ship inside its wheel, so nothing is downloaded at run time. It
 needs numpy < 2 and protobuf < 5, which the main environment cannot take, so it lives in its own
 virtualenv (``.venv-pose/``, made by ``scripts/install-pose.sh``) and runs as a subprocess
-(``ssn3d/_pose_worker.py``) that this module talks to over JSON lines.
+(``ssn3d/labels/_pose_worker.py``) that this module talks to over JSON lines.
 
 Its 33 landmarks map to our parts: head = nose (0); body = shoulder midpoint (11, 12); crotch = hip
 midpoint (23, 24); elbows 13/14; knees 25/26; feet = ankles 27/28. MediaPipe's "left" is the
@@ -31,7 +31,7 @@ from ssn3d.keypoints import NOT_VISIBLE, NUM_PARTS, VISIBLE
 log = logging.getLogger(__name__)
 
 WORKER = Path(__file__).with_name("_pose_worker.py")
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_HINT = (
     "run `bash scripts/install-pose.sh` (or set SSN3D_POSE_PYTHON to a Python with mediapipe 0.10.21)"
 )

@@ -25,13 +25,10 @@ batched forward, and all (labeled frame, part, neighbour) matches are one gather
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,7 +36,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssn3d.annotations import FORMAT, VERSION, AnnotationError, AnnotationStore, atomic_write_json
 from ssn3d.data.tracklet import Tracklet
 from ssn3d.data.transforms import ClipTransform
 from ssn3d.data.video import read_frames
@@ -403,91 +399,3 @@ def propagation_accuracy(
         "pck": float(hits.sum() / counts.sum()) if counts.sum() else None,
         "per_part": {p: (float(h / c) if c else None) for p, h, c in zip(PARTS, hits, counts)},
     }
-
-
-# --------------------------------------------------------------------------- files
-
-
-def labels_digest(labels: Mapping[str, np.ndarray]) -> str:
-    """A short digest of labels (keys and keypoints): a cache of propagated labels is only reused for these."""
-    h = hashlib.sha256()
-    for key in sorted(labels):
-        h.update(key.encode())
-        h.update(np.round(np.asarray(labels[key], np.float64), 2).tobytes())
-    return h.hexdigest()[:16]
-
-
-def propagated_document(
-    propagated: Mapping[str, PropagatedFrame],
-    *,
-    manual: Mapping[str, Mapping[str, Any]] | None = None,
-    meta: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A label-store document of propagated frames (``source`` "propagated", per-part ``confidence``).
-
-    Args:
-        propagated: the frames to write.
-        manual: store entries copied unchanged beside them (the input store's frames).
-        meta: recorded under "propagation" (parameters, where the features came from).
-    """
-    now = round(time.time(), 3)
-    frames: dict[str, Any] = {k: dict(v) for k, v in (manual or {}).items()}
-    for key, f in sorted(propagated.items()):
-        if key in frames:
-            continue
-        frames[key] = {
-            "keypoints": [[round(float(x), 2), round(float(y), 2), int(v)] for x, y, v in f.keypoints],
-            "confidence": [round(float(c), 4) for c in f.confidence],
-            "size": [int(f.size[0]), int(f.size[1])],
-            "source": SOURCE,
-            "updated": now,
-        }
-    return {
-        "format": FORMAT,
-        "version": VERSION,
-        "parts": list(PARTS),
-        "frames": frames,
-        "propagation": dict(meta or {}),
-    }
-
-
-def write_propagated(
-    path: str | Path,
-    propagated: Mapping[str, PropagatedFrame],
-    *,
-    manual: Mapping[str, Mapping[str, Any]] | None = None,
-    meta: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write ``propagated_document`` to ``path`` atomically (a store ``AnnotationStore`` reads)."""
-    path = Path(path)
-    atomic_write_json(path, propagated_document(propagated, manual=manual, meta=meta))
-    return path
-
-
-def read_propagated(path: str | Path) -> tuple[dict[str, PropagatedFrame], dict[str, Any]]:
-    """The propagated frames of a file written by ``write_propagated``, and its "propagation" record.
-
-    Raises:
-        AnnotationError: the file is not a label store.
-    """
-    path = Path(path)
-    store = AnnotationStore(path)
-    doc = store.read()
-    out = {}
-    for key, entry in doc["frames"].items():
-        if entry.get("source") != SOURCE:
-            continue
-        conf = np.asarray(entry.get("confidence", [0.0] * NUM_PARTS), np.float32)
-        size = entry.get("size") or (0, 0)
-        out[key] = PropagatedFrame(
-            np.asarray(entry["keypoints"], np.float32), conf, (int(size[0]), int(size[1]))
-        )
-    meta = doc.get("propagation")
-    if not isinstance(meta, dict):
-        raise AnnotationError(f'{path} has no "propagation" record; it was not written by label propagation.')
-    return out, meta
-
-
-def params_record(params: PropagationParams, **extra: Any) -> dict[str, Any]:
-    """The parameters and provenance stored with propagated labels (JSON-plain values only)."""
-    return json.loads(json.dumps({**asdict(params), "mutual_tolerance": MUTUAL_TOLERANCE, **extra}))

@@ -14,28 +14,28 @@ import pytest
 import torch
 from tiny import TRAINING, tiny_overrides
 
-from ssn3d.annotations import AnnotationStore
 from ssn3d.config import ConfigError, load_config
 from ssn3d.data.datasets import build_dataset
 from ssn3d.data.synth.labels import pick_labeled_frames
 from ssn3d.engine.checkpoint import save_model
 from ssn3d.engine.train import main
 from ssn3d.keypoints import NUM_PARTS, VISIBLE, CellGeometry
-from ssn3d.label_propagation import (
+from ssn3d.labels.propagated import read_propagated
+from ssn3d.labels.propagation import (
     SOURCE,
     PropagationParams,
     match_cells,
     propagate_features,
     propagate_labels,
     propagation_accuracy,
-    read_propagated,
 )
+from ssn3d.labels.store import AnnotationStore
 from ssn3d.models import build_model
 from ssn3d.models.backbone import Backbone
 from ssn3d.models.cells import measure_geometry
 from ssn3d.serving.workspace import Workspace
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = tiny_overrides(TRAINING, {"data": {"seq_len": 4}})
 SIZE = (24, 24)  # (W, H) of the hand-made maps' frames: 6 x 6 cells of 4 px
 GEOMETRY = CellGeometry.uniform(SIZE, (6, 6))

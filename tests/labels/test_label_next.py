@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssn3d.annotations import AnnotationStore
-from ssn3d.label_next import frame_entropy, frame_jumps, rank_maps, subsample, suggest_labels
+from ssn3d.labels.next import frame_entropy, frame_jumps, rank_maps, subsample, suggest_labels
+from ssn3d.labels.store import AnnotationStore
 
-DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo_model.pt"
+DEMO = Path(__file__).resolve().parents[2] / "assets" / "demo_model.pt"
 N, H, W = 9, 8, 4
 
 

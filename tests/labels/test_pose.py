@@ -11,10 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssn3d.annotations import AnnotationStore
 from ssn3d.data.datasets import build_dataset
 from ssn3d.keypoints import NOT_VISIBLE, PARTS, VISIBLE
-from ssn3d.pose import PoseDetector, PoseDetectorError, landmarks_to_parts, pose_available, suggest_keypoints
+from ssn3d.labels.pose import (
+    PoseDetector,
+    PoseDetectorError,
+    landmarks_to_parts,
+    pose_available,
+    suggest_keypoints,
+)
+from ssn3d.labels.store import AnnotationStore
 from ssn3d.serving.paths import UnsafePathError
 
 VTEST = Path(os.environ.get("SSN3D_TEST_VIDEO", "/usr/share/doc/opencv-doc/examples/data/vtest.avi"))
@@ -111,7 +117,7 @@ def test_keypoints_lie_inside_the_crop_head_above_feet(pedestrians: Path) -> Non
 
 @needs_detector
 def test_keypoints_detect_is_resumable_and_lists_unreadable_frames(pedestrians: Path, tmp_path: Path) -> None:
-    from ssn3d.labels_detect import detect_dataset
+    from ssn3d.labels.detect import detect_dataset
 
     root = tmp_path / "ds"
     shutil.copytree(pedestrians, root)

@@ -17,21 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ssn3d.annotations import AnnotationError, AnnotationStore
 from ssn3d.config import Config, ConfigError, config_from_dict, load_config
-from ssn3d.interchange import (
-    COCO_17,
-    OPENPOSE_BODY_25,
-    OPENPOSE_COCO_18,
-    FrameIndex,
-    ImportReport,
-    InterchangeError,
-    canonical_joint,
-    export_coco,
-    import_coco,
-    import_openpose,
-)
 from ssn3d.keypoints import PARTS
+from ssn3d.labels.coco import export_coco, import_coco
+from ssn3d.labels.frames import FrameIndex
+from ssn3d.labels.importing import ImportReport, InterchangeError
+from ssn3d.labels.openpose import import_openpose
+from ssn3d.labels.schema import AnnotationError
+from ssn3d.labels.skeletons import COCO_17, OPENPOSE_BODY_25, OPENPOSE_COCO_18, canonical_joint
+from ssn3d.labels.store import AnnotationStore
 
 FRAMES = ["0001/c1/t1/000.jpg", "0001/c1/t1/001.jpg", "0002/c1/t1/000.jpg", "0002C1T0001F007.jpg"]
 P = {name: i for i, name in enumerate(PARTS)}
@@ -309,7 +303,7 @@ def test_import_and_labeling_in_another_process_lose_nothing(store):
     """A second process labels frames while this one imports: both sets of changes survive (the lock)."""
     others = [f"other/{i:03d}.jpg" for i in range(40)]
     code = (
-        "import sys, numpy as np; from ssn3d.annotations import AnnotationStore\n"
+        "import sys, numpy as np; from ssn3d.labels.store import AnnotationStore\n"
         "s = AnnotationStore(sys.argv[1]); k = np.zeros((9, 3)); k[0] = (1.5, 1.5, 2)\n"
         "for f in sys.argv[2:]: s.set(f, k)\n"
     )
@@ -457,7 +451,7 @@ def test_keypoints_far_outside_the_image_are_not_stored_as_visible_anchors(store
 
 
 def test_one_bad_file_in_a_multi_file_coco_import_does_not_stop_the_others(tmp_path, store):
-    from ssn3d.interchange import import_coco_files
+    from ssn3d.labels.coco import import_coco_files
 
     good = [tmp_path / f"{i}.json" for i in range(2)]
     for i, path in enumerate(good):
@@ -492,7 +486,7 @@ def test_openpose_points_far_outside_the_frame_are_not_stored_as_visible_anchors
 
 
 def test_coco_uploads_given_as_bytes_import_one_by_one(store):
-    from ssn3d.interchange import import_coco_files
+    from ssn3d.labels.coco import import_coco_files
 
     good = json.dumps(coco_doc({FRAMES[1]: person(COCO_17, FULL_COCO)})).encode()
     results = import_coco_files({"bad.json": b"[1, 2", "good.json": good}, FRAMES, store)

@@ -1,4 +1,4 @@
-"""The pose detector's side of ``ssn3d.pose``: run by the Python of the pose virtualenv, not imported.
+"""The pose detector's side of ``ssn3d.labels.pose``: run by the Python of the pose virtualenv, not imported.
 
 This file imports nothing from ``ssn3d`` (that environment has mediapipe, numpy < 2 and OpenCV, but
 no torch). It reads one JSON request per line on stdin, ``{"id": 3, "path": "/.../f001.jpg"}``, and

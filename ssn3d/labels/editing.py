@@ -1,4 +1,4 @@
-"""Click handling for labeling the anchor keypoints of semi-supervised SSN (pure, no UI).
+"""Click handling and saved edits for labeling the anchor keypoints of semi-supervised SSN (pure, no UI).
 
 Paper, section "Semi-supervised Training" and "Different Learning Strategy": a few frames per
 tracklet (two in the paper) carry keypoints of the N = 9 parts; part ``i`` of eq. (3) is anchored at
@@ -7,16 +7,15 @@ so that it can be tested without a browser:
 
 * ``scale_click``: a click on the displayed image -> the frame's own pixel coordinates;
 * ``handle_click``: place / move / delete a point, then select the next unlabeled part;
+* ``apply_edit``: every change of a frame, saved at once with its undo entry; ``undo_last`` reverts one;
 * ``UndoStack``: the last changes of one user, as plain JSON-able values;
 * ``copy_previous``: start a frame from the nearest labeled frame before it;
-* ``tracklet_progress`` / ``dataset_progress``: labeled frames (every part done) against the goal;
-* ``next_unlabeled_frame`` / ``next_unlabeled_tracklet``: where the labeler goes next;
-* ``draw_keypoints``: the points and the skeleton in the fixed part colours of ``ssn3d.keypoints``;
-* ``accept_suggestions`` / ``draw_suggestions``: a pose detector's keypoints (``ssn3d.pose``) offered
-  as suggestions, which become labels only when accepted.
+* ``accept_suggestions``: a pose detector's keypoints (``ssn3d.labels.pose``), offered as
+  suggestions, become labels only when accepted.
 
-A point outside the frame is refused with the rule the importers use
-(``ssn3d.interchange.hide_outside_frame``): it could never anchor a part window there.
+What counts as labeled and where to go next is ``ssn3d.labels.progress``; drawing is
+``ssn3d.labels.drawing``. A point outside the frame is refused with the rule the importers use
+(``ssn3d.labels.importing.hide_outside_frame``): it could never anchor a part window there.
 
 Keypoints are (N, 3) float arrays of (x, y, v) in frame pixels, v as in COCO (0 not labeled,
 1 not visible, 2 visible). Every function returns a new array and never changes its input.
@@ -25,28 +24,20 @@ Keypoints are (N, 3) float arrays of (x, y, v) in frame pixels, v as in COCO (0 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
-from ssn3d.keypoints import (
-    NOT_LABELED,
-    NOT_VISIBLE,
-    NUM_PARTS,
-    PART_COLORS,
-    SKELETON,
-    VISIBLE,
-    empty_keypoints,
-)
+from ssn3d.keypoints import NOT_LABELED, NOT_VISIBLE, NUM_PARTS, VISIBLE, empty_keypoints
+from ssn3d.labels.importing import hide_outside_frame
+from ssn3d.labels.progress import is_labeled, is_started
+from ssn3d.labels.store import AnnotationStore
 
 _logger = logging.getLogger(__name__)
 
 Mode = Literal["place", "move", "delete"]
-GOAL_PER_TRACKLET = 2  # paper: "we select two images with high-quality labels from each video tracklet"
 
 
 def scale_click(
@@ -211,8 +202,6 @@ def handle_click(
 
 def is_outside_frame(x: float, y: float, width: float, height: float) -> bool:
     """Whether frame pixel (x, y) lies outside a ``width`` x ``height`` frame by the importers' rule."""
-    from ssn3d.interchange import hide_outside_frame
-
     probe = np.array([[x, y, VISIBLE]], dtype=np.float64)  # (1, 3): one visible point
     return hide_outside_frame(probe, width, height) > 0
 
@@ -279,173 +268,13 @@ def copy_previous(frames: Sequence[str], index: int, labels: Mapping[str, np.nda
     return None
 
 
-def is_started(kps: np.ndarray | None) -> bool:
-    """At least one part of the frame is labeled (visible or not)."""
-    return kps is not None and bool((np.asarray(kps)[:, 2] > NOT_LABELED).any())
-
-
-def is_labeled(kps: np.ndarray | None) -> bool:
-    """A frame counts as labeled when its parts are done: every part placed or marked not visible.
-
-    A frame with a few points is only started: counting it would call a tracklet done ("7/2 labeled")
-    while its anchors are missing most parts.
-    """
-    return kps is not None and bool((np.asarray(kps)[:, 2] > NOT_LABELED).all())
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Labeled frames against the goal.
-
-    Attributes:
-        labeled: frames whose parts are done (``is_labeled``).
-        started: frames with some parts labeled, not all.
-        goal: frames wanted (per tracklet: ``GOAL_PER_TRACKLET``; over a dataset: the sum).
-        tracklets_done: tracklets that reached their goal (1 or 0 for one tracklet).
-        tracklets: how many tracklets were counted.
-    """
-
-    labeled: int
-    started: int
-    goal: int
-    tracklets_done: int
-    tracklets: int
-
-    @property
-    def fraction(self) -> float:
-        return 1.0 if self.goal == 0 else min(1.0, self.labeled / self.goal)
-
-
-def tracklet_progress(
-    frames: Iterable[str], labels: Mapping[str, np.ndarray], goal: int = GOAL_PER_TRACKLET
-) -> Progress:
-    """Labeled frames of one tracklet (frame keys) against ``goal`` (capped at the tracklet's length)."""
-    keys = list(frames)
-    labeled = sum(is_labeled(labels.get(k)) for k in keys)
-    started = sum(is_started(labels.get(k)) for k in keys) - labeled
-    g = min(goal, len(keys))
-    return Progress(labeled, started, g, int(labeled >= g), 1)
-
-
-def dataset_progress(
-    tracklets: Iterable[Iterable[str]], labels: Mapping[str, np.ndarray], goal: int = GOAL_PER_TRACKLET
-) -> Progress:
-    """``tracklet_progress`` summed over tracklets; ``labeled`` counts at most ``goal`` per tracklet."""
-    labeled = started = want = done = count = 0
-    for frames in tracklets:
-        p = tracklet_progress(frames, labels, goal)
-        labeled += min(p.labeled, p.goal)
-        started += p.started
-        want += p.goal
-        done += p.tracklets_done
-        count += 1
-    return Progress(labeled, started, want, done, count)
-
-
-def next_unlabeled_frame(frames: Sequence[str], index: int, labels: Mapping[str, np.ndarray]) -> int | None:
-    """The next frame after ``index`` (wrapping around) that is not labeled yet; None when all are.
-
-    A started frame comes first, so a frame left half done is finished before a new one is begun.
-    """
-    order = [(index + step) % len(frames) for step in range(1, len(frames) + 1)]
-    for wanted in (is_started, lambda kps: True):
-        for j in order:
-            kps = labels.get(frames[j])
-            if not is_labeled(kps) and wanted(kps):
-                return j
-    return None
-
-
-def next_unlabeled_tracklet(
-    tracklets: Sequence[Sequence[str]],
-    index: int,
-    labels: Mapping[str, np.ndarray],
-    goal: int = GOAL_PER_TRACKLET,
-) -> int | None:
-    """The next tracklet after ``index`` (wrapping around) short of its goal; None when every one is done."""
-    n = len(tracklets)
-    for step in range(1, n + 1):
-        j = (index + step) % n
-        if not tracklet_progress(tracklets[j], labels, goal).tracklets_done:
-            return j
-    return None
-
-
-def draw_keypoints(
-    image: Image.Image | np.ndarray,
-    kps: np.ndarray | None,
-    *,
-    scale: float = 1.0,
-    radius: float = 4.0,
-    selected: int | None = None,
-    colors: Sequence[tuple[int, int, int]] = PART_COLORS,
-    skeleton: Sequence[tuple[int, int]] = SKELETON,
-) -> Image.Image:
-    """The frame resized by ``scale`` with the skeleton and the visible points drawn over it.
-
-    Args:
-        image: the frame (PIL image or (H, W, 3) uint8 array).
-        kps: (N, 3) keypoints in the frame's pixels, or None.
-        scale: display scale (nearest-neighbour resize, so pixels stay sharp for precise clicks).
-        radius: point radius in display pixels.
-        selected: a part to ring in white (the part the next click places).
-        colors: RGB per part.
-        skeleton: pairs of part indices to join.
-
-    Returns:
-        A new RGB image of size round(scale * (W, H)).
-    """
-    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
-    img = img.convert("RGB")
-    if scale != 1.0:
-        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-        img = img.resize(size, Image.Resampling.NEAREST)
-    else:
-        img = img.copy()
-    if kps is None:
-        return img
-    pts = np.asarray(kps, dtype=np.float64)
-    draw = ImageDraw.Draw(img)
-    visible = pts[:, 2] >= VISIBLE
-    width = max(1, round(radius / 2))
-    for a, b in skeleton:
-        if a < len(pts) and b < len(pts) and visible[a] and visible[b]:
-            draw.line(
-                [tuple(pts[a, :2] * scale), tuple(pts[b, :2] * scale)], fill=(255, 255, 255), width=width
-            )
-    for i in np.flatnonzero(visible):
-        cx, cy = pts[i, :2] * scale
-        color = tuple(colors[i % len(colors)])
-        r = radius
-        if i == selected:
-            draw.ellipse([cx - r - 2, cy - r - 2, cx + r + 2, cy + r + 2], outline=(255, 255, 255), width=2)
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=color, outline=(0, 0, 0))
-    return img
-
-
-def draw_tag(image: Image.Image, lines: Sequence[str], color: tuple[int, int, int]) -> Image.Image:
-    """``image`` with ``lines`` of text on a box of ``color`` in its top-left corner (drawn in place).
-
-    The page names the part the next click places this way, on the image where the eyes are, in
-    the part's own colour; a second line lists the parts marked hidden, which have no point to draw.
-    """
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(10, image.height // 40))
-    text = "\n".join(lines)
-    left, top, right, bottom = draw.multiline_textbbox((3, 2), text, font=font)
-    draw.rectangle([0, 0, right + 3, bottom + 3], fill=color)
-    ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)  # dark text on light parts, light on dark
-    draw.multiline_text((3, 2), text, fill=ink, font=font)
-    return image
-
-
 def accept_suggestions(
     kps: np.ndarray | None, suggested: np.ndarray, parts: Iterable[int] | None = None
 ) -> np.ndarray:
     """A frame's keypoints with the confident suggestions accepted as labels.
 
     Only parts the user has not labeled yet are filled, so a correction made before accepting stays;
-    only confident suggestions (v = 2, see ``ssn3d.pose.landmarks_to_parts``) are taken: an unsure one
+    only confident suggestions (v = 2, see ``ssn3d.labels.pose.landmarks_to_parts``) are taken: an unsure one
     is left for the user to place or mark hidden, rather than stored as a guess.
 
     Args:
@@ -467,59 +296,76 @@ def accept_suggestions(
     return out
 
 
-def draw_suggestions(
-    image: Image.Image,
-    kps: np.ndarray | None,
-    suggested: np.ndarray,
-    confidence: np.ndarray,
-    *,
-    scale: float = 1.0,
-    radius: float = 4.0,
-    colors: Sequence[tuple[int, int, int]] = PART_COLORS,
-) -> Image.Image:
-    """Draw a detector's suggestions on ``image`` (already at display ``scale``) in place.
-
-    A suggestion is a hollow ring in its part's colour (a label is a filled dot), with its confidence
-    beside it; an unsure one (v = 1) has a thin ring. Parts the user already labeled are not drawn.
-
-    Args:
-        image: the displayed frame (from ``draw_keypoints``).
-        kps: the frame's saved keypoints (N, 3), or None.
-        suggested: the detector's keypoints (N, 3) in frame pixels.
-        confidence: (N,) in [0, 1].
-        scale: display pixels per frame pixel.
-        radius: ring radius in display pixels.
-        colors: RGB per part.
-    """
-    labeled = np.zeros(len(suggested), dtype=bool) if kps is None else np.asarray(kps)[:, 2] > NOT_LABELED
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=max(9, round(radius * 2.2)))
-    r = radius + 1
-    for i, (x, y, v) in enumerate(np.asarray(suggested, dtype=np.float64)):
-        if labeled[i] or v == NOT_LABELED:
-            continue
-        cx, cy = x * scale, y * scale
-        color = tuple(colors[i % len(colors)])
-        thick = max(2, round(radius / 2)) if v >= VISIBLE else 1
-        draw.ellipse([cx - r - 1, cy - r - 1, cx + r + 1, cy + r + 1], outline=(0, 0, 0), width=1)
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=color, width=thick)
-        draw.text(
-            (cx + r + 2, cy - r),
-            f"{float(confidence[i]):.2f}",
-            fill=color,
-            font=font,
-            stroke_width=1,
-            stroke_fill=(0, 0, 0),
-        )
-    return image
-
-
 def new_keypoints() -> np.ndarray:
     """An unlabeled frame, (N, 3)."""
     return empty_keypoints(NUM_PARTS)
 
 
-def display_scale(frame_size: Sequence[int], target_height: int = 512, max_scale: float = 8.0) -> float:
-    """An integer-friendly scale that shows a frame about ``target_height`` pixels tall (never smaller)."""
-    h = max(1, int(frame_size[1]))
-    return float(max(1.0, min(max_scale, math.floor(target_height / h * 2) / 2)))
+@dataclass(frozen=True)
+class Edit:
+    """One saved change of a frame.
+
+    Attributes:
+        frame: the frame's label-store key.
+        before: its keypoints before the change (None: it had no label).
+        after: its keypoints after the change (None: the label was removed).
+        repair: a sentence when this save first cut a torn journal tail (say it once), else None.
+    """
+
+    frame: str
+    before: np.ndarray | None
+    after: np.ndarray | None
+    repair: str | None = None
+
+    @property
+    def done_changed(self) -> bool:
+        """Whether the frame moved between to do, started and labeled (progress counts change)."""
+        a, b = self.before, self.after
+        return (is_labeled(a), is_started(a)) != (is_labeled(b), is_started(b))
+
+
+def apply_edit(
+    store: AnnotationStore,
+    frame: str,
+    change: Callable[[np.ndarray], np.ndarray | None],
+    undo: UndoStack | None,
+    *,
+    current: Mapping[str, np.ndarray] | None = None,
+    source: str = "manual",
+) -> Edit:
+    """Change one frame's label and save it at once: the one path every edit of the page takes.
+
+    Args:
+        store: the dataset's label store.
+        frame: the frame's label-store key.
+        change: the frame's keypoints (a fresh unlabeled frame when it has none) -> its new keypoints,
+            or None to remove its label.
+        undo: where the previous keypoints are pushed first; None for a change that is itself an undo.
+        current: the store's {frame: keypoints} as the caller holds it (saves a read of the store).
+        source: the label's source in the store ("manual", "pose-accepted", ...).
+
+    Returns:
+        The saved ``Edit``.
+
+    Raises:
+        AnnotationError: the store cannot be read or written; nothing was saved.
+    """
+    before = current.get(frame) if current is not None else store.get(frame)
+    after = change(new_keypoints() if before is None else np.array(before, dtype=np.float32, copy=True))
+    if undo is not None:
+        undo.push(frame, before)
+    cut = store.repaired_bytes
+    store.update({frame: after}, source=source)
+    repair = store.last_repair if store.repaired_bytes > cut else None
+    return Edit(frame, before, after, repair)
+
+
+def undo_last(
+    store: AnnotationStore, undo: UndoStack, *, current: Mapping[str, np.ndarray] | None = None
+) -> Edit | None:
+    """Revert the last change on ``undo`` in the store; None when there is nothing to undo."""
+    entry = undo.pop()
+    if entry is None:
+        return None
+    frame, before = entry
+    return apply_edit(store, frame, lambda _: before, None, current=current)

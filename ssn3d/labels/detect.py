@@ -2,7 +2,7 @@
 
 Paper, "Implementation Details / Supervised Labels" and Table 1: the supervised strategy feeds a pose
 detector's keypoints (OpenPose there) instead of hand labels. ``detect_dataset`` runs
-``ssn3d.pose.PoseDetector`` over a dataset's frames and writes an ``AnnotationStore`` whose entries
+``ssn3d.labels.pose.PoseDetector`` over a dataset's frames and writes an ``AnnotationStore`` whose entries
 say ``source="detector"``.
 
 Resumable: frames already in the store (from an earlier run, or labeled by hand) are skipped, and
@@ -18,9 +18,9 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ssn3d.annotations import AnnotationStore
 from ssn3d.data.datasets.base import DatasetError, VideoReIDDataset
-from ssn3d.pose import DEFAULT_MIN_CONFIDENCE, PoseDetector
+from ssn3d.labels.pose import DEFAULT_MIN_CONFIDENCE, PoseDetector
+from ssn3d.labels.store import AnnotationStore
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def detect_dataset(
         dataset: the dataset (``ssn3d.data.datasets.build_dataset``).
         store: the label store to fill (keys are frame paths relative to the dataset root).
         splits: which splits' frames to label.
-        min_confidence: see ``ssn3d.pose.landmarks_to_parts``.
+        min_confidence: see ``ssn3d.labels.pose.landmarks_to_parts``.
         progress: called as ``progress(frames_done, frames_to_do)``.
 
     Returns:

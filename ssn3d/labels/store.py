@@ -1,25 +1,14 @@
 """The keypoint label store: the few labeled frames that anchor semi-supervised SSN.
 
-One JSON file per dataset (by default ``annotations/<dataset-id>.json``), plus a short journal of
-the latest saves next to it (``<file>.journal``, folded into the file every few hundred saves)::
-
-    {"format": "ssn3d-keypoints", "version": 1, "parts": ["head", ...],
-     "frames": {"<frame path relative to the dataset root>":
-                {"keypoints": [[x, y, v], ...9], "source": "manual", "updated": 1732412345.0}}}
-
-Coordinates are pixels of the original frame file; ``v`` follows COCO (see ``ssn3d.keypoints``).
+One JSON file per dataset (by default ``annotations/<dataset-id>.json`` in the workspace,
+``default_store_path``; its format is ``ssn3d.labels.schema``), plus a short journal of the latest
+saves next to it (``<file>.journal``, ``ssn3d.labels.journal``), folded into the file every few
+hundred saves.
 
 Every change happens under an exclusive lock on a sibling ``.lock`` file: an fsynced append to the
 journal, or a fold written to a temporary file and renamed over the old one. Two browser sessions
 labeling the same dataset never lose each other's points, a crash never leaves half a file, and a
 click on a store of 16,000 frames costs an append, not a rewrite.
-
-A journal record is complete once its line break is on disk. An append cut short (a kill, a full
-disk, a file-size limit, a truncated copy) leaves a torn tail: bytes after the last line break, or
-a last line that does not parse. Readers ignore it, and the next reader or writer that holds the
-lock cuts the journal back to its last complete record before appending, so a torn save never
-glues itself to the next one. Lines from older versions that did glue (a torn prefix followed by a
-whole record) are salvaged: the record is kept and the store folded.
 """
 
 from __future__ import annotations
@@ -27,159 +16,32 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ssn3d.io import atomic_write_json, file_lock
-from ssn3d.keypoints import NUM_PARTS, PARTS
+from ssn3d.keypoints import NUM_PARTS
+from ssn3d.labels.journal import JOURNAL_LIMIT, Journal, parse_journal, record_line
+from ssn3d.labels.schema import AnnotationError, empty_document, validate_document, validate_keypoints
+from ssn3d.serving.workspace import Workspace
 
 _logger = logging.getLogger(__name__)
 
-FORMAT = "ssn3d-keypoints"
-VERSION = 1
-
-
-class AnnotationError(ValueError):
-    """A label file that cannot be read as a label store; the message names the file and the fix."""
-
-
-def validate_keypoints(value: Any, where: str) -> np.ndarray:
-    """Check one frame's keypoints ([[x, y, v]] * 9, finite, v in {0, 1, 2}); return (9, 3) floats."""
-    if not isinstance(value, list | tuple) or len(value) != NUM_PARTS:
-        raise AnnotationError(
-            f"{where}: expected a list of {NUM_PARTS} [x, y, v] points ({', '.join(PARTS)})."
-        )
-    out = np.zeros((NUM_PARTS, 3), dtype=np.float32)
-    for i, point in enumerate(value):
-        if not isinstance(point, list | tuple) or len(point) != 3:
-            raise AnnotationError(f"{where}: point {i} ({PARTS[i]}) must be [x, y, v].")
-        for j, c in enumerate(point):
-            if isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c):
-                raise AnnotationError(f"{where}: point {i} ({PARTS[i]}) has a non-numeric value {c!r}.")
-            out[i, j] = c
-        if point[2] not in (0, 1, 2):
-            raise AnnotationError(
-                f"{where}: point {i} ({PARTS[i]}) has visibility {point[2]!r}; use 0, 1 or 2."
-            )
-        if point[2] > 0 and (point[0] < 0 or point[1] < 0 or point[0] > 1e5 or point[1] > 1e5):
-            raise AnnotationError(f"{where}: point {i} ({PARTS[i]}) lies outside any image: {point[:2]}.")
-    return out
-
-
-def _validate_document(doc: Any, path: Path) -> dict[str, Any]:
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise AnnotationError(f'{path} is not an SSN3D label file (expected "format": "{FORMAT}").')
-    if doc.get("version") != VERSION:
-        raise AnnotationError(
-            f"{path} has label format version {doc.get('version')!r}; this version reads {VERSION}."
-        )
-    if list(doc.get("parts", [])) != list(PARTS):
-        raise AnnotationError(f"{path} labels parts {doc.get('parts')!r}; expected {list(PARTS)}.")
-    frames = doc.get("frames")
-    if not isinstance(frames, dict):
-        raise AnnotationError(f'{path}: "frames" must be an object keyed by frame path.')
-    for key, entry in frames.items():
-        if not isinstance(entry, dict):
-            raise AnnotationError(f'{path}: frame {key!r} must be an object with "keypoints".')
-        validate_keypoints(entry.get("keypoints"), f"{path}: frame {key!r}")
-    return doc
-
-
-# Journal entries before they are folded into the main file: a save appends one short line instead
-# of rewriting a store of thousands of frames, and a fold costs one full write per this many saves.
-JOURNAL_LIMIT = 256
-
 # Per-process caches keyed on the files' (inode, mtime, size): the parsed and validated main file,
-# its keypoints as arrays, and (_JOURNALS, below) the parsed journal. A store of 16,000 frames is parsed
-# once, not per click.
+# its keypoints as arrays, and the parsed journal. A store of 16,000 frames is parsed once, not per click.
 _DOCS: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
 _ARRAYS: dict[str, tuple[tuple[int, int, int], dict[str, np.ndarray]]] = {}
-
-_RECORD_START = b'{"frame":'  # how every record line begins (json.dumps keeps key order)
-
-
-@dataclass
-class _Journal:
-    """A parsed journal: the complete records, and what a repair would drop."""
-
-    records: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)
-    clean_end: int = 0  # byte offset just after the last complete record
-    dropped: int = 0  # bytes of torn saves (a torn tail, or the torn prefixes of salvaged lines)
-    salvaged: bool = False  # a line held a torn prefix glued to a whole record: fold, do not cut
-
-    @property
-    def damaged(self) -> bool:
-        return self.dropped > 0
+_JOURNALS: dict[str, tuple[tuple[int, int, int] | None, Journal]] = {}
 
 
-def _parse_record(line: bytes, where: Path) -> tuple[str, dict[str, Any] | None]:
-    """One journal line as (frame, entry or None for a deletion); ValueError when it is not one."""
-    rec = json.loads(line)
-    if not isinstance(rec, dict):
-        raise ValueError("not a record")
-    frame, entry = rec["frame"], rec["entry"]
-    if not isinstance(frame, str) or not (entry is None or isinstance(entry, dict)):
-        raise ValueError("bad record")
-    if entry is not None:
-        validate_keypoints(entry.get("keypoints"), f"{where}: frame {frame!r}")
-    return frame, entry
-
-
-def _salvage(line: bytes, where: Path) -> tuple[tuple[str, dict[str, Any] | None], int] | None:
-    """A whole record after a torn prefix (older versions appended after a torn save), and the prefix's length."""
-    start = line.find(_RECORD_START, 1)
-    while start > 0:
-        try:
-            return _parse_record(line[start:], where), start
-        except (ValueError, KeyError, TypeError, RecursionError):
-            start = line.find(_RECORD_START, start + 1)
-    return None
-
-
-def _parse_journal(data: bytes, where: Path) -> _Journal:
-    """Parse journal bytes; a torn tail is counted in ``dropped``, never raised.
-
-    Raises:
-        AnnotationError: a line before the last one that is damaged beyond a torn prefix.
-    """
-    out = _Journal()
-    lines = data.split(b"\n")  # the last item holds the bytes after the last line break
-    pos = 0
-    for i, line in enumerate(lines[:-1]):
-        pos += len(line) + 1
-        if line.strip():
-            try:
-                out.records.append(_parse_record(line, where))
-            except (ValueError, KeyError, TypeError, RecursionError) as e:
-                salvaged = _salvage(line, where)
-                if salvaged is not None:
-                    out.records.append(salvaged[0])
-                    out.dropped += salvaged[1]
-                    out.salvaged = True
-                elif i == len(lines) - 2:  # the last line: a torn save, ended by a later append's break
-                    out.dropped += len(data) - out.clean_end
-                    return out
-                else:
-                    raise AnnotationError(
-                        f"{where} line {i + 1} is damaged ({e}); restore it or move it aside."
-                    ) from None
-        out.clean_end = pos
-    out.dropped += len(lines[-1])  # unterminated: never acknowledged, so never a complete record
-    return out
-
-
-_JOURNALS: dict[str, tuple[tuple[int, int, int] | None, _Journal]] = {}
-
-
-def _empty_document() -> dict[str, Any]:
-    return {"format": FORMAT, "version": VERSION, "parts": list(PARTS), "frames": {}}
+def default_store_path(workspace: Workspace, dataset_id: str) -> Path:
+    """Where a dataset's labels live in a workspace: ``annotations/<dataset id>.json``."""
+    return workspace.annotations / f"{dataset_id}.json"
 
 
 def _stat_key(path: Path) -> tuple[int, int, int] | None:
@@ -221,7 +83,7 @@ class AnnotationStore:
     def _base(self) -> dict[str, Any]:
         key = _stat_key(self.path)
         if key is None:
-            return _empty_document()
+            return empty_document()
         cached = _DOCS.get(str(self.path))
         if cached is None or cached[0] != key:
             try:
@@ -231,7 +93,7 @@ class AnnotationStore:
                 raise AnnotationError(
                     f"{self.path} cannot be read as JSON ({reason}); restore it or move it aside."
                 ) from e
-            cached = (key, _validate_document(doc, self.path))
+            cached = (key, validate_document(doc, self.path))
             _DOCS[str(self.path)] = cached
         doc = cached[1]
         return {
@@ -246,7 +108,7 @@ class AnnotationStore:
             parsed = self._parsed_journal()
         return parsed.records
 
-    def _parsed_journal(self) -> _Journal:
+    def _parsed_journal(self) -> Journal:
         key = _stat_key(self.journal)
         cached = _JOURNALS.get(str(self.journal))
         if cached is not None and cached[0] == key:
@@ -255,7 +117,7 @@ class AnnotationStore:
             data = self.journal.read_bytes() if key is not None else b""
         except FileNotFoundError:
             data = b""
-        parsed = _parse_journal(data, self.journal)
+        parsed = parse_journal(data, self.journal)
         _JOURNALS[str(self.journal)] = (key, parsed)
         return parsed
 
@@ -380,9 +242,7 @@ class AnnotationStore:
                     doc["frames"][frame] = entry
             self.write_document(doc)
             return
-        lines = b"".join(
-            json.dumps({"frame": f, "entry": e}, separators=(",", ":")).encode() + b"\n" for f, e in records
-        )
+        lines = b"".join(record_line(f, e) for f, e in records)
         start = _stat_key(self.journal)
         size = 0 if start is None else start[2]
         try:

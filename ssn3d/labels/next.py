@@ -30,16 +30,17 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from ssn3d.annotate import GOAL_PER_TRACKLET, is_labeled, is_started
-from ssn3d.annotations import AnnotationStore
 from ssn3d.attention import peak_cells
+from ssn3d.labels.progress import GOAL_PER_TRACKLET, is_labeled, is_started
+from ssn3d.labels.store import AnnotationStore
 
 _logger = logging.getLogger(__name__)
 
@@ -286,3 +287,13 @@ def suggest_labels(
         result.next_frame,
     )
     return result
+
+
+def ranking_version(checkpoint: str | os.PathLike, store: AnnotationStore) -> tuple[str, int, tuple]:
+    """What a cached ranking depends on: the checkpoint (path and mtime) and the label store's version.
+
+    A ranking is computed again when the model is retrained or a label changes, never otherwise: it
+    costs one forward per tracklet.
+    """
+    path = Path(checkpoint)
+    return str(path), path.stat().st_mtime_ns, store.version()

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssn3d.annotations import AnnotationError, AnnotationStore
 from ssn3d.keypoints import NUM_PARTS
+from ssn3d.labels.schema import AnnotationError
+from ssn3d.labels.store import AnnotationStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def kps(seed: int) -> np.ndarray:
@@ -47,7 +48,7 @@ def test_the_reported_reproduction_save_truncate_save_save(tmp_path: Path, caplo
     size = store.journal.stat().st_size
     os.truncate(store.journal, size - 40)  # `truncate -s -40`: the last record loses its end
     del expected["f003.jpg"]
-    with caplog.at_level(logging.WARNING, logger="ssn3d.annotations"):
+    with caplog.at_level(logging.WARNING, logger="ssn3d.labels.store"):
         store.set("g0.jpg", kps(10))
         store.set("g1.jpg", kps(11))
     expected |= {"g0.jpg": kps(10), "g1.jpg": kps(11)}
@@ -125,7 +126,8 @@ LIMITED_SAVE = textwrap.dedent(
     """
     import resource, signal, sys
     import numpy as np
-    from ssn3d.annotations import AnnotationError, AnnotationStore
+    from ssn3d.labels.schema import AnnotationError
+    from ssn3d.labels.store import AnnotationStore
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing us
     limit = int(sys.argv[2])
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
