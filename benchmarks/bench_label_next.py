@@ -46,7 +46,7 @@ from ssn3d.engine.train import main as train_main  # noqa: E402
 from ssn3d.keypoints import VISIBLE  # noqa: E402
 from ssn3d.labels.next import subsample, suggest_labels  # noqa: E402
 from ssn3d.labels.store import AnnotationStore  # noqa: E402
-from ssn3d.metrics import mean_positions, pck_report  # noqa: E402
+from ssn3d.part_pck import mean_positions, pck_report  # noqa: E402
 
 SCALES = {
     # ids, tracklets per camera, frames per tracklet, training steps, eval frames per tracklet, budgets
@@ -240,7 +240,7 @@ def main() -> None:
             "repeats": args.repeats,
         },
         "alpha": args.alpha,
-        "pck": "ssn3d.metrics.pck_report (part i against keypoint i)",
+        "pck": "ssn3d.part_pck.pck_report (part i against keypoint i)",
         "train_frames": len(train_keys),
         "train_tracklets": len(dataset.train),
         "eval_tracklets": len(dataset.query) + len(dataset.gallery),

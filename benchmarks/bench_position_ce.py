@@ -35,10 +35,10 @@ from ssn3d.data.synth.walkers import generate_pedestrian128  # noqa: E402
 from ssn3d.engine.optim import adam  # noqa: E402
 from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS  # noqa: E402
 from ssn3d.losses import ssn_loss  # noqa: E402
-from ssn3d.metrics import pck_report  # noqa: E402
 from ssn3d.models.backbone import Backbone  # noqa: E402
 from ssn3d.models.ssn import SSN  # noqa: E402
 from ssn3d.models.ssn3d import keypoints_to_cells  # noqa: E402
+from ssn3d.part_pck import pck_report  # noqa: E402
 from ssn3d.studies.pedestrian_crops import augment, color_jitter, features, load_crops, normalize  # noqa: E402
 from ssn3d.studies.pedestrian_training import attention_of  # noqa: E402
 from ssn3d.studies.pedestrians import PCK_ALPHA, PedestrianStudyConfig, baselines, quick_config  # noqa: E402

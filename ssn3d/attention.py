@@ -11,9 +11,10 @@ numbers for that check:
 * ``argmax_view``: all parts at once, each pixel in the colour of the part that claims it most;
 * ``peak_points`` / ``draw_tracks``: each part's peak per frame, joined across frames;
 * ``stability``: one score per part, 1 when its peak stays on one cell across frames;
-* ``peak_keypoint_distance``: how far each peak is from the labeled (or ground-truth) keypoint;
-* ``soft_peak_points`` / ``maps_pck`` / ``alignment_summary``: part PCK of maps against keypoints
-  (``ssn3d.metrics.part_pck``), every peak turned into pixels by ``peak_points``.
+* ``peak_keypoint_distance``: how far each peak is from the labeled (or ground-truth) keypoint.
+
+Part PCK of the maps against keypoints is ``ssn3d.part_pck``'s, every peak turned into pixels by
+``peak_points``.
 
 Frames are (T, H, W, 3) uint8 arrays; maps are upsampled bilinearly from the feature grid to the
 frame between uniform cell centres (a picture); peaks go back to pixels by the
@@ -23,14 +24,12 @@ measured receptive-field geometry of ``ssn3d.keypoints.CellGeometry``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ssn3d.keypoints import PART_COLORS, PARTS, VISIBLE, CellGeometry, feature_cell_to_image, resize_keypoints
-from ssn3d.metrics import part_pck
+from ssn3d.keypoints import PART_COLORS, VISIBLE, CellGeometry, feature_cell_to_image
 
 _logger = logging.getLogger(__name__)
 
@@ -292,141 +291,3 @@ def frames_to_array(images: Sequence[Image.Image], size: Sequence[int] | None = 
         raise ValueError("a tracklet needs at least one frame.")
     size = tuple(size) if size is not None else images[0].size
     return np.stack([np.asarray(im.convert("RGB").resize(size, Image.Resampling.BILINEAR)) for im in images])
-
-
-# --------------------------------------------------------------------------- part PCK of attention maps
-# Every image point below comes from ``peak_points``: one mapping from cells to pixels for the
-# overlays, the tracks and the PCK.
-
-
-def cell_centres(
-    feature_size: Sequence[int], image_size: Sequence[int], geometry: CellGeometry | None = None
-) -> np.ndarray:
-    """The image point of every cell of a (w, h) feature map, row-major: (h * w, 2).
-
-    Found as the peaks of one-hot maps, so it is exactly where ``peak_points`` puts a peak there.
-    """
-    fw, fh = int(feature_size[0]), int(feature_size[1])
-    return peak_points(np.eye(fh * fw, dtype=np.float32).reshape(fh * fw, fh, fw), image_size, geometry)
-
-
-def soft_peak_points(
-    maps: np.ndarray, image_size: Sequence[int], geometry: CellGeometry | None = None
-) -> np.ndarray:
-    """Each map's soft-argmax in frame pixels: its mean cell point, weighted by the map (..., h, w) -> (..., 2).
-
-    Maps are normalised to sum 1 first (SSN's already do, eq. 2); an all-zero map gives its grid's centre.
-    """
-    maps = np.asarray(maps, dtype=np.float64)
-    flat = maps.reshape(*maps.shape[:-2], -1)  # (..., h*w)
-    total = flat.sum(-1, keepdims=True)
-    weights = np.divide(flat, total, out=np.full_like(flat, 1.0 / flat.shape[-1]), where=total > 0)
-    return weights @ cell_centres((maps.shape[-1], maps.shape[-2]), image_size, geometry).astype(np.float64)
-
-
-def maps_pck(
-    maps: np.ndarray,
-    keypoints: np.ndarray,
-    image_size: Sequence[int],
-    *,
-    prior: np.ndarray | None = None,
-    prior_source: str = "",
-    match: bool = False,
-    geometry: CellGeometry | None = None,
-) -> dict[str, Any]:
-    """Part PCK of attention maps against keypoints, argmax and soft-argmax peaks, with both baselines.
-
-    Args:
-        maps: (F, N, h, w) attention maps of F frames.
-        keypoints: (F, K, 3) their keypoints in frame pixels of ``image_size``.
-        image_size: (W, H) of the frames; the tolerance is alpha x H.
-        prior: labels (F', K, 3) in the same pixels for the mean-position baseline (default: ``keypoints``).
-        prior_source: what ``prior`` is, for the record.
-        match: unsupervised parts: match each to a keypoint first (``ssn3d.metrics.match_parts``).
-        geometry: the model's cell geometry (``SSN3D.cell_geometry``); default as ``peak_points``.
-
-    Returns:
-        ``ssn3d.metrics.part_pck``'s report.
-    """
-    maps = np.asarray(maps, dtype=np.float32)
-    peaks = {
-        "argmax": peak_points(maps, image_size, geometry),
-        "soft_argmax": soft_peak_points(maps, image_size, geometry),
-    }
-    return part_pck(
-        peaks,
-        keypoints,
-        height=float(image_size[1]),
-        cell_centres=cell_centres((maps.shape[-1], maps.shape[-2]), image_size, geometry),
-        prior=prior,
-        prior_source=prior_source,
-        match=match,
-    )
-
-
-def merge_keypoints(
-    ground_truth: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """Keypoints per frame key: the ground truth where a frame has it (exact), else the frame's labels."""
-    return {**labels, **ground_truth}
-
-
-def alignment_summary(
-    maps: np.ndarray,
-    frame_keys: Sequence[str],
-    frame_sizes: Sequence[Sequence[int]],
-    image_size: Sequence[int],
-    *,
-    ground_truth: Mapping[str, np.ndarray] | None = None,
-    labels: Mapping[str, np.ndarray] | None = None,
-    match: bool = False,
-) -> dict[str, Any]:
-    """One tracklet's part-alignment numbers: stability, peak-to-keypoint distance and PCK per part.
-
-    Args:
-        maps: (T, N, h, w) attention maps of the frames.
-        frame_keys: the frames' label-store keys.
-        frame_sizes: each frame's original (width, height), the pixels its keypoints are in.
-        image_size: (W, H) the maps were computed at (the model's input).
-        ground_truth: true keypoints by frame key (generated data), preferred over ``labels``.
-        labels: labeled keypoints by frame key.
-        match: unsupervised parts: match each to a keypoint first.
-
-    Returns:
-        {"rows": one dict per part ("part", "stability", and with keypoints "keypoint", "peak to keypoint
-        (px)", "frames with keypoint", "PCK@0.1", "PCK@0.2"), "stability": mean stability,
-        "pck": ``maps_pck`` report or None when no frame has a visible keypoint}.
-    """
-    maps = np.asarray(maps, dtype=np.float32)
-    t, n = maps.shape[:2]
-    names = list(PARTS) if n == len(PARTS) else [f"part {i}" for i in range(n)]
-    score = stability(maps)
-    rows: list[dict[str, Any]] = [
-        {"part": names[i], "stability": round(float(score[i]), 3)} for i in range(n)
-    ]
-    out: dict[str, Any] = {"rows": rows, "stability": round(float(score.mean()), 3), "pck": None}
-    known = merge_keypoints(ground_truth or {}, labels or {})
-    if len(frame_keys) != t or len(frame_sizes) != t:
-        raise ValueError(f"{t} frames of maps need {t} frame keys and sizes, got {len(frame_keys)}.")
-    kps = np.zeros((t, len(PARTS), 3), np.float32)
-    for f, (key, size) in enumerate(zip(frame_keys, frame_sizes)):
-        if key in known:
-            kps[f] = resize_keypoints(known[key], size, image_size)
-    if not (kps[..., 2] >= VISIBLE).any():
-        return out
-    report = maps_pck(maps, kps, image_size, match=match)
-    out["pck"] = report
-    argmax = report["methods"]["argmax"]
-    assignment = argmax["pck@0.1"]["assignment"]
-    for i, row in enumerate(rows):
-        j = assignment[i] if i < len(assignment) else -1
-        if j < 0:
-            continue
-        row["keypoint"] = PARTS[j]
-        col = peak_keypoint_distance(peak_points(maps[:, i], image_size), kps[:, j])
-        row["peak to keypoint (px)"] = None if np.isnan(col).all() else round(float(np.nanmean(col)), 1)
-        seen = int((~np.isnan(col)).sum())
-        row["frames with keypoint"] = seen
-        for key, rep in argmax.items():
-            row[key.upper()] = rep["per_part"][PARTS[j]] if seen else None
-    return out

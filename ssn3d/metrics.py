@@ -21,27 +21,15 @@ that outputs constant features scores the worst, not the best. torchreid breaks 
 Speed: no sort of the distance matrix. The rank of a match among the kept items is (impostors at
 distance <= its own) + (matches before it) + 1, so only the few matches per query are sorted and
 the impostors are counted by vectorised comparisons, query rows grouped by their number of matches.
-
-Part alignment (``part_pck``): the percentage of correct keypoints of SSN's parts. Part i of a frame
-is correct at alpha when its attention peak, as an image point, lies within alpha x crop height of
-the visible keypoint i (PCK as in pose estimation; alpha 0.1 and 0.2). Unsupervised parts have no
-names, so each is first matched to one keypoint by the assignment that maximises its hits (Hungarian,
-``scipy.optimize.linear_sum_assignment``). Two baselines make the number readable: every part at the
-mean labeled position of its keypoint, and a peak in a uniformly random cell (its expected PCK,
-computed exactly over the cells). Where a peak lands in the image is the caller's business
-(``ssn3d.attention.peak_points``), so this module never maps cells to pixels itself.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
-
-from ssn3d.keypoints import PARTS, VISIBLE
 
 log = logging.getLogger(__name__)
 
@@ -321,165 +309,3 @@ def rank_gallery(distmat, q_pids, g_pids, q_camids, g_camids, topk: int | None =
     dist = np.where(idx >= 0, np.take_along_axis(d, np.maximum(idx, 0), 1), np.inf)
     matches = (idx >= 0) & (g_pids[np.maximum(idx, 0)] == q_pids[:, None])
     return Ranking(indices=idx, distances=dist, matches=matches)
-
-
-# --------------------------------------------------------------------------- part alignment: PCK
-
-PCK_ALPHAS: tuple[float, ...] = (0.1, 0.2)  # fractions of the crop height (pose estimation's usual pair)
-
-
-def _part_name(k: int) -> str:
-    return PARTS[k] if k < len(PARTS) else f"keypoint {k}"
-
-
-def pck_hits(points: np.ndarray, kps: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """Hits of every predicted part on every keypoint.
-
-    Args:
-        points: (F, N, 2) predicted part positions in image pixels.
-        kps: (F, K, 3) true keypoints (x, y, v) in the same pixels.
-        tol: pixels.
-
-    Returns:
-        hits (F, N, K) bool, and visible (F, K) bool (only visible keypoints count).
-    """
-    points, kps = np.asarray(points), np.asarray(kps)  # dtypes kept: a cast could move a hit at the edge
-    d = np.linalg.norm(points[:, :, None, :] - kps[:, None, :, :2], axis=-1)  # (F, N, K)
-    visible = kps[..., 2] >= VISIBLE
-    return (d <= tol) & visible[:, None, :], visible
-
-
-def match_parts(hits: np.ndarray) -> list[int]:
-    """The keypoint of each part that maximises the total hits (each keypoint used once; -1: none left).
-
-    Args:
-        hits: (F, N, K) hits (``pck_hits``), or their (N, K) totals.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    total = np.asarray(hits)
-    total = total.sum(0) if total.ndim == 3 else total
-    rows, cols = linear_sum_assignment(-total)
-    assign = dict(zip(rows.tolist(), cols.tolist()))
-    return [assign.get(i, -1) for i in range(total.shape[0])]
-
-
-def pck_report(
-    points: np.ndarray,
-    kps: np.ndarray,
-    tol: float,
-    match: bool = False,
-    assignment: Sequence[int] | None = None,
-) -> dict[str, Any]:
-    """PCK per part and overall at one tolerance.
-
-    Args:
-        points: (F, N, 2) predicted part positions.
-        kps: (F, K, 3) true keypoints.
-        tol: pixels.
-        match: assign parts to keypoints first (``match_parts`` at this tolerance).
-        assignment: a given keypoint per part (overrides ``match``); default part i -> keypoint i.
-
-    Returns:
-        {"per_part": {keypoint name: pck}, "overall": hits over all visible keypoints (an unmatched
-        keypoint counts as missed), "assignment": [keypoint of part i]}.
-    """
-    hits, visible = pck_hits(points, kps, tol)
-    n, k = hits.shape[1:]
-    if assignment is None:
-        assignment = match_parts(hits) if match else [i if i < k else -1 for i in range(n)]
-    per_part, total_hits = {}, 0
-    for i, j in enumerate(assignment):
-        if j < 0:
-            continue
-        per_part[_part_name(j)] = round(float(hits[:, i, j].sum() / max(1, visible[:, j].sum())), 4)
-        total_hits += int(hits[:, i, j].sum())
-    overall = total_hits / max(1, int(visible.sum()))
-    return {"per_part": per_part, "overall": round(overall, 4), "assignment": [int(j) for j in assignment]}
-
-
-def random_peak_pck(kps: np.ndarray, cell_centres: np.ndarray, tol: float) -> dict[str, Any]:
-    """Expected PCK of a peak in a uniformly random cell, exactly: the share of cells within ``tol``.
-
-    Args:
-        kps: (F, K, 3) true keypoints.
-        cell_centres: (C, 2) the image point of every cell (``ssn3d.attention.cell_centres``).
-        tol: pixels.
-
-    Returns:
-        {"per_part": {keypoint name: pck}, "overall": pck}.
-    """
-    kps = np.asarray(kps)
-    visible = kps[..., 2] >= VISIBLE
-    d = np.linalg.norm(kps[:, :, None, :2] - np.asarray(cell_centres)[None, None], axis=-1)  # (F, K, C)
-    share = (d <= tol).mean(-1) * visible  # (F, K): chance of a hit on each visible keypoint
-    per_part = {
-        _part_name(j): round(float(share[:, j].sum() / max(1, visible[:, j].sum())), 4)
-        for j in range(kps.shape[1])
-    }
-    return {"per_part": per_part, "overall": round(float(share.sum() / max(1, visible.sum())), 4)}
-
-
-def mean_positions(labeled_kps: np.ndarray) -> np.ndarray:
-    """(F, K, 3) labels -> (K, 2) mean position of each keypoint over the frames where it is visible."""
-    lab = np.asarray(labeled_kps)
-    vis = lab[..., 2] >= VISIBLE
-    return (lab[..., :2] * vis[..., None]).sum(0) / np.maximum(vis.sum(0), 1)[:, None]
-
-
-def part_pck(
-    peaks: Mapping[str, np.ndarray],
-    kps: np.ndarray,
-    *,
-    height: float,
-    cell_centres: np.ndarray,
-    prior: np.ndarray | None = None,
-    prior_source: str = "",
-    match: bool = False,
-    alphas: Sequence[float] = PCK_ALPHAS,
-) -> dict[str, Any]:
-    """Part PCK of each way of placing a part, with the mean-position and random-peak baselines.
-
-    Args:
-        peaks: method name (e.g. "argmax", "soft_argmax") -> (F, N, 2) part positions in image pixels.
-        kps: (F, K, 3) true keypoints of the same frames, same pixels.
-        height: crop height in those pixels (the tolerance is alpha x height).
-        cell_centres: (C, 2) image point of every feature cell, for the random peak.
-        prior: (F', K, 3) labels whose mean position is the mean-position baseline (default: ``kps``).
-        prior_source: what ``prior`` is, recorded in the result.
-        match: match parts to keypoints (unsupervised parts have no names); one assignment per
-            method, the one that maximises its hits summed over the alphas.
-        alphas: PCK thresholds.
-
-    Returns:
-        {"alphas", "tolerance_px", "frames", "visible_keypoints", "matched", "mean_position_source",
-        "methods": {method | "mean_position" | "random": {"pck@a": {"overall", "per_part"[, "assignment"]}}}}.
-    """
-    kps = np.asarray(kps)
-    tols = [float(a) * float(height) for a in alphas]
-    methods: dict[str, dict[str, Any]] = {}
-    for name, points in peaks.items():
-        assignment = None
-        if match:
-            assignment = match_parts(sum(pck_hits(points, kps, t)[0].sum(0) for t in tols))
-        methods[name] = {
-            f"pck@{a:g}": pck_report(points, kps, t, assignment=assignment) for a, t in zip(alphas, tols)
-        }
-    mean = mean_positions(kps if prior is None else prior)
-    at_mean = np.broadcast_to(mean, (len(kps), *mean.shape))
-    methods["mean_position"] = {f"pck@{a:g}": pck_report(at_mean, kps, t) for a, t in zip(alphas, tols)}
-    methods["random"] = {f"pck@{a:g}": random_peak_pck(kps, cell_centres, t) for a, t in zip(alphas, tols)}
-    return {
-        "alphas": [float(a) for a in alphas],
-        "tolerance_px": [round(t, 3) for t in tols],
-        "frames": int(len(kps)),
-        "visible_keypoints": int((kps[..., 2] >= VISIBLE).sum()),
-        "matched": bool(match),
-        "mean_position_source": prior_source or ("the evaluated frames" if prior is None else "given labels"),
-        "methods": methods,
-    }
-
-
-def pck_summary(report: Mapping[str, Any], method: str = "argmax") -> dict[str, float]:
-    """The overall PCKs of one method of a ``part_pck`` report, flat: {"pck@0.1": ..., "pck@0.2": ...}."""
-    return {key: float(v["overall"]) for key, v in report["methods"][method].items()}

@@ -1,4 +1,4 @@
-"""Overlays, argmax colours, part tracks and stability scores (ssn3d.attention)."""
+"""Overlays, argmax colours, part tracks and stability scores (ssn3d.attention); part PCK of maps (ssn3d.part_pck)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ssn3d import attention as at
+from ssn3d import part_pck as pp
 from ssn3d.keypoints import PART_COLORS, VISIBLE
 
 
@@ -135,18 +136,18 @@ def test_part_header_matches_the_grid_columns_and_colours():
 
 
 def test_cell_centres_and_soft_peaks_use_the_peak_mapping():
-    centres = at.cell_centres((4, 8), (32, 64))  # 8 px cells
+    centres = pp.cell_centres((4, 8), (32, 64))  # 8 px cells
     assert centres.shape == (32, 2)
     np.testing.assert_allclose(centres[0], at.peak_points(_one_hot_maps([[(0, 0)]], 1, 1), (32, 64))[0, 0])
     np.testing.assert_allclose(centres[4 * 3 + 2], [2.5 * 8, 3.5 * 8])  # row 3, col 2
     spike = np.zeros((1, 1, 8, 4), np.float32)
     spike[0, 0, 5, 1] = 1.0
-    np.testing.assert_allclose(at.soft_peak_points(spike, (32, 64)), at.peak_points(spike, (32, 64)))
+    np.testing.assert_allclose(pp.soft_peak_points(spike, (32, 64)), at.peak_points(spike, (32, 64)))
     halves = np.zeros((8, 4), np.float32)
     halves[2, 0] = halves[2, 2] = 0.5  # half the mass on two cells of one row: their midpoint
-    np.testing.assert_allclose(at.soft_peak_points(halves, (32, 64)), [1.5 * 8, 2.5 * 8])
-    np.testing.assert_allclose(at.soft_peak_points(np.ones((8, 4)), (32, 64)), [16, 32])  # flat: the centre
-    np.testing.assert_allclose(at.soft_peak_points(np.zeros((8, 4)), (32, 64)), [16, 32])
+    np.testing.assert_allclose(pp.soft_peak_points(halves, (32, 64)), [1.5 * 8, 2.5 * 8])
+    np.testing.assert_allclose(pp.soft_peak_points(np.ones((8, 4)), (32, 64)), [16, 32])  # flat: the centre
+    np.testing.assert_allclose(pp.soft_peak_points(np.zeros((8, 4)), (32, 64)), [16, 32])
 
 
 def test_alignment_summary_prefers_ground_truth_and_scores_each_part():
@@ -158,7 +159,7 @@ def test_alignment_summary_prefers_ground_truth_and_scores_each_part():
     truth_small[:, :2] /= 2  # keypoints of a frame stored at half the model's size
     wrong = truth.copy()
     wrong[:, 0] = 31.0  # labels far from every peak: ignored where ground truth exists
-    out = at.alignment_summary(
+    out = pp.alignment_summary(
         maps,
         ["a", "b", "c"],
         [size, (16, 32), size],
@@ -180,5 +181,5 @@ def test_alignment_summary_prefers_ground_truth_and_scores_each_part():
     assert pck["argmax"]["pck@0.1"]["overall"] == pytest.approx(2 / 3, abs=1e-4)
     assert set(pck) == {"argmax", "soft_argmax", "mean_position", "random"}
     assert 0 < out["stability"] <= 1
-    none = at.alignment_summary(maps, ["x", "y", "z"], [size] * 3, size, ground_truth={"a": truth})
+    none = pp.alignment_summary(maps, ["x", "y", "z"], [size] * 3, size, ground_truth={"a": truth})
     assert none["pck"] is None and "PCK@0.1" not in none["rows"][0]

@@ -14,10 +14,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ssn3d.attention import maps_pck
 from ssn3d.keypoints import NUM_PARTS, PARTS, VISIBLE, image_to_feature_cell
 from ssn3d.labels.store import AnnotationStore
-from ssn3d.metrics import compute_distance, evaluate_rank, mean_positions, pck_report, rank_gallery
+from ssn3d.metrics import compute_distance, evaluate_rank, rank_gallery
+from ssn3d.part_pck import maps_pck, mean_positions, pck_report
 
 # 3 queries x 4 gallery items. Query pids 1, 2, 3 from camera 0.
 DIST = np.array(

@@ -16,7 +16,7 @@ import torch
 
 from ssn3d.attention import peak_cells, peak_points
 from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS, PARTS
-from ssn3d.metrics import pck_report
+from ssn3d.part_pck import pck_report
 from ssn3d.studies.amber import motif_hits
 from ssn3d.studies.pedestrian_crops import augment, features
 from ssn3d.studies.pedestrians import baselines

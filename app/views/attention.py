@@ -6,7 +6,7 @@ which, in fact, is the alignment operation". Pick a checkpoint and a tracklet: a
 N parts with each part's map over its frame, all parts at once (per-pixel argmax colours), each
 part's peak as a track across frames, a stability score per part and, where keypoints are known
 (ground truth of generated data, else the label store), the distance from each peak to its keypoint
-and part PCK beside its two baselines. Pictures and numbers: ``ssn3d.attention``.
+and part PCK beside its two baselines. Pictures: ``ssn3d.attention``; numbers: ``ssn3d.part_pck``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from app.common import (
 )
 from ssn3d import attention as at
 from ssn3d.keypoints import PART_COLORS, PARTS
+from ssn3d.part_pck import alignment_summary
 
 S = st.session_state
 ws = workspace()
@@ -150,7 +151,7 @@ with shown_errors():
         from ssn3d.labels.store import AnnotationStore
 
         truth = AnnotationStore(dataset.ground_truth_path).frames()
-summary = at.alignment_summary(
+summary = alignment_summary(
     maps, keys, sizes, (w, h), ground_truth=truth, labels=labels, match=strategy == "unsupervised"
 )
 pck = summary["pck"]

@@ -289,7 +289,7 @@ def _metrics(path: Path) -> list[dict]:
     return records
 
 
-PCK_ALPHAS = ("0.1", "0.2")  # the part PCK thresholds evaluation reports (ssn3d.metrics.PCK_ALPHAS)
+PCK_ALPHAS = ("0.1", "0.2")  # the part PCK thresholds evaluation reports (ssn3d.part_pck.PCK_ALPHAS)
 SHOWN_CURVES = ("loss", "triplet", "ssn", "mAP", "top1", "pck@0.1", "pck@0.2")  # others start hidden
 
 

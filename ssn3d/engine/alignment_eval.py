@@ -1,7 +1,7 @@
 """Part alignment of a trained model: part PCK of its attention maps on test frames with keypoints.
 
 Keypoints are the synthetic walkers' ground truth, or the label store's labels. The paper shows
-attention maps but measures no alignment; PCK is ours (``ssn3d.attention.maps_pck``). It is taken on
+attention maps but measures no alignment; PCK is ours (``ssn3d.part_pck.maps_pck``). It is taken on
 a bounded, seeded sample of clips of T = ``data.seq_len`` consecutive test frames (at most
 ``PCK_MAX_FRAMES``), since a part's classifier sees the clip position it was trained on (the
 non-shared variant), and the same sample at every evaluation of a run.
@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ssn3d.attention import maps_pck, merge_keypoints
 from ssn3d.config import Config
 from ssn3d.data.datasets import VideoReIDDataset
 from ssn3d.data.images import load_image
@@ -27,7 +26,7 @@ from ssn3d.data.transforms import ClipTransform
 from ssn3d.engine.train_data import label_store_path
 from ssn3d.keypoints import NUM_PARTS, VISIBLE, resize_keypoints
 from ssn3d.labels.store import AnnotationStore
-from ssn3d.metrics import pck_summary
+from ssn3d.part_pck import maps_pck, merge_keypoints, pck_summary
 
 _logger = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ def evaluate_alignment(
 
     Keypoints: the dataset's ground truth where it has one, else the label store's labels. The
     mean-position baseline averages the store's labels of training frames (what the run could learn
-    from), else the evaluated frames. Parts are matched to keypoints (``ssn3d.metrics.match_parts``)
+    from), else the evaluated frames. Parts are matched to keypoints (``ssn3d.part_pck.match_parts``)
     unless the run was anchored: an unsupervised run, a semi-supervised one without training labels
     (it trained unsupervised) or N != 9 parts have no part names.
     """

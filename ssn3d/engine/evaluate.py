@@ -37,7 +37,8 @@ from ssn3d.engine.train_data import label_store_path
 from ssn3d.io import atomic_write_json
 from ssn3d.keypoints import NUM_PARTS, resize_keypoints
 from ssn3d.labels.store import AnnotationStore
-from ssn3d.metrics import compute_distance, evaluate_rank, pck_summary, rank_gallery
+from ssn3d.metrics import compute_distance, evaluate_rank, rank_gallery
+from ssn3d.part_pck import pck_summary
 
 _logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ same SSN with no anchors. The paper shows attention maps; our crops (``ssn3d.dat
 part i is correct on a crop when its attention peak (the centre of the arg-max cell) lies within
 0.1 x crop height of the visible keypoint i. Unsupervised parts have no names, so each is matched
 to one keypoint by the assignment that maximises the total PCK (Hungarian, on all unlabeled crops).
-The PCK, its matching and its baselines are ``ssn3d.metrics``'s, the peaks ``ssn3d.attention``'s, the
+The PCK, its matching and its baselines are ``ssn3d.part_pck``'s, the peaks ``ssn3d.attention``'s, the
 same code that measures the video models.
 
 The study is three rooms: the crops and their augmentation (``ssn3d.studies.pedestrian_crops``),
@@ -31,9 +31,9 @@ import torch
 
 from ssn3d import attention
 from ssn3d.keypoints import NUM_PARTS
-from ssn3d.metrics import mean_positions, pck_report, random_peak_pck
 from ssn3d.models.backbone import Backbone, find_imagenet_file
 from ssn3d.models.ssn import SSN
+from ssn3d.part_pck import cell_centres, mean_positions, pck_report, random_peak_pck
 from ssn3d.studies import recorded_path
 from ssn3d.studies.pedestrian_crops import load_crops
 from ssn3d.studies.pedestrian_training import attention_of, train_strategy
@@ -105,7 +105,7 @@ def baselines(
         tol: pixels.
     """
     (h, w), (fh, fw) = image_size, feature_size
-    chance = random_peak_pck(kps, attention.cell_centres((fw, fh), (w, h)), tol)["overall"]
+    chance = random_peak_pck(kps, cell_centres((fw, fh), (w, h)), tol)["overall"]
     mean = mean_positions(labeled_kps)  # (9, 2)
     prior = pck_report(np.broadcast_to(mean, (len(kps), *mean.shape)), kps, tol)
     return {"chance": chance, "mean_position": prior}
