@@ -135,6 +135,50 @@ def hit_ranks(
     return ranks, num
 
 
+def _checked_inputs(distmat, q_pids, g_pids, q_camids, g_camids) -> tuple[np.ndarray, ...]:
+    """Numpy copies of ``evaluate_rank``'s inputs, distances as floats; a ValueError names what disagrees."""
+    d = _as_numpy(distmat)
+    q_pids, g_pids, q_camids, g_camids = (_as_numpy(a).ravel() for a in (q_pids, g_pids, q_camids, g_camids))
+    if (
+        d.ndim != 2
+        or d.shape != (len(q_pids), len(g_pids))
+        or len(q_camids) != len(q_pids)
+        or len(g_camids) != len(g_pids)
+    ):
+        raise ValueError(
+            f"distmat {d.shape} must be (num queries, num gallery) = ({len(q_pids)}, {len(g_pids)}) "
+            f"with {len(q_camids)} query and {len(g_camids)} gallery cameras to match."
+        )
+    if not np.issubdtype(d.dtype, np.floating):
+        d = d.astype(np.float64)
+    if np.isnan(d).any():
+        raise ValueError("distmat holds NaN distances; check the features for NaN before ranking.")
+    return d, q_pids, g_pids, q_camids, g_camids
+
+
+def _ap_and_inp(ranks: np.ndarray, num: np.ndarray, ap_mode: APMode) -> tuple[np.ndarray, np.ndarray]:
+    """(Q,) average precision and inverse negative penalty from ``hit_ranks``' (Q, M) ranks.
+
+    A query without a match gets AP NaN in "standard" mode (0 in "mars_matlab") and INP NaN.
+    """
+    valid = num > 0
+    hits = np.arange(1, ranks.shape[1] + 1)[None].astype(np.float64)  # j-th match -> j
+    present = ranks > 0
+    r = np.where(present, ranks, 1).astype(np.float64)
+    precision = np.where(present, hits / r, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if ap_mode == "standard":
+            ap = precision.sum(1) / num
+        else:  # compute_AP.m: mean over matches of (precision before the match + precision at it) / 2
+            before = np.where(r > 1, (hits - 1) / np.maximum(r - 1, 1), 1.0)
+            ap = np.where(present, (before + precision) / 2, 0.0).sum(1) / num
+            ap = np.where(valid, ap, 0.0)
+        last = ranks[np.arange(len(num)), np.maximum(num - 1, 0)]
+        inp = np.where(valid, num / np.maximum(last, 1), np.nan)
+    return ap, inp
+
+
+# Long on purpose: long only by its docstring (torchreid's semantics and the return); checks and AP are helpers.
 def evaluate_rank(
     distmat,
     q_pids,
@@ -164,24 +208,9 @@ def evaluate_rank(
     Raises:
         ValueError: shapes disagree, or no query has a match in the gallery.
     """
-    d = _as_numpy(distmat)
-    q_pids, g_pids, q_camids, g_camids = (_as_numpy(a).ravel() for a in (q_pids, g_pids, q_camids, g_camids))
-    if (
-        d.ndim != 2
-        or d.shape != (len(q_pids), len(g_pids))
-        or len(q_camids) != len(q_pids)
-        or len(g_camids) != len(g_pids)
-    ):
-        raise ValueError(
-            f"distmat {d.shape} must be (num queries, num gallery) = ({len(q_pids)}, {len(g_pids)}) "
-            f"with {len(q_camids)} query and {len(g_camids)} gallery cameras to match."
-        )
     if ap_mode not in ("standard", "mars_matlab"):
         raise ValueError(f"ap_mode={ap_mode!r}; choose standard or mars_matlab.")
-    if not np.issubdtype(d.dtype, np.floating):
-        d = d.astype(np.float64)
-    if np.isnan(d).any():
-        raise ValueError("distmat holds NaN distances; check the features for NaN before ranking.")
+    d, q_pids, g_pids, q_camids, g_camids = _checked_inputs(distmat, q_pids, g_pids, q_camids, g_camids)
     g = d.shape[1]
     ranks, num = hit_ranks(d, q_pids, g_pids, q_camids, g_camids)
     valid = num > 0
@@ -195,19 +224,7 @@ def evaluate_rank(
     if skipped:
         log.info("%d of %d queries have no match in the gallery and are skipped", skipped, len(q_pids))
     max_rank = max(1, min(int(max_rank), g))
-    hits = np.arange(1, ranks.shape[1] + 1)[None].astype(np.float64)  # j-th match -> j
-    present = ranks > 0
-    r = np.where(present, ranks, 1).astype(np.float64)
-    precision = np.where(present, hits / r, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if ap_mode == "standard":
-            ap = precision.sum(1) / num
-        else:  # compute_AP.m: mean over matches of (precision before the match + precision at it) / 2
-            before = np.where(r > 1, (hits - 1) / np.maximum(r - 1, 1), 1.0)
-            ap = np.where(present, (before + precision) / 2, 0.0).sum(1) / num
-            ap = np.where(valid, ap, 0.0)
-        last = ranks[np.arange(len(num)), np.maximum(num - 1, 0)]
-        inp = np.where(valid, num / np.maximum(last, 1), np.nan)
+    ap, inp = _ap_and_inp(ranks, num, ap_mode)
     first = np.where(valid, ranks[:, 0], 0)
     within = valid[:, None] & (first[:, None] <= np.arange(1, max_rank + 1)[None])
     if ap_mode == "standard":
