@@ -298,6 +298,7 @@ def _positive(key: str, value: float) -> None:
         raise ConfigError(f"{key}={value} must be positive.")
 
 
+# Long on purpose: a flat list of independent checks, one per setting, in the order of the config.
 def validate(cfg: Config) -> None:
     m, lo, d, t = cfg.model, cfg.loss, cfg.data, cfg.train
     for key in (

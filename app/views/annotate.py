@@ -152,6 +152,7 @@ act.remember_place(split, idx, cur)
 st.html(FOCUS_BACK, unsafe_allow_javascript=True)
 
 
+# Long on purpose: a flat sequence of widgets in page order; Streamlit lays them out as called.
 def frame_view(kps: np.ndarray | None) -> None:
     """Frame navigation, zoom, and the frame with its points, the suggestions and the click target."""
     nav = st.columns([2, 5, 2])
@@ -222,6 +223,7 @@ def frame_view(kps: np.ndarray | None) -> None:
     )
 
 
+# Long on purpose: a flat sequence of widgets in page order; Streamlit lays them out as called.
 def frame_tools(kps: np.ndarray | None) -> None:
     """The message, click mode, part buttons and legend, the edit buttons, suggestions, a typed point."""
     if S["ann_msg"]:

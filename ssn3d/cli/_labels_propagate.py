@@ -54,6 +54,7 @@ def _backbone(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, int]]:
     return backbone, (args.height or cfg.data.height, args.width or cfg.data.width)
 
 
+# Long on purpose: one CLI command read top to bottom: refuse bad stores, load, propagate, write, report.
 def _propagate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 

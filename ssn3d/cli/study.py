@@ -138,6 +138,7 @@ def _pedestrians(args: argparse.Namespace) -> int:
     return 0
 
 
+# Long on purpose: a flat sequence of argparse options, one line per study option.
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("study", help="the paper's SSN studies (random data, Amber Abstract, Pedestrian 128)")
     studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)

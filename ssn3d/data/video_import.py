@@ -135,6 +135,7 @@ def _new_output(out: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
 
 
+# Long on purpose: one read-detect-track-crop loop over a video, staged then committed; its state is local.
 def import_video(
     video: str | os.PathLike,
     out: str | os.PathLike,

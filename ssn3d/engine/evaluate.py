@@ -124,6 +124,7 @@ def _ids(tracklets: list[Tracklet]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([t.pid for t in tracklets]), np.array([t.camid for t in tracklets])
 
 
+# Long on purpose: long only by its docstring; the body is one pass: features, distances, ranks, report.
 def evaluate(
     model: nn.Module,
     dataset: VideoReIDDataset,

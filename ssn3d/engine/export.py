@@ -87,6 +87,7 @@ def export_graph(model: nn.Module, cfg: Config) -> tuple[nn.Module, bool]:
     return _Plain(model), True
 
 
+# Long on purpose: checks, export to a temporary file, then opset and numeric verification before replacing.
 def export_onnx(
     checkpoint: str | os.PathLike,
     out: str | os.PathLike,

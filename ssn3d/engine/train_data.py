@@ -55,6 +55,7 @@ def label_store_path(cfg: Config, dataset: VideoReIDDataset, workspace: Workspac
     return default_store_path(workspace or Workspace.from_env(), dataset.dataset_id)
 
 
+# Long on purpose: long only by its docstring (the strategies' rules for which labels count).
 def load_labels(
     cfg: Config,
     dataset: VideoReIDDataset,
@@ -121,6 +122,7 @@ def load_labels(
     return labels
 
 
+# Long on purpose: cache check, backbone and propagation under one lock that must span all of them.
 def propagated_labels(
     cfg: Config,
     dataset: VideoReIDDataset,

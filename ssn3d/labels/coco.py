@@ -35,6 +35,7 @@ from ssn3d.labels.skeletons import SKELETONS_BY_COUNT, map_joints
 from ssn3d.labels.store import AnnotationStore
 
 
+# Long on purpose: long only by its docstring and the COCO document it builds field by field.
 def export_coco(
     store: AnnotationStore, dataset: FrameIndex | str | os.PathLike | None = None, *, name: str = "ssn3d"
 ) -> dict[str, Any]:
@@ -145,6 +146,7 @@ def import_coco_files(
     return out
 
 
+# Long on purpose: one validating pass over a foreign document: each refusal is one line at its field.
 def import_coco(
     doc: Mapping[str, Any] | str | bytes | os.PathLike,
     dataset: FrameIndex | str | os.PathLike | Iterable[str],

@@ -40,6 +40,7 @@ class DetectReport:
     unreadable: list[str] = field(default_factory=list)
 
 
+# Long on purpose: long only by its docstring; the body is one detect-and-save loop.
 def detect_dataset(
     dataset: VideoReIDDataset,
     store: AnnotationStore,

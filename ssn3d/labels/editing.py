@@ -123,6 +123,7 @@ class ClickResult:
     message: str
 
 
+# Long on purpose: long only by its docstring, which spells out what each click mode does.
 def handle_click(
     kps: np.ndarray,
     part: int,

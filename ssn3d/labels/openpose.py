@@ -33,6 +33,7 @@ from ssn3d.labels.skeletons import SKELETONS_BY_COUNT, map_joints
 from ssn3d.labels.store import AnnotationStore
 
 
+# Long on purpose: long only by its docstring; one validating pass over the files.
 def import_openpose(
     sources: Mapping[str, Any] | Iterable[str | os.PathLike],
     dataset: FrameIndex | str | os.PathLike | Iterable[str],

@@ -171,6 +171,7 @@ def match_cells(
     return Matches(found, sim, back, mutual, mutual & (sim >= threshold))
 
 
+# Long on purpose: long only by its docstring (the matching rule); the body is one loop.
 def propagate_features(
     feats: torch.Tensor,
     labeled: Mapping[int, np.ndarray],
@@ -296,6 +297,7 @@ def propagate_tracklet(
     return out
 
 
+# Long on purpose: long only by its docstring; the body is one loop over tracklets.
 def propagate_labels(
     backbone: nn.Module,
     tracklets: Sequence[Tracklet],

@@ -216,6 +216,7 @@ class Backbone(nn.Module):
             return f"{i}.{rest}" if i < len(self.body) else ""
         return "" if head == "fc" else None
 
+    # Long on purpose: one sequence of checks on a weights file, each refusal a sentence naming what to fix.
     def _load(self, weights: str) -> None:
         if weights in ("none", ""):
             return

@@ -120,6 +120,7 @@ def _command(
     return head + args
 
 
+# Long on purpose: every check and the start happen under the launch lock and the run lock, so they stay together.
 def launch_run(
     run_dir: str | os.PathLike,
     *,
@@ -272,6 +273,7 @@ def resume_run(run_dir: str | os.PathLike, overrides: Sequence[str] = (), **kwar
 # --------------------------------------------------------------------------- cancelling
 
 
+# Long on purpose: long only by its docstring; the body is signal, wait, escalate, record.
 def cancel_run(run_dir: str | os.PathLike, *, grace_s: float = GRACE_S, wait: bool = True) -> dict[str, Any]:
     """Stop a running run: SIGTERM now, SIGKILL if it is still alive after ``grace_s`` seconds.
 

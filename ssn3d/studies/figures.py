@@ -102,6 +102,7 @@ def amber_attention(images: torch.Tensor, maps: torch.Tensor, titles: list[str],
     plt.close(fig)
 
 
+# Long on purpose: one matplotlib figure built row by row (a motif per row); its calls read best in order.
 def amber_part_boxes(
     images: torch.Tensor, peaks: np.ndarray, names: list[str], meta: dict, hits: dict, window: int, path: Path
 ) -> None:

@@ -147,6 +147,7 @@ def _overlaps(a: tuple[int, ...], b: tuple[int, ...], gap: int = 8) -> bool:
     return not (a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1])
 
 
+# Long on purpose: one painting loop whose random draws must keep their order (a seed decides every painting).
 def generate_amber(
     out_dir: str | Path,
     *,

@@ -177,6 +177,7 @@ def camera_look(img: Image.Image, camera: Camera, rng: np.random.Generator) -> n
     return np.clip(arr + 0.5, 0, 255).astype(np.uint8)
 
 
+# Long on purpose: one frame loop whose random draws must keep their order (the output is hash-pinned).
 def walk_tracklet(
     rng: np.random.Generator,
     look: Look,

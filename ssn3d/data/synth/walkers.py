@@ -133,6 +133,7 @@ def _check_size(size: tuple[int, int], seed: int) -> tuple[int, int]:
     return h, w
 
 
+# Long on purpose: its docstring lists every option; the loop's random draws must keep their order (hash-pinned).
 def generate_walkers(
     out_dir: str | Path,
     *,
@@ -275,6 +276,7 @@ def _look_json(look: Look) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(look).items()}
 
 
+# Long on purpose: long only by its docstring; the random draws must keep their order (hash-pinned).
 def generate_pedestrian128(
     out_dir: str | Path,
     *,
