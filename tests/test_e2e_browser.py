@@ -396,10 +396,18 @@ def test_keys_work_after_a_click_and_the_frame_fits_the_window(browser, server: 
         _click_frame(page, 20, 30)
         assert _wait_for_frame(home, frame, {0}) is not None
         _settled(page)
-        page.keyboard.press("z")  # Undo, with the focus where the click left it
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and _store_frames(home).get(frame) is not None:
-            time.sleep(0.2)
+        # Undo, with the focus where the click left it. On a loaded machine the first key can arrive while
+        # the frame's rerun still swaps the click iframe, as a quick user's would; with the focus stuck in
+        # the iframe no press ever arrives, so three presses still tell the two apart (a second Undo finds
+        # nothing more to undo: the stack holds only this click).
+        for _ in range(3):
+            page.keyboard.press("z")
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline and _store_frames(home).get(frame) is not None:
+                time.sleep(0.2)
+            if _store_frames(home).get(frame) is None:
+                break
+            _settled(page)
         assert _store_frames(home).get(frame) is None, "the Z key did not reach the page after a click"
         # the part to place next is named on the image in its colour; its button is filled with it
         _settled(page)
