@@ -117,6 +117,18 @@ class ClipTransform:
             raise ValueError(
                 "uint8 clips are resized and flipped only; pad and erase_prob need the float path (to_tensor)."
             )
+        kps = self._resized_keypoints(images, keypoints)
+        flip = False
+        if self.train:
+            rng = rng if rng is not None else np.random.default_rng()
+            flip = bool(rng.random() < self.flip_prob)  # the draw ``__call__`` makes
+            if flip:
+                kps = flip_keypoints(kps, self.width)
+        clip = self._pixels(images, False).contiguous()  # (T, 3, H, W) uint8
+        return Uint8Clip(clip, kps.astype(np.float32), flip)
+
+    def _resized_keypoints(self, images: list[Image.Image], keypoints: np.ndarray | None) -> np.ndarray:
+        """A clip's keypoints (T, 9, 3) moved from each frame's own pixels to the output size (zeros if None)."""
         if not images:
             raise ValueError("a clip needs at least one frame.")
         t = len(images)
@@ -128,15 +140,7 @@ class ClipTransform:
         if kps.shape[0] != t:
             raise ValueError(f"keypoints cover {kps.shape[0]} frames but the clip has {t}.")
         out_size = (self.width, self.height)
-        kps = np.stack([resize_keypoints(k, img.size, out_size) for k, img in zip(kps, images)])
-        flip = False
-        if self.train:
-            rng = rng if rng is not None else np.random.default_rng()
-            flip = bool(rng.random() < self.flip_prob)  # the draw ``__call__`` makes
-            if flip:
-                kps = flip_keypoints(kps, self.width)
-        clip = self._pixels(images, False).contiguous()  # (T, 3, H, W) uint8
-        return Uint8Clip(clip, kps.astype(np.float32), flip)
+        return np.stack([resize_keypoints(k, img.size, out_size) for k, img in zip(kps, images)])
 
     def __call__(
         self,
@@ -154,18 +158,7 @@ class ClipTransform:
         Returns:
             clip (T, 3, H, W) ImageNet-normalized, and keypoints (T, 9, 3) float32 in output pixels.
         """
-        if not images:
-            raise ValueError("a clip needs at least one frame.")
-        t = len(images)
-        kps = (
-            np.zeros((t, NUM_PARTS, 3), np.float32)
-            if keypoints is None
-            else np.asarray(keypoints, np.float32)
-        )
-        if kps.shape[0] != t:
-            raise ValueError(f"keypoints cover {kps.shape[0]} frames but the clip has {t}.")
-        out_size = (self.width, self.height)
-        kps = np.stack([resize_keypoints(k, img.size, out_size) for k, img in zip(kps, images)])
+        kps = self._resized_keypoints(images, keypoints)
         if not self.train:
             return self.to_tensor(images), kps
         rng = rng if rng is not None else np.random.default_rng()
@@ -177,7 +170,7 @@ class ClipTransform:
             dx, dy = (int(v) for v in rng.integers(0, 2 * self.pad + 1, size=2))
             padded = torch.nn.functional.pad(clip, (self.pad, self.pad, self.pad, self.pad))
             clip = padded[..., dy : dy + self.height, dx : dx + self.width].contiguous()
-            kps = crop_keypoints(kps, dx - self.pad, dy - self.pad, out_size)
+            kps = crop_keypoints(kps, dx - self.pad, dy - self.pad, (self.width, self.height))
         if self.erase_prob > 0 and rng.random() < self.erase_prob:
             box = random_erase_box(rng, self.height, self.width)
             if box is not None:
