@@ -374,10 +374,11 @@ def test_mirrored_anchor_frames_give_their_own_attention() -> None:
 
 
 def test_an_old_checkpoint_without_the_background_class_loads() -> None:
-    """assets/demo_model.pt predates the levers: it loads with every lever off and the same outputs."""
+    """A checkpoint written before the levers existed (the first demo model, kept as a test file: no lever
+    keys in its config, no checksum) loads with every lever off and the classifier's N outputs."""
     from ssn3d.engine.checkpoint import load_checkpoint
 
-    model, cfg, _ = load_checkpoint(Path(__file__).resolve().parents[1] / "assets" / "demo_model.pt")
+    model, cfg, _ = load_checkpoint(Path(__file__).resolve().parent / "data" / "demo_model_before_levers.pt")
     assert not cfg.model.background_class and cfg.loss.position_ce == 0 and cfg.train.attn_lr_mult == 1
     assert model.ssn[0].classifier.fc.out_features == cfg.model.num_parts
     x = torch.rand(1, 4, 3, cfg.data.height, cfg.data.width)
