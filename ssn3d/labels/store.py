@@ -253,10 +253,8 @@ class AnnotationStore:
                 os.fsync(fh.fileno())
         except OSError as e:
             # take back the part that reached the file, so the store stays as it was before this save
-            try:
+            with contextlib.suppress(OSError):  # if this fails too, the next save or read cuts the torn tail
                 os.truncate(self.journal, size)
-            except OSError:
-                pass  # the torn tail stays; the next save or read cuts it
             raise self._save_failed(e) from e
 
     def _save_failed(self, e: OSError) -> AnnotationError:
