@@ -43,6 +43,7 @@ from accuracy_sweep import (  # noqa: E402  (one row table: the sweep's rows and
     NOISE,
     Row,
     config_problem,
+    evaluate_command,
     last_eval,
     prepare_data,
     rows,
@@ -263,19 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                      "--run-dir", str(run_dir), "--no-progress"]  # fmt: skip
             cmds = [train]
             if not args.no_evaluate:
-                dev = "cpu" if args.tiny else "auto"
-                cmds.append(
-                    [
-                        sys.executable,
-                        "-m",
-                        "ssn3d",
-                        "evaluate",
-                        str(run_dir),
-                        "--device",
-                        dev,
-                        "--no-progress",
-                    ]
-                )
+                cmds.append(evaluate_command(run_dir, "cpu" if args.tiny else "auto"))
             if run_dir.exists():  # a run of an earlier invocation: start over, the folder is ours
                 shutil.rmtree(run_dir)
             run_dir.parent.mkdir(parents=True, exist_ok=True)

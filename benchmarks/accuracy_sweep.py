@@ -254,6 +254,11 @@ def _run(cmd: list[str], threads: int = 1, log: Path | None = None) -> None:
 # --------------------------------------------------------------------------- one run
 
 
+def evaluate_command(run_dir: Path, device: str) -> list[str]:
+    """``python -m ssn3d evaluate RUN``: the run's eval.json, part PCK included (both runners use it)."""
+    return [sys.executable, "-m", "ssn3d", "evaluate", str(run_dir), "--device", device, "--no-progress"]
+
+
 def last_eval(run_dir: Path) -> dict:
     """The last ``"kind": "eval"`` record of a run's metrics.jsonl."""
     found = None
@@ -286,17 +291,7 @@ def run_one(row: Row, seed: int, out: Path, results: Path, scale_name: str, thre
     ev = last_eval(run_dir)
     pck = None
     if has_attention(row):  # the baselines and the supervised strategy have no attention maps to score
-        evaluate = [
-            sys.executable,
-            "-m",
-            "ssn3d",
-            "evaluate",
-            str(run_dir),
-            "--device",
-            "cpu",
-            "--no-progress",
-        ]
-        _run(evaluate, threads, log=log.with_suffix(".eval.log"))
+        _run(evaluate_command(run_dir, "cpu"), threads, log=log.with_suffix(".eval.log"))
         pck = pck_record(json.loads((run_dir / "eval.json").read_text(encoding="utf-8")))
     rec = {
         "row": row.name,
