@@ -123,7 +123,9 @@ class Row:
 # before any of them ran; the one expected best (all three levers that carry anchors: PositionCE, propagated
 # labels, pretrained features) runs every seed. MobileNetV2 is cut at stride 4 (16 x 8 cells at 64 x 32, the
 # ResNet18 rows' map): at stride 8 a one-cell miss (8 px) already fails PCK@0.1 (6.4 px), at stride 16 the
-# map is 4 x 2.
+# map is 4 x 2. The second round added lever 6 (a part-position prior counted from the labels), its
+# combination with PositionCE (run every seed) and one diagnostic row (PositionCE with keypoints on every
+# training frame: what more labels would buy), all three written before they ran.
 # fmt: off
 LEVER_ROWS: tuple[Row, ...] = (
     Row("lever1_mobilenet", "Lever 1: semi, pretrained MobileNetV2", ("model.strategy=semi", "model.backbone=mobilenet_v2", "model.weights=imagenet"), labels="semi"),
@@ -139,6 +141,9 @@ LEVER_ROWS: tuple[Row, ...] = (
     Row("levers_pce_propagate", "Levers 2+4 (not in the paper): PositionCE + propagated labels", ("model.strategy=semi", "loss.position_ce=1.0", "data.propagate_labels=0.8"), labels="semi", main=False),
     Row("levers_pce_mobilenet", "Levers 1+2 (not in the paper): PositionCE + MobileNetV2 ImageNet (stride 4)", ("model.strategy=semi", "loss.position_ce=1.0", "model.backbone=mobilenet_v2", "model.backbone_stages=1", "model.weights=imagenet"), labels="semi", main=False),
     Row("levers_pce_prop_mobilenet", "Levers 1+2+4 (not in the paper): PositionCE + propagation + MobileNetV2 (stride 4)", ("model.strategy=semi", "loss.position_ce=1.0", "data.propagate_labels=0.8", "model.backbone=mobilenet_v2", "model.backbone_stages=1", "model.weights=imagenet"), labels="semi"),
+    Row("lever6_position_prior", "Lever 6 (not in the paper): semi + the labels' part-position prior (weight 1)", ("model.strategy=semi", "model.position_prior=1.0"), labels="semi", main=False),
+    Row("levers_pce_prior", "Levers 2+6 (not in the paper): PositionCE + part-position prior", ("model.strategy=semi", "loss.position_ce=1.0", "model.position_prior=1.0"), labels="semi"),
+    Row("diag_pce_every_frame", "Diagnostic: PositionCE with noisy keypoints on every training frame (the label budget's ceiling)", ("model.strategy=semi", "loss.position_ce=1.0"), labels="noisy", main=False),
 )
 # fmt: on
 

@@ -52,6 +52,9 @@ class ModelConfig:
     background_class: bool = (
         False  # NOT in the paper: an (N+1)-th "no part" output of the attention classifier (loss.background)
     )
+    position_prior: float = (
+        0.0  # NOT in the paper: weight of the labels' part-position prior on the attention logits; 0 = off
+    )
 
 
 @dataclass
@@ -371,6 +374,8 @@ def _validate_alignment(cfg: Config) -> None:
     for key in ("position_ce", "position_sigma", "temporal_stability", "flip_consistency", "background"):
         if getattr(lo, key) < 0:
             raise ConfigError(f"loss.{key}={getattr(lo, key)} must be >= 0 (0 switches it off).")
+    if m.position_prior < 0:
+        raise ConfigError(f"model.position_prior={m.position_prior} must be >= 0 (0 switches it off).")
     attention = m.arch == "ssn3d" and m.strategy != "supervised"
     semi = m.arch == "ssn3d" and m.strategy == "semi"
     needs = {
@@ -389,6 +394,11 @@ def _validate_alignment(cfg: Config) -> None:
             lo.temporal_stability > 0,
             attention,
             "SSN attention (model.arch=ssn3d, strategy unsupervised or semi)",
+        ),
+        "model.position_prior": (
+            m.position_prior > 0,
+            semi,
+            "model.strategy=semi (the prior is counted from the labeled keypoints)",
         ),
         "model.background_class": (
             m.background_class,

@@ -71,7 +71,7 @@ def alignment_clips(
     return candidates
 
 
-def _training_prior(
+def training_keypoints(
     dataset: VideoReIDDataset, labels: dict[str, np.ndarray], size: tuple[int, int]
 ) -> np.ndarray | None:
     """Labels of training frames in model pixels, (F, 9, 3) (a seeded sample of at most PCK_MAX_PRIOR)."""
@@ -120,7 +120,7 @@ def evaluate_alignment(
     if not clips:
         return None
     maps, kps = _clip_maps(model, dataset, cfg, clips, known, device=device)
-    prior = _training_prior(dataset, labels, size)
+    prior = training_keypoints(dataset, labels, size)
     anchored = m.strategy == "semi" and prior is not None and m.num_parts == NUM_PARTS
     report = maps_pck(
         maps,

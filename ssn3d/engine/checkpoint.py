@@ -300,7 +300,11 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: str
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    mismatched = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    mismatched = [
+        k
+        for k in own
+        if k in state and tuple(own[k].shape) != tuple(state[k].shape) and not _takes_loaded_shape(model, k)
+    ]
     if missing or unexpected or mismatched:
         detail = "; ".join(
             f"{name}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
@@ -315,6 +319,17 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], path: str
             f"checkpoint {path} holds weights of another architecture ({detail}); use the config it was trained with."
         )
     model.load_state_dict(state, strict=True)
+
+
+def _takes_loaded_shape(model: nn.Module, key: str) -> bool:
+    """Whether ``key`` is a buffer its module resizes to the loaded one (``loaded_shape_buffers``): a
+    position prior counted on the training map is as good as the model whatever that map's size was."""
+    owner, _, name = key.rpartition(".")
+    try:
+        module = model.get_submodule(owner)
+    except AttributeError:
+        return False
+    return name in getattr(module, "loaded_shape_buffers", ())
 
 
 def model_differences(a: ModelConfig, b: ModelConfig) -> list[str]:

@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from ssn3d.config import Config
+from ssn3d.config import Config, ConfigError
+from ssn3d.data.datasets import VideoReIDDataset
 from ssn3d.engine import checkpoint as ckpt_io
+from ssn3d.engine.alignment_eval import training_keypoints
 from ssn3d.engine.collapse import CollapseGuard, warn_if_collapsed
 from ssn3d.engine.distributed import DistInfo, barrier
 from ssn3d.engine.evaluate import evaluate, write_report
@@ -120,6 +123,8 @@ def build_session(
     model = build_model(cfg.model, load_weights=not resume).to(device)
     if cuda and cfg.train.channels_last:
         channels_last_2d(model)
+    if cfg.model.position_prior > 0 and not resume:  # a resume reads the prior back with the weights
+        count_position_prior(model, dataset, labels, cfg)
     opt, sched = build_optimizer(model, cfg)
     state = TrainState()
     if resume:
@@ -163,6 +168,22 @@ def build_session(
         len(dataset.train),
     )
     return session
+
+
+def count_position_prior(
+    model: nn.Module, dataset: VideoReIDDataset, labels: dict[str, np.ndarray], cfg: Config
+) -> None:
+    """The part-position prior of ``model.position_prior`` (NOT in the paper), counted from the labels of
+    the training frames at the training size; refused in one sentence when there are none."""
+    size = (cfg.data.width, cfg.data.height)
+    keypoints = training_keypoints(dataset, labels, size)  # (F, N, 3) in model pixels
+    if keypoints is None:
+        raise ConfigError(
+            f"model.position_prior={cfg.model.position_prior:g} counts where parts lie from labeled keypoints, "
+            "but no training frame has any; label some frames or set model.position_prior=0."
+        )
+    model.set_position_prior(keypoints, size)
+    _logger.info("Part-position prior counted from %d labeled frames.", len(keypoints))
 
 
 def wrap_model(model: nn.Module, cfg: Config, info: DistInfo, device: torch.device) -> nn.Module:

@@ -34,6 +34,7 @@ def build_model(cfg: ModelConfig, *, load_weights: bool = True) -> nn.Module:
         shared_classifier=cfg.shared_classifier,
         num_frames=cfg.num_frames,
         background_class=cfg.background_class,
+        position_prior=cfg.position_prior,
     )
 
 

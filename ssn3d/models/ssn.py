@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssn3d.alignment_losses import background_cells
+from ssn3d.models.position_prior import PositionPrior
 from ssn3d.models.windows import anchor_attention, pad_edges, supervised_parts, weighted_windows, windows_at
 
 
@@ -81,6 +82,9 @@ class SSN(nn.Module):
         num_parts: N.
         window: k.
         hidden: K.
+        background: an (N+1)-th "no part" output (NOT in the paper).
+        position_prior: weight w of the labels' part-position prior added to the maps' logits (NOT in
+            the paper; ``ssn3d.models.position_prior``); 0 = none.
     """
 
     def __init__(
@@ -91,17 +95,21 @@ class SSN(nn.Module):
         window: int = 3,
         hidden: int = 512,
         background: bool = False,
+        position_prior: float = 0.0,
     ) -> None:
         super().__init__()
         self.num_parts, self.window, self.background = num_parts, window, background
         self.classifier = AttentionClassifier(
             in_channels=in_channels, num_parts=num_parts + int(background), window=window, hidden=hidden
         )
+        self.prior = PositionPrior(num_parts, position_prior) if position_prior > 0 else None
 
     def map_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Eq. (1): (B, C, H, W) -> the N logit maps A^i (B, N, H, W); a "no part" channel is not a map."""
+        """Eq. (1): (B, C, H, W) -> the N logit maps A^i (B, N, H, W); a "no part" channel is not a map.
+        With a position prior its w log p_i is added here, so every user of the maps sees the same ones."""
         logits = self.classifier.forward_map(x)
-        return logits[:, : self.num_parts] if self.background else logits
+        logits = logits[:, : self.num_parts] if self.background else logits
+        return logits if self.prior is None else self.prior(logits)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. (1)-(2): (B, C, H, W) -> (B, N, H, W), each map summing to 1."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
 from ssn3d.keypoints import CellGeometry, geometry_for
 from ssn3d.models.aggregator import Fusion, PartConv3dBlocks
 from ssn3d.models.cells import measure_geometry
+from ssn3d.models.position_prior import counted_log_prior
 from ssn3d.models.ssn import SSN, SSNOutput
 
 
@@ -88,6 +90,8 @@ class SSN3D(nn.Module):
         num_frames: T, the number of classifiers when not shared.
         background_class: an (N+1)-th "no part" output of the attention classifier (NOT in the paper;
             ``ssn3d.models.ssn.SSN``).
+        position_prior: weight of the labels' part-position prior on the attention logits (NOT in the
+            paper; ``ssn3d.models.position_prior``), set by ``set_position_prior``; 0 = none.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class SSN3D(nn.Module):
         shared_classifier: bool = True,
         num_frames: int = 4,
         background_class: bool = False,
+        position_prior: float = 0.0,
     ) -> None:
         super().__init__()
         if strategy not in ("unsupervised", "semi", "supervised"):
@@ -118,6 +123,7 @@ class SSN3D(nn.Module):
                 window=window,
                 hidden=attn_channels,
                 background=background_class,
+                position_prior=position_prior,
             )
             for _ in range(n_ssn)
         )
@@ -181,6 +187,24 @@ class SSN3D(nn.Module):
     def cell_geometry(self) -> CellGeometry:
         """Where the backbone's cells look in the image (measured once per backbone kind)."""
         return measure_geometry(self.backbone)
+
+    def set_position_prior(self, keypoints: np.ndarray, image_size: tuple[int, int]) -> None:
+        """Count the part-position prior of every classifier from labels (F, N, 3) in model pixels of
+        ``image_size`` (W, H) (``ssn3d.models.position_prior``; a model built without one refuses)."""
+        if any(s.prior is None for s in self.ssn):
+            raise ValueError("this model was built without a position prior (model.position_prior=0)")
+        probe = next(self.backbone.parameters(), None)
+        device = probe.device if probe is not None else torch.device("cpu")
+        was_training = self.backbone.training
+        with (
+            torch.no_grad()
+        ):  # the map size, read off a forward in eval mode (BatchNorm statistics untouched)
+            zeros = torch.zeros(1, 3, image_size[1], image_size[0], device=device)
+            h, w = self.backbone.eval()(zeros).shape[-2:]
+        self.backbone.train(was_training)
+        log_prior = counted_log_prior(keypoints, self.cell_geometry(), (w, h))  # (N, h, w)
+        for s in self.ssn:
+            s.prior.set_prior(log_prior)
 
     def forward_head(self, parts: torch.Tensor) -> torch.Tensor:
         """(B, T, N, C, k, k) -> (B, D)."""
