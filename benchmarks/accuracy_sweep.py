@@ -125,7 +125,9 @@ class Row:
 # ResNet18 rows' map): at stride 8 a one-cell miss (8 px) already fails PCK@0.1 (6.4 px), at stride 16 the
 # map is 4 x 2. The second round added lever 6 (a part-position prior counted from the labels), its
 # combination with PositionCE (run every seed) and one diagnostic row (PositionCE with keypoints on every
-# training frame: what more labels would buy), all three written before they ran.
+# training frame: what more labels would buy), all three written before they ran. Lever 7 (the attention
+# classifier also reads the frame's mean feature) and its combination came after these showed that most limb
+# misses are left/right swaps; they too were written before they ran.
 # fmt: off
 LEVER_ROWS: tuple[Row, ...] = (
     Row("lever1_mobilenet", "Lever 1: semi, pretrained MobileNetV2", ("model.strategy=semi", "model.backbone=mobilenet_v2", "model.weights=imagenet"), labels="semi"),
@@ -143,6 +145,8 @@ LEVER_ROWS: tuple[Row, ...] = (
     Row("levers_pce_prop_mobilenet", "Levers 1+2+4 (not in the paper): PositionCE + propagation + MobileNetV2 (stride 4)", ("model.strategy=semi", "loss.position_ce=1.0", "data.propagate_labels=0.8", "model.backbone=mobilenet_v2", "model.backbone_stages=1", "model.weights=imagenet"), labels="semi"),
     Row("lever6_position_prior", "Lever 6 (not in the paper): semi + the labels' part-position prior (weight 1)", ("model.strategy=semi", "model.position_prior=1.0"), labels="semi", main=False),
     Row("levers_pce_prior", "Levers 2+6 (not in the paper): PositionCE + part-position prior", ("model.strategy=semi", "loss.position_ce=1.0", "model.position_prior=1.0"), labels="semi"),
+    Row("lever7_attn_context", "Lever 7 (not in the paper): semi + frame context in the attention classifier", ("model.strategy=semi", "model.attn_context=true"), labels="semi", main=False),
+    Row("levers_pce_prior_context", "Levers 2+6+7 (not in the paper): PositionCE + position prior + frame context", ("model.strategy=semi", "loss.position_ce=1.0", "model.position_prior=1.0", "model.attn_context=true"), labels="semi"),
     Row("diag_pce_every_frame", "Diagnostic: PositionCE with noisy keypoints on every training frame (the label budget's ceiling)", ("model.strategy=semi", "loss.position_ce=1.0"), labels="noisy", main=False),
 )
 # fmt: on
@@ -344,7 +348,7 @@ def pck_record(doc: dict) -> dict | None:
                 "overall": methods[method][f"pck@{a}"]["overall"],
                 "per_part": methods[method][f"pck@{a}"].get("per_part", {}),
             }
-            for method in ("argmax", "soft_argmax", "mean_position", "random")
+            for method in ("argmax", "soft_argmax", "argmax_best_side", "mean_position", "random")
             if method in methods
             for a in ("0.1", "0.2")
             if f"pck@{a}" in methods[method]

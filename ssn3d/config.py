@@ -55,6 +55,9 @@ class ModelConfig:
     position_prior: float = (
         0.0  # NOT in the paper: weight of the labels' part-position prior on the attention logits; 0 = off
     )
+    attn_context: bool = (
+        False  # NOT in the paper: the attention classifier also reads each frame's mean feature (left/right)
+    )
 
 
 @dataclass
@@ -399,6 +402,11 @@ def _validate_alignment(cfg: Config) -> None:
             m.position_prior > 0,
             semi,
             "model.strategy=semi (the prior is counted from the labeled keypoints)",
+        ),
+        "model.attn_context": (
+            m.attn_context,
+            attention,
+            "SSN attention (model.arch=ssn3d, strategy unsupervised or semi)",
         ),
         "model.background_class": (
             m.background_class,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ssn3d.attention import peak_keypoint_distance, peak_points, stability
-from ssn3d.keypoints import PARTS, VISIBLE, CellGeometry, resize_keypoints
+from ssn3d.keypoints import FLIP_PERMUTATION, PARTS, VISIBLE, CellGeometry, resize_keypoints
 
 PCK_ALPHAS: tuple[float, ...] = (0.1, 0.2)  # fractions of the crop height (pose estimation's usual pair)
 
@@ -96,6 +96,40 @@ def pck_report(
     return {"per_part": per_part, "overall": round(overall, 4), "assignment": [int(j) for j in assignment]}
 
 
+def best_side_report(points: np.ndarray, kps: np.ndarray, tol: float) -> dict[str, Any]:
+    """PCK with each frame's left and right sides read whichever way fits that frame better (a diagnostic).
+
+    In a frame whose person faces the camera the left limbs are on the image's right; facing away, on
+    its left. A window sees a limb but not which way the person faces, so a model can find every limb
+    and still name the sides wrongly. Per frame the hits are counted twice, against the keypoints as
+    labeled and against them mirrored (every left and right part swapped, ``FLIP_PERMUTATION``), and
+    the larger count is kept: the gap to plain PCK is the share of hits lost to side swaps alone.
+    Each keypoint is still matched by one part, so two parts on one limb do not both count.
+
+    Args:
+        points: (F, 9, 2) predicted positions of the named parts.
+        kps: (F, 9, 3) true keypoints.
+        tol: pixels.
+    """
+    swapped = np.asarray(kps)[:, list(FLIP_PERMUTATION)]
+    straight_hits, visible = pck_hits(points, kps, tol)
+    swapped_hits, swapped_visible = pck_hits(points, swapped, tol)
+    diag = np.arange(len(FLIP_PERMUTATION))
+    straight = straight_hits[:, diag, diag]  # (F, 9): part i on keypoint i
+    mirrored = swapped_hits[:, diag, diag]  # part i on the mirror keypoint of i
+    use_mirror = mirrored.sum(1) > straight.sum(1)  # (F,)
+    hits = np.where(use_mirror[:, None], mirrored, straight)
+    vis = np.where(use_mirror[:, None], swapped_visible, visible)
+    per_part = {  # part i against the keypoint it is read as (its own, or its mirror's in a mirrored frame)
+        _part_name(i): round(float(hits[:, i].sum() / max(1, vis[:, i].sum())), 4) for i in range(len(diag))
+    }
+    return {
+        "per_part": per_part,
+        "overall": round(float(hits.sum() / max(1, vis.sum())), 4),
+        "frames_read_mirrored": round(float(use_mirror.mean()) if len(use_mirror) else 0.0, 4),
+    }
+
+
 def random_peak_pck(kps: np.ndarray, cell_centres: np.ndarray, tol: float) -> dict[str, Any]:
     """Expected PCK of a peak in a uniformly random cell, exactly: the share of cells within ``tol``.
 
@@ -151,7 +185,8 @@ def part_pck(
 
     Returns:
         {"alphas", "tolerance_px", "frames", "visible_keypoints", "matched", "mean_position_source",
-        "methods": {method | "mean_position" | "random": {"pck@a": {"overall", "per_part"[, "assignment"]}}}}.
+        "methods": {method | "mean_position" | "random": {"pck@a": {"overall", "per_part"[, "assignment"]}}}},
+        with "argmax_best_side" (``best_side_report``) beside them for named, unmatched parts.
     """
     kps = np.asarray(kps)
     tols = [float(a) * float(height) for a in alphas]
@@ -162,6 +197,11 @@ def part_pck(
             assignment = match_parts(sum(pck_hits(points, kps, t)[0].sum(0) for t in tols))
         methods[name] = {
             f"pck@{a:g}": pck_report(points, kps, t, assignment=assignment) for a, t in zip(alphas, tols)
+        }
+    named = not match and kps.shape[1] == len(FLIP_PERMUTATION) and "argmax" in peaks
+    if named and peaks["argmax"].shape[1] == kps.shape[1]:  # a diagnostic for the named parts only
+        methods["argmax_best_side"] = {
+            f"pck@{a:g}": best_side_report(peaks["argmax"], kps, t) for a, t in zip(alphas, tols)
         }
     mean = mean_positions(kps if prior is None else prior)
     at_mean = np.broadcast_to(mean, (len(kps), *mean.shape))

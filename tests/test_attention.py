@@ -179,7 +179,7 @@ def test_alignment_summary_prefers_ground_truth_and_scores_each_part():
     assert rows[8]["PCK@0.1"] == pytest.approx(2 / 3, abs=1e-4)  # the right foot at row 0, like the head
     pck = out["pck"]["methods"]
     assert pck["argmax"]["pck@0.1"]["overall"] == pytest.approx(2 / 3, abs=1e-4)
-    assert set(pck) == {"argmax", "soft_argmax", "mean_position", "random"}
+    assert set(pck) == {"argmax", "soft_argmax", "argmax_best_side", "mean_position", "random"}
     assert 0 < out["stability"] <= 1
     none = pp.alignment_summary(maps, ["x", "y", "z"], [size] * 3, size, ground_truth={"a": truth})
     assert none["pck"] is None and "PCK@0.1" not in none["rows"][0]

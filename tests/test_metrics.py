@@ -290,15 +290,66 @@ def test_training_and_the_evaluate_cli_report_part_pck(tiny_run: Path, tmp_path:
     assert pck["frames"] == 64 and pck["clips"] == 16 and pck["clip_length"] == 4
     assert not pck["matched"]  # semi-supervised with training labels: part i is keypoint i
     assert pck["mean_position_source"] == "training labels (8 frames)"
-    assert set(pck["methods"]) == {"argmax", "soft_argmax", "mean_position", "random"}
+    assert set(pck["methods"]) == {"argmax", "soft_argmax", "argmax_best_side", "mean_position", "random"}
     assert report["metrics"]["pck@0.1"] == pck["methods"]["argmax"]["pck@0.1"]["overall"]
     assert evals[-1]["pck@0.1"] == report["metrics"]["pck@0.1"]  # one seeded sample: the same number
     lines = r.stdout.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("part PCK on 64 test frames"))
-    assert lines[head + 1].split() == ["argmax", "soft-argmax", "mean", "position", "random", "peak"]
+    assert lines[head + 1].split() == [
+        "argmax",
+        "soft-argmax",
+        "best",
+        "side",
+        "mean",
+        "position",
+        "random",
+        "peak",
+    ]
     assert [line.split()[0] for line in lines[head + 3 : head + 13]] == [*PARTS, "overall"]
     overall = lines[head + 12].split()[1:]
-    columns = ("argmax", "soft_argmax", "mean_position", "random")
+    columns = ("argmax", "soft_argmax", "argmax_best_side", "mean_position", "random")
     expected = [pck["methods"][m][a]["overall"] for m in columns for a in ("pck@0.1", "pck@0.2")]
     assert [float(v) for v in overall] == pytest.approx(expected, abs=0.005)
     assert "mean position from training labels (8 frames)" in r.stdout
+
+
+def _person(frames: int = 6) -> np.ndarray:
+    """(F, 9, 3) visible keypoints with every left part far from its right one (a person facing the camera)."""
+    kps = np.zeros((frames, 9, 3), np.float32)
+    kps[:, :, 1] = np.arange(9) * 10.0
+    kps[:, :, 0] = [16, 16, 16, 26, 6, 24, 8, 25, 7]  # head, body, crotch, then left/right pairs
+    kps[..., 2] = VISIBLE
+    return kps
+
+
+def test_best_side_pck_forgives_a_frame_read_mirrored_and_nothing_else() -> None:
+    from ssn3d.keypoints import FLIP_PERMUTATION
+    from ssn3d.part_pck import best_side_report
+
+    kps = _person()
+    exact = best_side_report(kps[..., :2], kps, 3.0)
+    assert exact["overall"] == 1.0 and exact["frames_read_mirrored"] == 0.0
+    mirrored = kps[:, list(FLIP_PERMUTATION), :2]  # every left part where the right one is
+    assert pck_report(mirrored, kps, 3.0)["overall"] == pytest.approx(3 / 9, abs=1e-4)
+    read = best_side_report(mirrored, kps, 3.0)
+    assert read["overall"] == 1.0 and read["frames_read_mirrored"] == 1.0
+    knees = kps[..., :2].copy()
+    knees[:, [5, 6]] = knees[
+        :, [6, 5]
+    ]  # only the knees swapped: the frame's other limbs say it is not mirrored
+    part = best_side_report(knees, kps, 3.0)
+    assert part["overall"] == pytest.approx(7 / 9, abs=1e-4) and part["frames_read_mirrored"] == 0.0
+    assert part["per_part"]["left_knee"] == 0.0 and part["per_part"]["left_foot"] == 1.0
+    collapsed = kps[..., :2].copy()
+    collapsed[:, 6] = collapsed[:, 5]  # both knees on the left knee: one of them is still wrong
+    assert best_side_report(collapsed, kps, 3.0)["overall"] == pytest.approx(8 / 9, abs=1e-4)
+
+
+def test_maps_pck_reports_best_side_for_named_parts_only(tiny_walkers: Path) -> None:
+    kps = _person(4)
+    maps = np.zeros((4, 9, 16, 8), np.float32)
+    maps[:, :, 0, 0] = 1.0
+    named = maps_pck(maps, kps, (32, 64))
+    assert "argmax_best_side" in named["methods"]
+    matched = maps_pck(maps, kps, (32, 64), match=True)
+    assert "argmax_best_side" not in matched["methods"]

@@ -179,9 +179,11 @@ if pck is not None:
         for key, label in (
             ("argmax", "peak"),
             ("soft_argmax", "soft-argmax"),
+            ("argmax_best_side", "peak with each frame's left and right read the better way"),
             ("mean_position", "mean position"),
             ("random", "random peak"),
         )
+        if key in m
     )
     st.markdown(
         f"**Part PCK** over these {pck['frames']} frames, at 0.1 / 0.2 x crop height: {line}; "

@@ -45,6 +45,7 @@ def check_args(args: argparse.Namespace) -> None:
 PCK_COLUMNS = (
     ("argmax", "argmax"),
     ("soft_argmax", "soft-argmax"),
+    ("argmax_best_side", "best side"),
     ("mean_position", "mean position"),
     ("random", "random peak"),
 )
@@ -63,6 +64,8 @@ def pck_table(pck: dict[str, Any]) -> str:
         groups = ("".join(v.rjust(cell) for v in values[i : i + k]) for i in range(0, len(values), k))
         return name.ljust(width) + "  ".join(groups)
 
+    columns = [(m, label) for m, label in PCK_COLUMNS if m in methods]  # "best side": named parts only
+
     def value(method: str, alpha: str, part: str | None) -> str:
         rep = methods[method][alpha]
         v = rep["overall"] if part is None else rep["per_part"].get(part)
@@ -73,13 +76,18 @@ def pck_table(pck: dict[str, Any]) -> str:
         f"part PCK on {pck['frames']} test frames ({pck['visible_keypoints']} visible keypoints), "
         f"within {' / '.join(f'{a:g}' for a in pck['alphas'])} x crop height ({tols} px)"
         + ("; parts matched to keypoints (Hungarian)" if pck["matched"] else ""),
-        "".ljust(width) + "  ".join(label.rjust(len(alphas) * cell) for _, label in PCK_COLUMNS),
-        row("", [a.removeprefix("pck") for _ in PCK_COLUMNS for a in alphas]),
+        "".ljust(width) + "  ".join(label.rjust(len(alphas) * cell) for _, label in columns),
+        row("", [a.removeprefix("pck") for _ in columns for a in alphas]),
     ]
     for part in parts:
-        lines.append(row(part, [value(m, a, part) for m, _ in PCK_COLUMNS for a in alphas]))
-    lines.append(row("overall", [value(m, a, None) for m, _ in PCK_COLUMNS for a in alphas]))
+        lines.append(row(part, [value(m, a, part) for m, _ in columns for a in alphas]))
+    lines.append(row("overall", [value(m, a, None) for m, _ in columns for a in alphas]))
     lines.append(f"mean position from {pck['mean_position_source']}; random peak: its exact expectation")
+    if "argmax_best_side" in methods:
+        lines.append(
+            "best side: argmax with each frame's left and right read whichever way fits it better "
+            "(a diagnostic: the gap to argmax is hits lost to left/right swaps alone)"
+        )
     return "\n".join(lines)
 
 

@@ -35,6 +35,7 @@ def build_model(cfg: ModelConfig, *, load_weights: bool = True) -> nn.Module:
         num_frames=cfg.num_frames,
         background_class=cfg.background_class,
         position_prior=cfg.position_prior,
+        attn_context=cfg.attn_context,
     )
 
 

@@ -41,29 +41,52 @@ from ssn3d.models.windows import anchor_attention, pad_edges, supervised_parts, 
 class AttentionClassifier(nn.Module):
     """f: a k x k x C window -> N part logits (eq. 1).
 
+    Option NOT in the paper (``context=True``, ``model.attn_context``): f also sees its frame's mean
+    feature g (C), f(window, g) = fc(ReLU(conv(window) + U g)), in both rounds. A window sees a few
+    cells; whether a limb there is the person's left or right one depends on which way the person
+    faces, which the whole frame shows. U starts at zero, so an untrained model is the paper's f.
+
     Args:
         in_channels: C.
         num_parts: N.
         window: k.
         hidden: K (paper: 512).
+        context: add the frame-context term U g.
     """
 
-    def __init__(self, *, in_channels: int, num_parts: int, window: int = 3, hidden: int = 512) -> None:
+    def __init__(
+        self, *, in_channels: int, num_parts: int, window: int = 3, hidden: int = 512, context: bool = False
+    ) -> None:
         super().__init__()
         self.window = window
         self.conv = nn.Conv2d(in_channels, hidden, window)
         self.fc = nn.Linear(hidden, num_parts)  # N classes, or N + 1 with the "no part" class
+        self.context = nn.Linear(in_channels, hidden, bias=False) if context else None
+        if self.context is not None:
+            nn.init.zeros_(self.context.weight)
 
     def forward_map(self, x: torch.Tensor) -> torch.Tensor:
         """1st round: (B, C, H, W) -> logits A (B, N, H, W), one per edge-padded window."""
-        h = F.relu(self.conv(pad_edges(x, self.window)))
+        h = self.conv(pad_edges(x, self.window))  # (B, K, H, W)
+        if self.context is not None:
+            h = h + self.context(frame_context(x))[:, :, None, None]
+        h = F.relu(h)
         return self.fc(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # the same linear layer as the 2nd round
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        """2nd round: windows (..., C, k, k) -> logits (..., N)."""
+    def forward(self, windows: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """2nd round: windows (..., C, k, k) [+ their frames' context (..., C)] -> logits (..., N)."""
         lead = windows.shape[:-3]
-        h = F.relu(self.conv(windows.reshape(-1, *windows.shape[-3:])))  # (M, K, 1, 1)
-        return self.fc(h.flatten(1)).reshape(*lead, -1)
+        h = self.conv(windows.reshape(-1, *windows.shape[-3:])).flatten(1)  # (M, K)
+        if self.context is not None:
+            if context is None:
+                raise ValueError("this classifier also reads each window's frame context")
+            h = h + self.context(context.reshape(-1, context.shape[-1]))
+        return self.fc(F.relu(h)).reshape(*lead, -1)
+
+
+def frame_context(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) feature maps -> (B, C) their means, the context of ``AttentionClassifier``."""
+    return x.mean((-2, -1))
 
 
 class SSNOutput(NamedTuple):
@@ -85,6 +108,8 @@ class SSN(nn.Module):
         background: an (N+1)-th "no part" output (NOT in the paper).
         position_prior: weight w of the labels' part-position prior added to the maps' logits (NOT in
             the paper; ``ssn3d.models.position_prior``); 0 = none.
+        context: the classifier also reads each frame's mean feature (NOT in the paper; see
+            ``AttentionClassifier``).
     """
 
     def __init__(
@@ -96,11 +121,16 @@ class SSN(nn.Module):
         hidden: int = 512,
         background: bool = False,
         position_prior: float = 0.0,
+        context: bool = False,
     ) -> None:
         super().__init__()
         self.num_parts, self.window, self.background = num_parts, window, background
         self.classifier = AttentionClassifier(
-            in_channels=in_channels, num_parts=num_parts + int(background), window=window, hidden=hidden
+            in_channels=in_channels,
+            num_parts=num_parts + int(background),
+            window=window,
+            hidden=hidden,
+            context=context,
         )
         self.prior = PositionPrior(num_parts, position_prior) if position_prior > 0 else None
 
@@ -145,11 +175,14 @@ class SSN(nn.Module):
         parts = weighted_windows(x, weights, k)  # eq. (3): (B, N, C, k, k)
         if not self.training:  # the 2nd round and the loss inputs exist in training only
             return SSNOutput(parts, attn, None)
-        logits = self.classifier(parts)  # 2nd round
+        context = None
+        if self.classifier.context is not None:  # every window of a frame reads that frame's context
+            context = frame_context(x)[:, None].expand(-1, self.num_parts, -1)  # (B, N, C)
+        logits = self.classifier(parts, context)  # 2nd round
         background = None
         if self.background:  # as many "no part" windows per frame as parts, far from peaks and keypoints
             bg_cells = background_cells(attn, self.num_parts, cells=cells, mask=mask)  # (B, N, 2)
-            background = self.classifier(windows_at(x, bg_cells, k))  # (B, N, N+1)
+            background = self.classifier(windows_at(x, bg_cells, k), context)  # (B, N, N+1)
         return SSNOutput(parts, attn, logits, map_logits, background)
 
 

@@ -92,6 +92,8 @@ class SSN3D(nn.Module):
             ``ssn3d.models.ssn.SSN``).
         position_prior: weight of the labels' part-position prior on the attention logits (NOT in the
             paper; ``ssn3d.models.position_prior``), set by ``set_position_prior``; 0 = none.
+        attn_context: the attention classifier also reads each frame's mean feature (NOT in the paper;
+            ``ssn3d.models.ssn.AttentionClassifier``).
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class SSN3D(nn.Module):
         num_frames: int = 4,
         background_class: bool = False,
         position_prior: float = 0.0,
+        attn_context: bool = False,
     ) -> None:
         super().__init__()
         if strategy not in ("unsupervised", "semi", "supervised"):
@@ -124,6 +127,7 @@ class SSN3D(nn.Module):
                 hidden=attn_channels,
                 background=background_class,
                 position_prior=position_prior,
+                context=attn_context,
             )
             for _ in range(n_ssn)
         )
