@@ -206,3 +206,26 @@ def test_quick_pedestrian_study_semi_beats_chance(tmp_path: Path) -> None:
     ):
         assert is_png(tmp_path / name)
     assert "semi" in r.stdout and "PCK" in r.stdout
+
+
+def test_the_pedestrian_studys_position_prior_is_counted_from_its_labeled_crops_for_semi_only(
+    tmp_path: Path,
+) -> None:
+    """``position_prior`` (NOT in the paper): the semi SSN starts with each part's prior peaked where the
+    labeled crops hold it (head above feet); the unsupervised SSN has none, as it has no labels."""
+    from ssn3d.studies.pedestrian_crops import load_crops
+    from ssn3d.studies.pedestrian_training import train_strategy
+    from ssn3d.studies.pedestrians import _crop_folder, quick_config
+
+    cfg = quick_config(count=24, labeled=8, iters=1, position_prior=1.0, augment=False)
+    _, images, kps, _ = load_crops(_crop_folder(cfg, tmp_path, False), (cfg.height, cfg.width))
+    labeled = np.arange(8)
+    anchors = np.zeros_like(kps)
+    anchors[labeled] = kps[labeled]
+    _, semi, _, _ = train_strategy(cfg, "semi", images, anchors, labeled, progress=False)
+    prior = semi.prior.log_prior  # (9, h, w) on the study's feature map
+    assert tuple(prior.shape[1:]) == (15, 8)
+    rows = [int(p.flatten().argmax()) // prior.shape[2] for p in prior]
+    assert rows[PARTS.index("head")] < rows[PARTS.index("crotch")] < rows[PARTS.index("left_foot")]
+    _, unsup, _, _ = train_strategy(cfg, "unsupervised", images, anchors, labeled, progress=False)
+    assert unsup.prior is None

@@ -119,6 +119,7 @@ def _pedestrians(args: argparse.Namespace) -> int:
         count=args.count,
         warmup=args.warmup,
         attention_loss=args.attention_loss,
+        position_prior=args.position_prior,
     )
     given = {k: v for k, v in given.items() if v is not None}
     if args.frozen_backbone:
@@ -196,6 +197,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frozen-backbone", action="store_true", help="train SSN only, on fixed features")
     p.add_argument("--warmup", type=float, help="share of iterations on labeled crops only")
     p.add_argument("--attention-loss", type=float, help="NOT in the paper: attention-to-keypoint CE weight")
+    p.add_argument(
+        "--position-prior",
+        type=float,
+        help="NOT in the paper: weight of the labeled crops' part-position prior on the semi maps (0: off)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -18,9 +18,10 @@ import torch
 from tqdm import tqdm
 
 from ssn3d.engine.optim import adam
-from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS
+from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS, geometry_for
 from ssn3d.losses import ssn_loss
 from ssn3d.models.backbone import Backbone
+from ssn3d.models.position_prior import counted_log_prior
 from ssn3d.models.ssn import SSN
 from ssn3d.models.ssn3d import keypoints_to_cells
 from ssn3d.studies.pedestrian_crops import augment, color_jitter, features, normalize
@@ -50,18 +51,41 @@ def _batch_indices(
     return np.concatenate([draw(labeled, cfg.batch // 2), draw(unlabeled, cfg.batch - cfg.batch // 2)])
 
 
-def _build(cfg: PedestrianStudyConfig) -> tuple[Backbone, SSN, torch.optim.Optimizer]:
-    """The backbone, SSN and the optimizer of what trains, both models in training mode."""
+def _build(cfg: PedestrianStudyConfig, strategy: str) -> tuple[Backbone, SSN, torch.optim.Optimizer]:
+    """The backbone, SSN and the optimizer of what trains, both models in training mode; a semi SSN
+    carries the position prior when the config asks for one (counted by ``_count_prior``)."""
     dev = cfg.device
     backbone = Backbone(name=cfg.backbone, stages=cfg.stages, weights=cfg.weights).to(dev)
     ssn = SSN(
-        in_channels=backbone.out_channels, num_parts=NUM_PARTS, window=cfg.window, hidden=cfg.hidden
+        in_channels=backbone.out_channels,
+        num_parts=NUM_PARTS,
+        window=cfg.window,
+        hidden=cfg.hidden,
+        position_prior=cfg.position_prior if strategy == "semi" else 0.0,
     ).to(dev)
     params = list(ssn.parameters()) + (list(backbone.parameters()) if cfg.train_backbone else [])
     opt = adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     backbone.train(cfg.train_backbone)
     ssn.train()
     return backbone, ssn, opt
+
+
+@torch.no_grad()
+def _count_prior(
+    cfg: PedestrianStudyConfig,
+    backbone: Backbone,
+    ssn: SSN,
+    images: torch.Tensor,
+    anchors: np.ndarray,
+    labeled,
+) -> None:
+    """The part-position prior of the labeled crops (NOT in the paper; ``ssn3d.models.position_prior``),
+    on the feature map of this backbone, by the cell rule of the anchors (``keypoints_to_cells``)."""
+    was_training = backbone.training
+    fh, fw = features(backbone.eval(), normalize(images[:1].to(cfg.device)), cfg.context_pad).shape[-2:]
+    backbone.train(was_training)
+    h, w = images.shape[-2:]
+    ssn.prior.set_prior(counted_log_prior(anchors[labeled], geometry_for((w, h), (fw, fh)), (fw, fh)))
 
 
 @torch.no_grad()
@@ -159,7 +183,9 @@ def train_strategy(
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    backbone, ssn, opt = _build(cfg)
+    backbone, ssn, opt = _build(cfg, strategy)
+    if ssn.prior is not None:
+        _count_prior(cfg, backbone, ssn, images, anchors, labeled_idx)
     kps_all = torch.from_numpy(anchors)
     # fixed features: computed once
     cached = None if cfg.train_backbone else _cached_features(cfg, backbone, images)

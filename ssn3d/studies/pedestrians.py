@@ -72,6 +72,9 @@ class PedestrianStudyConfig:
     attention_loss: float = (
         0.0  # NOT in the paper: weight of CE pulling part i's attention peak to keypoint i
     )
+    position_prior: float = (
+        0.0  # NOT in the paper: weight of the labeled crops' part-position prior on the semi maps
+    )
     eval_every: int = 100  # iterations between PCK measurements during training (0: at the end only)
     strategies: tuple[str, ...] = STRATEGIES
     loss: dict[str, list[float]] = field(default_factory=dict)
