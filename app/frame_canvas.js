@@ -4,29 +4,33 @@
 
 const DRAG_PX = 3; // a press that travels less than this many display pixels is a click, not a drag
 
+// The last view made. A rerun of the whole page mounts the canvas anew; the new view carries on with
+// the old one's events, numbering and decoded frame (no grey flash while the same frame decodes again).
+let previous = null;
+
 // Streamlit calls the default export again with the same parentElement whenever `data` changes, so
 // the canvas and its listeners are made once and kept on the canvas element.
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
   const canvas = parentElement.querySelector("canvas.ssn3d-frame");
   if (!canvas) return;
-  if (!canvas.__view) canvas.__view = new FrameView(canvas);
+  if (!canvas.__view) canvas.__view = previous = new FrameView(canvas, previous);
   canvas.__view.send = setTriggerValue;
   canvas.__view.update(data);
 }
 
 class FrameView {
-  constructor(canvas) {
+  constructor(canvas, before) {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d");
-    this.token = Math.random().toString(36).slice(2) + Date.now().toString(36);
-    this.seq = 0;
-    this.pending = []; // events sent and not yet answered, oldest first
-    this.data = null;
+    this.token = before ? before.token : Math.random().toString(36).slice(2) + Date.now().toString(36);
+    this.seq = before ? before.seq : 0;
+    this.pending = before ? before.pending : []; // events sent and not yet answered, oldest first
+    this.data = before ? before.data : null;
     this.points = [];
     this.selected = 0;
-    this.image = null;
-    this.imageSrc = null;
+    this.image = before ? before.image : null;
+    this.imageSrc = before ? before.imageSrc : null;
     this.hover = null; // the pointer in frame pixels, while it is over the canvas
     this.drag = null; // {part, startX, startY, moved} while a point is pressed
     canvas.addEventListener("pointerdown", (e) => this.onDown(e));

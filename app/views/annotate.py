@@ -210,7 +210,7 @@ def frame_view(kps: np.ndarray | None) -> None:
 
 # Long on purpose: a flat sequence of widgets in page order; Streamlit lays them out as called.
 def frame_tools(kps: np.ndarray | None) -> None:
-    """The message, click mode, part buttons and legend, the edit buttons, suggestions, a typed point."""
+    """The message, click mode, suggestions, part buttons and legend, the edit buttons, a typed point."""
     if S["ann_msg"]:
         (st.error if S["ann_msg"].startswith("error:") else st.info)(S["ann_msg"])
     st.segmented_control(
@@ -220,6 +220,7 @@ def frame_tools(kps: np.ndarray | None) -> None:
         required=True,
         help="delete: click a point; in either mode, drag a point to move it",
     )
+    suggestion_tools(frame, kps)  # high in the column: in view without scrolling in a 900-pixel window
     st.caption("Part (keys 1-9)")
     grid = st.columns(3)
     for i, name in enumerate(NAMES):
@@ -267,7 +268,6 @@ def frame_tools(kps: np.ndarray | None) -> None:
         width="stretch",
         disabled=kps is None,
     )
-    suggestion_tools(frame, kps)
     with st.form("ann_type_point", clear_on_submit=False, border=True):
         st.caption("Or type the point in frame pixels (Enter places it)")
         c = st.columns(2)
