@@ -15,6 +15,7 @@ import numpy as np
 import streamlit as st
 
 from app.common import labels_of, workspace
+from app.frame_canvas import PICK_PX, take_events
 from ssn3d.keypoints import PARTS
 from ssn3d.labels import editing, progress, suggestions
 from ssn3d.labels.store import AnnotationStore
@@ -72,24 +73,50 @@ def apply_point(x: float, y: float) -> None:
         x,
         y,
         mode=S["ann_mode"] or "place",
-        grabbed=S["ann_grabbed"],
-        radius=12.0 / c["scale"],
+        radius=PICK_PX / c["scale"],
         part_names=NAMES,
         frame_size=c["size"],  # a typed point outside the frame is refused, as imports hide one
     )
     if res.changed:
         _edit(c["frame"], lambda _: res.keypoints)
-    S["ann_part"], S["ann_grabbed"], S["ann_msg"] = res.part, res.grabbed, res.message
+    S["ann_part"], S["ann_msg"] = res.part, res.message
 
 
-def on_image_click() -> None:
-    value = S.get("ann_click")
-    if not editing.is_new_click(value, S.get("ann_last_click")):
-        return
-    S["ann_last_click"] = value.get("unix_time")
-    shown = (value.get("width") or 1, value.get("height") or 1)
-    x, y = editing.scale_click(value["x"], value["y"], shown, ctx()["size"])
-    _act(lambda: apply_point(x, y))
+def move_point(part: int, x: float, y: float) -> None:
+    """A point of the current frame dragged to frame pixel (x, y); the selected part stays selected."""
+    c = ctx()
+    before = _current(c["frame"])
+    res = editing.move_point(
+        editing.new_keypoints() if before is None else before,
+        part,
+        x,
+        y,
+        c["size"],
+        selected=S["ann_part"],
+        part_names=NAMES,
+    )
+    if res.changed:
+        _edit(c["frame"], lambda _: res.keypoints)
+    S["ann_part"], S["ann_msg"] = res.part, res.message
+
+
+def canvas_events(value: object) -> None:
+    """The frame canvas's events not handled yet (``take_events``), each once and in order.
+
+    One made on another frame than the page shows now is dropped: the labeler has moved on since.
+    """
+    events, S["ann_canvas_ack"] = take_events(value, S.get("ann_canvas_ack"), len(NAMES))
+    for ev in events:
+        if ev["frame"] != ctx().get("frame"):
+            continue
+        if ev["kind"] == "move":
+            _act(lambda ev=ev: move_point(ev["part"], ev["x"], ev["y"]))
+        else:
+            _act(lambda ev=ev: apply_point(ev["x"], ev["y"]))
+
+
+def on_canvas() -> None:
+    canvas_events((S.get("ann_canvas") or {}).get("event"))
 
 
 def on_typed_point() -> None:
@@ -132,7 +159,7 @@ def copy_prev() -> None:
             S["ann_msg"] = "no labeled frame in this tracklet to copy from"
             return
         _edit(c["frame"], lambda _: src)
-        S["ann_msg"] = "copied the nearest labeled frame's points: adjust them with the move mode"
+        S["ann_msg"] = "copied the nearest labeled frame's points: drag them where they belong"
 
     _act(run)
 
@@ -147,7 +174,7 @@ def undo() -> None:
         _saved(edit)
         part = editing.changed_part(edit.before, edit.after)
         if edit.frame == ctx()["frame"] and part is not None:  # the undone part is the one to place again
-            S["ann_part"], S["ann_grabbed"] = part, None
+            S["ann_part"] = part
         S["ann_msg"] = f"undid the last change of {edit.frame}"
 
     _act(run)
@@ -188,7 +215,7 @@ def accept() -> None:
             return
         _edit(frame, lambda _: got.keypoints, source="pose-accepted")
         left = got.next_part
-        S["ann_part"], S["ann_grabbed"] = (S["ann_part"] if left is None else left), None
+        S["ann_part"] = S["ann_part"] if left is None else left
         S["ann_msg"] = f"accepted {got.added} suggested point(s)" + (
             "" if left is None else f"; place or hide the rest, starting with {NAMES[left]}"
         )
@@ -207,17 +234,17 @@ def jump_to(key: str) -> None:
 
 
 def select_part(i: int) -> None:
-    S["ann_part"], S["ann_grabbed"] = i, None
+    S["ann_part"] = i
 
 
 def step_frame(delta: int) -> None:
     n = ctx().get("count", 1)
     S["ann_frame"] = int(min(max(0, S.get("ann_frame", 0) + delta), n - 1))
-    S["ann_grabbed"], S["ann_rerun_app"] = None, True
+    S["ann_rerun_app"] = True
 
 
 def goto_frame(i: int) -> None:
-    S["ann_frame"], S["ann_grabbed"], S["ann_rerun_app"] = i, None, True
+    S["ann_frame"], S["ann_rerun_app"] = i, True
 
 
 def next_frame() -> None:

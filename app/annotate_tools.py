@@ -30,23 +30,6 @@ from ssn3d.labels.store import AnnotationStore
 
 S = st.session_state
 
-# The click component is an iframe: after a click the keyboard focus stays inside it and the page's
-# shortcuts (Z, 1-9, arrows) no longer reach Streamlit. When the page loses focus to that iframe, hand
-# it back. The script is a constant (no user data) and installs itself once per browser tab.
-FOCUS_BACK = """<script>
-(() => {
-  if (window.__ssn3dFocusBack) return;
-  window.__ssn3dFocusBack = true;
-  window.addEventListener("blur", () => setTimeout(() => {
-    const el = document.activeElement;
-    if (el && el.tagName === "IFRAME" && (el.title || "").includes("streamlit_image_coordinates")) {
-      el.blur();
-      window.focus();
-    }
-  }, 0));
-})();
-</script>"""
-
 
 def part_css(selected: int) -> str:
     """Each part button edged in its part's colour, the selected one filled with it (not the theme's red,
@@ -60,18 +43,6 @@ def part_css(selected: int) -> str:
         f".st-key-ann_part_{selected} button {{background: rgb({r},{g},{b}); color: {ink}; font-weight: 600;}}"
     )
     return "<style>" + "\n".join(rules) + "</style>"
-
-
-def part_cursor(color: tuple[int, int, int]) -> str:
-    """A CSS cursor: a ring with a centre dot in the part's colour, hot spot at the centre."""
-    r, g, b = color
-    svg = (
-        "<svg xmlns='http://www.w3.org/2000/svg' width='24' height='24'>"
-        f"<circle cx='12' cy='12' r='8' fill='none' stroke='rgb({r},{g},{b})' stroke-width='3'/>"
-        "<circle cx='12' cy='12' r='8' fill='none' stroke='black' stroke-width='1'/>"
-        f"<circle cx='12' cy='12' r='1.5' fill='rgb({r},{g},{b})'/></svg>"
-    )
-    return f'url("data:image/svg+xml;utf8,{svg}") 12 12, crosshair'
 
 
 def suggestion_tools(frame: str, kps: np.ndarray | None) -> None:

@@ -1,6 +1,7 @@
 """End to end in a real browser: Playwright drives Debian's headless Chromium against `streamlit run`.
 
-* Annotate: a click on the frame draws the point and saves it in ``annotations/`` at once; labeling two
+* Annotate: a click on the frame (the page's own canvas) draws the point and saves it in ``annotations/``
+  at once; a point dragged lands where it is dropped and nothing else changes; labeling two
   frames of one tracklet (clicks, Undo) writes exactly those points to exactly those frames; on real
   footage (OpenCV's vtest.avi) the pose detector's suggestions are drawn as rings, Accept stores exactly
   the confident ones and Undo takes them back; the S, A and N keys work after a click on the frame.
@@ -54,7 +55,6 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 
-from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 # expect() waits 5 s by default; a loaded 2-core machine can take longer to draw a page.
@@ -206,14 +206,8 @@ def _shot(page: Page, name: str, tmp_path: Path) -> None:
 
 
 def _clickable_frame(page: Page):
-    """The image inside the click component's iframe.
-
-    While Streamlit reruns after a click it can hold two of the component's iframes for a moment: the new
-    one (height 0 until it reports its size) and the one being replaced. The shown one is the last
-    iframe with a height.
-    """
-    frames = page.locator('iframe[title*="streamlit_image_coordinates"]:not([height="0"])')
-    return frames.last.content_frame.locator("#image")
+    """The Annotate page's frame: the canvas the page draws itself (in its component's shadow root)."""
+    return page.locator("canvas.ssn3d-frame")
 
 
 def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str, home: Path, tmp_path: Path):
@@ -247,11 +241,7 @@ def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str
     deadline = time.monotonic() + 20
     color = None
     while time.monotonic() < deadline:
-        try:
-            png = _clickable_frame(page).screenshot(timeout=5_000)
-        except PlaywrightError:  # the iframe was swapped between finding it and taking the picture
-            time.sleep(0.3)
-            continue
+        png = _clickable_frame(page).screenshot(timeout=5_000)
         shot = Image.open(io.BytesIO(png)).convert("RGB")
         color = shot.getpixel((x, y))
         if all(abs(a - b) <= 40 for a, b in zip(color, PART_COLORS[0])):
@@ -285,13 +275,7 @@ def _wait_for_frame(home: Path, frame: str, visible: set[int], timeout: float = 
 def _click_frame(page: Page, x: float, y: float) -> None:
     """One click on the shown frame at display pixel (x, y), once the page is idle."""
     _settled(page)
-    for _ in range(3):  # the component's iframe can be replaced between finding it and clicking it
-        try:
-            _clickable_frame(page).click(position={"x": x, "y": y}, timeout=10_000)
-            return
-        except PlaywrightError:
-            page.wait_for_timeout(300)
-    raise AssertionError("the frame could not be clicked")
+    _clickable_frame(page).click(position={"x": x, "y": y}, timeout=10_000)
 
 
 def test_labels_of_two_frames_land_on_exactly_those_frames(page: Page, server: str, home: Path):
@@ -367,6 +351,50 @@ def test_labels_of_two_frames_land_on_exactly_those_frames(page: Page, server: s
     expect(page.get_by_text(frames[second])).to_be_visible()
 
 
+def test_dragging_a_point_moves_exactly_that_part_to_the_drop(page: Page, server: str, home: Path):
+    """A point of a labeled frame pressed and dragged lands where it is dropped; nothing else changes."""
+    import numpy as np
+
+    from ssn3d.data.datasets import build_dataset
+
+    dataset = build_dataset("folder", str(home / "data" / "demo-walkers"))
+    frames = [dataset.relpath(p) for p in dataset.splits()["train"][6].paths]
+    before = _store_frames(home)
+    j = next(i for i, f in enumerate(frames) if f in before and (before[f][:, 2] == 2).sum() >= 2)
+    kps = before[frames[j]]
+    _open(page, server, f"annotate?split=train&tracklet=6&frame={j}")
+    expect(page.get_by_text(frames[j])).to_be_visible()  # the frame's caption
+    canvas = _clickable_frame(page)
+    box = canvas.bounding_box()
+    assert box is not None
+    scale = box["width"] / 64
+    shown = kps[:, :2] * scale
+    visible = np.flatnonzero(kps[:, 2] == 2)
+    # the part farthest from the others, so the press picks it and no other
+    gap = {int(i): min(np.hypot(*(shown[i] - shown[k])) for k in visible if k != i) for i in visible}
+    part = max(gap, key=gap.get)
+    x0, y0 = (float(c) for c in shown[part])
+    x1, y1 = min(box["width"] - 5, x0 + 25), max(5.0, y0 - 20)  # up and to the right, inside the frame
+    page.mouse.move(box["x"] + x0, box["y"] + y0)
+    page.mouse.down()
+    page.mouse.move(box["x"] + x1, box["y"] + y1, steps=6)
+    page.mouse.up()
+
+    def moved(fs: dict) -> bool:
+        return abs(fs[frames[j]][part, 0] - kps[part, 0]) > 1
+
+    after = _wait_store(home / "annotations" / "folder-demo-walkers.json", moved)
+    got = after[frames[j]]
+    assert abs(got[part, 0] - x1 / scale) <= 1 / scale and abs(got[part, 1] - y1 / scale) <= 1 / scale, (
+        f"{frames[j]} part {part} at {got[part].tolist()}, dropped at {(x1 / scale, y1 / scale)}"
+    )
+    assert got[part, 2] == 2
+    others = [i for i in range(len(kps)) if i != part]
+    np.testing.assert_array_equal(got[others], kps[others])  # exactly that part moved
+    assert set(after) == set(before)
+    assert all((after[f] == before[f]).all() for f in before if f != frames[j]), "another frame changed"
+
+
 def _open_tracklet(page: Page, n: int) -> None:
     page.get_by_label("Tracklet").click()
     page.get_by_role("option", name=re.compile(rf"^#{n} ")).click()
@@ -396,18 +424,11 @@ def test_keys_work_after_a_click_and_the_frame_fits_the_window(browser, server: 
         _click_frame(page, 20, 30)
         assert _wait_for_frame(home, frame, {0}) is not None
         _settled(page)
-        # Undo, with the focus where the click left it. On a loaded machine the first key can arrive while
-        # the frame's rerun still swaps the click iframe, as a quick user's would; with the focus stuck in
-        # the iframe no press ever arrives, so three presses still tell the two apart (a second Undo finds
-        # nothing more to undo: the stack holds only this click).
-        for _ in range(3):
-            page.keyboard.press("z")
-            deadline = time.monotonic() + 8
-            while time.monotonic() < deadline and _store_frames(home).get(frame) is not None:
-                time.sleep(0.2)
-            if _store_frames(home).get(frame) is None:
-                break
-            _settled(page)
+        # Undo, with the focus where the click left it: the canvas is part of the page, so the key arrives
+        page.keyboard.press("z")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _store_frames(home).get(frame) is not None:
+            time.sleep(0.2)
         assert _store_frames(home).get(frame) is None, "the Z key did not reach the page after a click"
         # the part to place next is named on the image in its colour; its button is filled with it
         _settled(page)
@@ -415,13 +436,13 @@ def test_keys_work_after_a_click_and_the_frame_fits_the_window(browser, server: 
         assert all(abs(a - b) <= 40 for a, b in zip(shot.getpixel((1, 1)), PART_COLORS[0]))
         fill = page.locator(".st-key-ann_part_0 button").evaluate("b => getComputedStyle(b).backgroundColor")
         assert fill.replace(" ", "") == "rgb({},{},{})".format(*PART_COLORS[0])
-        # at 800 pixels wide the whole frame can still be clicked
+        # at 800 pixels wide the whole frame can still be clicked: inside the window and its column
         page.set_viewport_size({"width": 800, "height": 900})
         _settled(page)
-        iframe = page.locator('iframe[title*="streamlit_image_coordinates"]:not([height="0"])').last
-        outer, inner = iframe.bounding_box(), _clickable_frame(page).bounding_box()
+        inner = _clickable_frame(page).bounding_box()
+        outer = page.locator(".ssn3d-frame-wrap").bounding_box()
         assert outer is not None and inner is not None
-        assert inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 1, f"{inner} clipped by {outer}"
+        assert inner["x"] + inner["width"] <= min(800, outer["x"] + outer["width"] + 1), f"{inner} in {outer}"
         # zoomed in twice, a click still lands on the frame pixel under it
         page.set_viewport_size({"width": 1400, "height": 900})
         page.locator(".st-key-ann_zoom").get_by_text("2x", exact=True).click()
@@ -492,13 +513,8 @@ def _frame_pixels(page: Page):
     import numpy as np
     from PIL import Image
 
-    for _ in range(5):
-        try:
-            png = _clickable_frame(page).screenshot(timeout=5_000)
-            return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
-        except PlaywrightError:  # the iframe was swapped between finding it and taking the picture
-            page.wait_for_timeout(300)
-    raise AssertionError("the frame could not be photographed")
+    png = _clickable_frame(page).screenshot(timeout=5_000)
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
 
 
 def _button(page: Page, key: str):

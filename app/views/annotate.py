@@ -16,17 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
-from streamlit_image_coordinates import streamlit_image_coordinates
 
 from app import annotate_actions as act
-from app.annotate_tools import (
-    FOCUS_BACK,
-    import_export_panel,
-    next_useful_panel,
-    part_css,
-    part_cursor,
-    suggestion_tools,
-)
+from app.annotate_tools import import_export_panel, next_useful_panel, part_css, suggestion_tools
 from app.common import (
     frame_keys,
     label_store,
@@ -39,13 +31,13 @@ from app.common import (
     tracklet_label,
     workspace,
 )
+from app.frame_canvas import canvas_data, frame_canvas, frame_url
 from ssn3d.keypoints import PART_COLORS
 from ssn3d.labels import drawing, editing, progress
 
 S = st.session_state
 S.setdefault("ann_part", 0)
 S.setdefault("ann_mode", "place")
-S.setdefault("ann_grabbed", None)
 S.setdefault("ann_undo", editing.UndoStack())
 S.setdefault("ann_msg", "")
 S.setdefault("ann_zoom", 1)
@@ -137,7 +129,7 @@ frame = frames[cur]
 kps = labels.get(frame)
 if S.get("ann_part_frame") != frame:  # a frame opens on its first part still to place, however it was reached
     first_open = editing.next_unlabeled(editing.new_keypoints() if kps is None else kps, -1)
-    S["ann_part"], S["ann_part_frame"], S["ann_grabbed"] = first_open or 0, frame, None
+    S["ann_part"], S["ann_part_frame"] = first_open or 0, frame
 S["ann_ctx"] = {
     "frame": frame,
     "size": image.size,
@@ -149,7 +141,6 @@ S["ann_ctx"] = {
     "tracklets": split_keys,
 }
 act.remember_place(split, idx, cur)
-st.html(FOCUS_BACK, unsafe_allow_javascript=True)
 
 
 # Long on purpose: a flat sequence of widgets in page order; Streamlit lays them out as called.
@@ -193,48 +184,43 @@ def frame_view(kps: np.ndarray | None) -> None:
     )
     shown = scale * (zoom or 1)
     S["ann_ctx"]["scale"] = shown  # the click radius follows the zoom
-    radius = max(3.0, 1.5 * shown)
-    drawn = drawing.draw_keypoints(image, kps, scale=shown, radius=radius, selected=part)
-    sug = S["ann_sugg"].get(frame)
-    if sug is not None:
-        drawing.draw_suggestions(
-            drawn,
-            kps,
-            np.asarray(sug["keypoints"]),
-            np.asarray(sug["confidence"]),
-            scale=shown,
-            radius=radius,
-        )
     hidden = [n for i, n in enumerate(NAMES) if kps is not None and editing.part_state(kps, i) == "hidden"]
-    tag = [f"{S['ann_mode'] or 'place'}: {NAMES[part]}"] + (
-        [f"hidden: {', '.join(hidden)}"] if hidden else []
+    with shown_errors(stop=True):
+        image_url = frame_url(paths[cur])
+    data = canvas_data(
+        frame=frame,
+        image=image_url,
+        size=image.size,
+        scale=shown,
+        keypoints=kps,
+        selected=part,
+        names=NAMES,
+        mode=S["ann_mode"] or "place",
+        fit=(zoom or 1) == 1,
+        suggestion=S["ann_sugg"].get(frame),
+        hidden=hidden,
+        ack=S.get("ann_canvas_ack"),
     )
-    drawing.draw_tag(drawn, tag, PART_COLORS[part])
-    streamlit_image_coordinates(
-        drawn,
-        key="ann_click",
-        on_click=act.on_image_click,
-        cursor=part_cursor(PART_COLORS[part]),
-        png_compression_level=1,  # a tenth of the bytes of level 0 for 1 ms more
-    )
+    frame_canvas(data, key="ann_canvas", on_event=act.on_canvas)
     st.caption(
         f"`{frame}`: {image.width} x {image.height} pixels, shown at {shown:g}x. Click to place the "
-        "selected part; the next unlabeled part is selected after each click."
+        "selected part (the next unlabeled part is selected after each click); drag a point to move it."
     )
 
 
 # Long on purpose: a flat sequence of widgets in page order; Streamlit lays them out as called.
 def frame_tools(kps: np.ndarray | None) -> None:
-    """The message, click mode, part buttons and legend, the edit buttons, suggestions, a typed point."""
+    """The message, click mode, suggestions, part buttons and legend, the edit buttons, a typed point."""
     if S["ann_msg"]:
         (st.error if S["ann_msg"].startswith("error:") else st.info)(S["ann_msg"])
     st.segmented_control(
         "Click mode",
-        ["place", "move", "delete"],
+        ["place", "delete"],
         key="ann_mode",
         required=True,
-        help="move: click a point, then where it belongs; delete: click a point",
+        help="delete: click a point; in either mode, drag a point to move it",
     )
+    suggestion_tools(frame, kps)  # high in the column: in view without scrolling in a 900-pixel window
     st.caption("Part (keys 1-9)")
     grid = st.columns(3)
     for i, name in enumerate(NAMES):
@@ -282,7 +268,6 @@ def frame_tools(kps: np.ndarray | None) -> None:
         width="stretch",
         disabled=kps is None,
     )
-    suggestion_tools(frame, kps)
     with st.form("ann_type_point", clear_on_submit=False, border=True):
         st.caption("Or type the point in frame pixels (Enter places it)")
         c = st.columns(2)

@@ -77,7 +77,7 @@ with right:
         name = st.selectbox(
             "Layout", DATASET_NAMES, key="ds_name", help="folder: ROOT/train/<pid>/c<cam>_<name>/"
         )
-        root = st.text_input("Root folder", key="ds_root", placeholder=str(ws.data / "mars"))
+        root = st.text_input("Root folder", key="ds_root", placeholder="e.g. mars (a folder in data/)")
         options = st.text_input("Loader options", key="ds_options", placeholder="e.g. split=0")
         opened = st.form_submit_button("Open", icon=":material/folder_open:")
     roots = ", ".join(f"`{r}`" for r in ws.allowed_roots)
@@ -158,7 +158,7 @@ with st.expander("Import a video: people tracked into tracklets, then labeled he
         video_path = st.text_input(
             "Video file inside the workspace or a data root",
             key="vid_path",
-            placeholder=str(ws.data / "street.mp4"),
+            placeholder="e.g. street.mp4 (a file in data/)",
         )
         upload = st.file_uploader(
             f"or upload one (up to {MAX_UPLOAD_MB} MB)", type=[e[1:] for e in VIDEO_EXTS], key="vid_upload"

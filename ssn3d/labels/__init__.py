@@ -6,7 +6,7 @@ The paper anchors part ``i`` of eq. (3) at keypoint ``i`` on a few labeled frame
 * ``schema``: the label file's format and its checks; ``store``: the locked store of one dataset
   (``journal``: its append-only journal); ``frames``: a frame's key, matching foreign names to frames;
 * ``editing``: clicks, saved edits and undo; ``progress``: what counts as labeled, what to label next
-  in a tracklet; ``drawing``: points, skeleton and suggestions on a frame;
+  in a tracklet; ``drawing``: the scale a frame is shown at;
 * ``importing`` (what importers share), ``skeletons`` (other skeletons onto our parts), ``coco``,
   ``openpose``, ``formats`` (the importers the app offers by name);
 * ``pose`` (+ ``_pose_worker``): the offline pose detector's suggestions; ``detect``: a whole dataset

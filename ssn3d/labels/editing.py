@@ -5,16 +5,16 @@ tracklet (two in the paper) carry keypoints of the N = 9 parts; part ``i`` of eq
 keypoint ``i`` on those frames. This module holds everything the annotation page does with a click,
 so that it can be tested without a browser:
 
-* ``scale_click``: a click on the displayed image -> the frame's own pixel coordinates;
-* ``handle_click``: place / move / delete a point, then select the next unlabeled part;
+* ``handle_click``: place or delete a point, then select the next unlabeled part;
+* ``move_point``: a point dragged to another place;
 * ``apply_edit``: every change of a frame, saved at once with its undo entry; ``undo_last`` reverts one;
 * ``UndoStack``: the last changes of one user, as plain JSON-able values;
 * ``copy_previous``: start a frame from the nearest labeled frame before it;
 * ``accept_suggestions``: a pose detector's keypoints (``ssn3d.labels.pose``), offered as
   suggestions, become labels only when accepted.
 
-What counts as labeled and where to go next is ``ssn3d.labels.progress``; drawing is
-``ssn3d.labels.drawing``. A point outside the frame is refused with the rule the importers use
+What counts as labeled and where to go next is ``ssn3d.labels.progress``; the page draws the
+points itself, in the browser. A point outside the frame is refused with the rule the importers use
 (``ssn3d.labels.importing.hide_outside_frame``): it could never anchor a part window there.
 
 Keypoints are (N, 3) float arrays of (x, y, v) in frame pixels, v as in COCO (0 not labeled,
@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -37,28 +37,7 @@ from ssn3d.labels.store import AnnotationStore
 
 _logger = logging.getLogger(__name__)
 
-Mode = Literal["place", "move", "delete"]
-
-
-def scale_click(
-    x: float, y: float, shown_size: Sequence[float], frame_size: Sequence[int]
-) -> tuple[float, float]:
-    """A click at display pixel (x, y) on an image shown at ``shown_size`` (width, height) -> frame pixels.
-
-    The click lands on display pixel (x, y), whose centre is (x + 0.5, y + 0.5); that centre is
-    scaled to the frame of ``frame_size`` (width, height) and clamped inside it, so a click on the
-    last displayed pixel never leaves the frame.
-
-    Raises:
-        ValueError: when a size is not positive.
-    """
-    sw, sh = float(shown_size[0]), float(shown_size[1])
-    fw, fh = float(frame_size[0]), float(frame_size[1])
-    if min(sw, sh, fw, fh) <= 0:
-        raise ValueError(f"image sizes must be positive, got shown {shown_size} and frame {frame_size}.")
-    fx = (float(x) + 0.5) * fw / sw
-    fy = (float(y) + 0.5) * fh / sh
-    return float(np.clip(fx, 0.0, np.nextafter(fw, 0))), float(np.clip(fy, 0.0, np.nextafter(fh, 0)))
+Mode = Literal["place", "delete"]
 
 
 def next_unlabeled(kps: np.ndarray, after: int) -> int | None:
@@ -106,24 +85,36 @@ def clear_point(kps: np.ndarray, part: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ClickResult:
-    """What a click did.
+    """What a click (or a drag) did.
 
     Attributes:
         keypoints: the frame's keypoints after the click, (N, 3).
         part: the part selected for the next click.
-        grabbed: in move mode, the part picked up by this click and waiting for its new place.
         changed: whether ``keypoints`` differ from before (and must be saved).
         message: one short sentence for the user.
     """
 
     keypoints: np.ndarray
     part: int
-    grabbed: int | None
     changed: bool
     message: str
 
 
-# Long on purpose: long only by its docstring, which spells out what each click mode does.
+def _names(part_names: Sequence[str] | None) -> Callable[[int], str]:
+    return (lambda i: part_names[i]) if part_names is not None else (lambda i: f"part {i}")
+
+
+def _put_down(x: float, y: float, frame_size: Sequence[float] | None) -> tuple[float, float] | str:
+    """(x, y) moved onto the frame when it lies within the importers' tolerance; a sentence when outside."""
+    if frame_size is None:
+        return x, y
+    w, h = float(frame_size[0]), float(frame_size[1])
+    if is_outside_frame(x, y, w, h):
+        return f"({x:g}, {y:g}) lies outside the {w:g} x {h:g} frame; place the point inside it"
+    # onto the border, a hundredth inside: float32 storage would round nextafter(w) up to w itself
+    return float(np.clip(x, 0.0, w - 0.01)), float(np.clip(y, 0.0, h - 0.01))
+
+
 def handle_click(
     kps: np.ndarray,
     part: int,
@@ -131,30 +122,28 @@ def handle_click(
     y: float,
     *,
     mode: Mode = "place",
-    grabbed: int | None = None,
     radius: float = 6.0,
     part_names: Sequence[str] | None = None,
     frame_size: Sequence[float] | None = None,
 ) -> ClickResult:
     """Apply one click at frame pixel (x, y).
 
-    * place: put the selected ``part`` there, then select the next unlabeled part (or keep it
-      when every part is labeled);
-    * move: the first click picks up the nearest point within ``radius``; the next click puts it
-      down at the clicked place;
+    * place: put the selected ``part`` there, also on top of another point, then select the next
+      unlabeled part (or keep it when every part is labeled);
     * delete: remove the nearest point within ``radius``.
+
+    Moving a point is a drag, not a click: ``move_point``.
 
     Args:
         kps: the frame's keypoints, (N, 3).
         part: the selected part index.
-        x: the click in frame pixels (see ``scale_click``).
+        x: the click in frame pixels.
         y: the click in frame pixels.
-        mode: place | move | delete.
-        grabbed: the part picked up by an earlier move click, or None.
+        mode: place | delete.
         radius: how far (frame pixels) a click may land from a point to pick it.
         part_names: names for the message (default: part numbers).
-        frame_size: the frame's (width, height); a place or a move outside it (beyond the importers'
-            small tolerance) is refused with a message, one within the tolerance lands on the border.
+        frame_size: the frame's (width, height); a place outside it (beyond the importers' small
+            tolerance) is refused with a message, one within the tolerance lands on the border.
 
     Returns:
         A ``ClickResult``.
@@ -162,43 +151,63 @@ def handle_click(
     kps = np.asarray(kps, dtype=np.float32)
     if not 0 <= part < len(kps):
         raise ValueError(f"part {part} does not exist; choose 0..{len(kps) - 1}.")
-    name = (lambda i: part_names[i]) if part_names is not None else (lambda i: f"part {i}")
-    putting = mode == "place" or (mode == "move" and grabbed is not None)
-    if putting and frame_size is not None:
-        w, h = float(frame_size[0]), float(frame_size[1])
-        if is_outside_frame(x, y, w, h):
-            return ClickResult(
-                kps,
-                part,
-                grabbed,
-                False,
-                f"({x:g}, {y:g}) lies outside the {w:g} x {h:g} frame; place the point inside it",
-            )
-        # onto the border, a hundredth inside: float32 storage would round nextafter(w) up to w itself
-        x, y = float(np.clip(x, 0.0, w - 0.01)), float(np.clip(y, 0.0, h - 0.01))
+    name = _names(part_names)
     if mode == "place":
-        out = set_point(kps, part, x, y)
+        where = _put_down(x, y, frame_size)
+        if isinstance(where, str):
+            return ClickResult(kps, part, False, where)
+        out = set_point(kps, part, *where)
         nxt = next_unlabeled(out, part)
-        return ClickResult(out, part if nxt is None else nxt, None, True, f"placed {name(part)}")
-    if mode == "move":
-        if grabbed is None:
-            hit = nearest_part(kps, x, y, radius)
-            if hit is None:
-                return ClickResult(
-                    kps, part, None, False, "no point near the click; click on a point to move it"
-                )
-            return ClickResult(kps, hit, hit, False, f"picked up {name(hit)}; click where it belongs")
-        out = set_point(kps, grabbed, x, y)
-        return ClickResult(out, grabbed, None, True, f"moved {name(grabbed)}")
+        return ClickResult(out, part if nxt is None else nxt, True, f"placed {name(part)}")
     if mode == "delete":
         hit = nearest_part(kps, x, y, radius)
         if hit is None:
-            return ClickResult(
-                kps, part, None, False, "no point near the click; click on a point to delete it"
-            )
+            return ClickResult(kps, part, False, "no point near the click; click on a point to delete it")
         out = clear_point(kps, hit)
-        return ClickResult(out, hit, None, True, f"deleted {name(hit)}")
-    raise ValueError(f"click mode {mode!r} is unknown; choose place, move or delete.")
+        return ClickResult(out, hit, True, f"deleted {name(hit)}")
+    raise ValueError(f"click mode {mode!r} is unknown; choose place or delete.")
+
+
+def move_point(
+    kps: np.ndarray,
+    part: int,
+    x: float,
+    y: float,
+    frame_size: Sequence[float] | None = None,
+    *,
+    selected: int | None = None,
+    part_names: Sequence[str] | None = None,
+) -> ClickResult:
+    """Move the placed point of ``part`` to frame pixel (x, y): a point dragged and dropped.
+
+    Only a visible point can be moved: a part that is hidden or not placed has nothing to drag (the
+    labeler saw a point that another session or an undo has removed since), and the drop is refused.
+    A drop outside the frame is refused, one within the importers' tolerance lands on the border, as
+    for a click.
+
+    Args:
+        kps: the frame's keypoints, (N, 3).
+        part: the part whose point moves.
+        x: the drop in frame pixels.
+        y: the drop in frame pixels.
+        frame_size: the frame's (width, height), or None to take (x, y) as they are.
+        selected: the part selected for the next click, kept as it is: a correction on the way does not
+            change which part the labeler places next (default: the moved part).
+        part_names: names for the message (default: part numbers).
+
+    Returns:
+        A ``ClickResult`` whose ``part`` is ``selected``.
+    """
+    kps = np.asarray(kps, dtype=np.float32)
+    if not 0 <= part < len(kps):
+        raise ValueError(f"part {part} does not exist; choose 0..{len(kps) - 1}.")
+    name, keep = _names(part_names), part if selected is None else selected
+    if kps[part, 2] != VISIBLE:
+        return ClickResult(kps, keep, False, f"{name(part)} has no point on this frame to move")
+    where = _put_down(x, y, frame_size)
+    if isinstance(where, str):
+        return ClickResult(kps, keep, False, where)
+    return ClickResult(set_point(kps, part, *where), keep, True, f"moved {name(part)}")
 
 
 def is_outside_frame(x: float, y: float, width: float, height: float) -> bool:
@@ -219,13 +228,6 @@ def changed_part(before: np.ndarray | None, after: np.ndarray | None) -> int | N
     b = new_keypoints() if after is None else np.asarray(after)
     diff = np.flatnonzero((a != b).any(axis=1))
     return int(diff[0]) if diff.size else None
-
-
-def is_new_click(value: Mapping[str, Any] | None, last_time: float | None) -> bool:
-    """Whether an image-coordinates widget value is a fresh click (the widget repeats its last one)."""
-    if not value or "x" not in value or "y" not in value:
-        return False
-    return last_time is None or value.get("unix_time") != last_time
 
 
 @dataclass

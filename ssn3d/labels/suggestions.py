@@ -2,7 +2,7 @@
 
 Suggestions are never labels until accepted (docs/DESIGN.md): they are held per user as plain
 JSON-able values ``{frame key: {"keypoints": (9, 3) list, "confidence": (9,) list}}``, drawn as
-hollow rings (``ssn3d.labels.drawing.draw_suggestions``), and only their confident points (v = 2)
+hollow rings by the Annotate page, and only their confident points (v = 2)
 become labels (``ssn3d.labels.editing.accept_suggestions``).
 """
 

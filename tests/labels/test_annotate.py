@@ -6,39 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from PIL import Image
 
-from ssn3d.keypoints import NOT_LABELED, NOT_VISIBLE, NUM_PARTS, PART_COLORS, PARTS, VISIBLE
+from ssn3d.keypoints import NOT_LABELED, NOT_VISIBLE, NUM_PARTS, PARTS, VISIBLE
 from ssn3d.labels import drawing, editing, progress
 from ssn3d.labels.store import AnnotationStore
-
-
-@given(
-    st.integers(1, 2000),
-    st.integers(1, 2000),
-    st.integers(1, 400),
-    st.integers(1, 400),
-    st.floats(0, 1, exclude_max=True),
-    st.floats(0, 1, exclude_max=True),
-)
-@settings(max_examples=200, deadline=None)
-def test_scale_click_lands_inside_the_frame_and_keeps_relative_position(sw, sh, fw, fh, u, v):
-    x, y = int(u * sw), int(v * sh)  # a click on a displayed pixel
-    fx, fy = editing.scale_click(x, y, (sw, sh), (fw, fh))
-    assert 0 <= fx < fw and 0 <= fy < fh
-    # the frame pixel holding the click covers the clicked display pixel's centre
-    assert abs(fx / fw - (x + 0.5) / sw) <= 1e-6 + 1.0 / fw
-
-
-def test_scale_click_maps_display_pixel_centres_to_frame_pixel_centres():
-    # shown at 4x: display pixel 9 lies in frame pixel 2 (display pixels 8..11), centre-relative
-    fx, fy = editing.scale_click(9, 17, (128, 256), (32, 64))
-    assert int(fx) == 2 and int(fy) == 4
-    assert editing.scale_click(127, 255, (128, 256), (32, 64))[0] < 32
-    with pytest.raises(ValueError, match="positive"):
-        editing.scale_click(1, 1, (0, 10), (32, 64))
 
 
 def test_place_selects_the_next_unlabeled_part_and_wraps():
@@ -59,16 +30,25 @@ def test_place_selects_the_next_unlabeled_part_and_wraps():
     assert editing.handle_click(full, 4, 1.0, 1.0).part == 4
 
 
-def test_move_picks_up_the_nearest_point_then_puts_it_down():
+def test_move_point_moves_exactly_that_part_and_keeps_the_selection():
     kps = editing.set_point(editing.set_point(editing.new_keypoints(), 0, 10, 10), 1, 20, 20)
-    miss = editing.handle_click(kps, 5, 50, 50, mode="move", radius=5)
-    assert not miss.changed and miss.grabbed is None
-    pick = editing.handle_click(kps, 5, 18, 19, mode="move", radius=5)
-    assert pick.grabbed == 1 and pick.part == 1 and not pick.changed
-    drop = editing.handle_click(pick.keypoints, pick.part, 30, 31, mode="move", grabbed=pick.grabbed)
-    assert drop.changed and drop.grabbed is None
-    assert tuple(drop.keypoints[1]) == (30, 31, VISIBLE)
-    assert tuple(drop.keypoints[0]) == (10, 10, VISIBLE)
+    res = editing.move_point(kps, 1, 30.0, 31.0, (64, 128), selected=4, part_names=PARTS)
+    assert res.changed and res.part == 4 and "body" in res.message
+    assert tuple(res.keypoints[1]) == (30.0, 31.0, VISIBLE)
+    changed = np.flatnonzero((res.keypoints != kps).any(axis=1))
+    assert changed.tolist() == [1]  # nothing else moved
+    assert tuple(kps[1]) == (20.0, 20.0, VISIBLE)  # the input is never changed
+    assert editing.move_point(kps, 0, 5.0, 5.0).part == 0  # no selection given: the moved part
+
+
+def test_move_point_refuses_a_part_without_a_visible_point():
+    kps = editing.mark_not_visible(editing.new_keypoints(), 2)
+    for part in (2, 3):  # hidden, not placed: the labeler dragged a point that is gone since
+        res = editing.move_point(kps, part, 5.0, 5.0, (64, 128), selected=0)
+        assert not res.changed and res.part == 0 and "no point" in res.message
+        assert (res.keypoints == kps).all()
+    with pytest.raises(ValueError, match="part 9"):
+        editing.move_point(kps, 9, 1, 1)
 
 
 def test_delete_removes_only_the_nearest_visible_point():
@@ -85,14 +65,6 @@ def test_delete_removes_only_the_nearest_visible_point():
 def test_hidden_points_are_not_picked_by_clicks():
     kps = editing.mark_not_visible(editing.new_keypoints(), 0)  # stored at (0, 0) but not visible
     assert editing.nearest_part(kps, 0.5, 0.5, radius=10) is None
-
-
-def test_is_new_click_ignores_the_widget_repeating_its_last_value():
-    v = {"x": 3, "y": 4, "width": 10, "height": 20, "unix_time": 123}
-    assert editing.is_new_click(v, None)
-    assert not editing.is_new_click(v, 123)
-    assert editing.is_new_click({**v, "unix_time": 124}, 123)
-    assert not editing.is_new_click(None, None)
 
 
 def test_undo_restores_saved_labels_in_reverse_order(tmp_path):
@@ -193,25 +165,6 @@ def test_part_state_names_placed_hidden_and_open_parts():
     assert [editing.part_state(kps, i) for i in range(3)] == ["placed", "hidden", ""]
 
 
-def test_draw_keypoints_uses_the_fixed_part_colours_and_skips_hidden_points():
-    img = Image.new("RGB", (32, 64), (0, 0, 0))
-    kps = editing.new_keypoints()
-    kps = editing.set_point(kps, 0, 16.5, 8.5)
-    kps = editing.set_point(kps, 1, 16.5, 30.5)
-    kps = editing.mark_not_visible(kps, 2)
-    out = np.asarray(drawing.draw_keypoints(img, kps, scale=4, radius=5))
-    assert out.shape == (256, 128, 3)
-    assert tuple(out[34, 66]) == PART_COLORS[0]  # head centre, at 4x
-    assert tuple(out[122, 66]) == PART_COLORS[1]
-    # the skeleton (head-body) is drawn in white between them
-    assert tuple(out[78, 66]) == (255, 255, 255)
-    # nothing where the hidden part is stored
-    assert tuple(out[2, 2]) == (0, 0, 0)
-    # the input is not drawn on
-    assert np.asarray(img).max() == 0
-    assert drawing.draw_keypoints(img, None).size == (32, 64)
-
-
 def test_display_scale_shows_small_frames_large_and_never_shrinks():
     assert drawing.display_scale((32, 64), 512) == 8.0
     assert drawing.display_scale((64, 128), 512) == 4.0
@@ -228,10 +181,13 @@ def test_a_point_outside_the_frame_is_refused_and_one_at_the_border_lands_on_it(
     assert (far.keypoints == kps).all()
     near = editing.handle_click(kps, 0, 65.0, 10.0, frame_size=(64, 128))  # 1 px past: within the tolerance
     assert near.changed and 63.0 < near.keypoints[0, 0] < 64.0 and near.keypoints[0, 2] == VISIBLE
-    # a move is put down under the same rule
+    # a dragged point is put down under the same rule
     placed = editing.set_point(kps, 3, 10.0, 10.0)
-    move = editing.handle_click(placed, 3, 10.0, -40.0, mode="move", grabbed=3, frame_size=(64, 128))
-    assert not move.changed and move.grabbed == 3 and tuple(move.keypoints[3]) == (10.0, 10.0, VISIBLE)
+    move = editing.move_point(placed, 3, 10.0, -40.0, (64, 128))
+    assert not move.changed and "outside the 64 x 128 frame" in move.message
+    assert tuple(move.keypoints[3]) == (10.0, 10.0, VISIBLE)
+    edge = editing.move_point(placed, 3, 64.5, 10.0, (64, 128))
+    assert edge.changed and 63.0 < edge.keypoints[3, 0] < 64.0
     assert editing.is_outside_frame(-10.0, 5.0, 64, 128) and not editing.is_outside_frame(0.0, 127.9, 64, 128)
 
 
@@ -248,21 +204,6 @@ def test_accepting_suggestions_keeps_corrections_and_skips_unsure_points():
     assert (mine[1:, 2] == NOT_LABELED).all()  # the input is not changed
     only = editing.accept_suggestions(None, sug, parts=[2])
     assert only[2, 2] == VISIBLE and (np.delete(only, 2, axis=0)[:, 2] == NOT_LABELED).all()
-
-
-def test_suggestions_are_drawn_as_rings_in_the_part_colour_and_labeled_parts_are_not():
-    frame = Image.new("RGB", (40, 80), (128, 128, 128))
-    sug = np.zeros((NUM_PARTS, 3), dtype=np.float32)
-    sug[0], sug[7] = (20.0, 20.0, VISIBLE), (20.0, 60.0, VISIBLE)
-    labels = editing.set_point(editing.new_keypoints(), 7, 20.0, 60.0)
-    conf = np.full(NUM_PARTS, 0.9, dtype=np.float32)
-    img = drawing.draw_keypoints(frame, labels, scale=2.0, radius=4.0)
-    before = np.asarray(img).copy()
-    out = np.asarray(drawing.draw_suggestions(img, labels, sug, conf, scale=2.0, radius=4.0))
-    assert (out[40, 40] == before[40, 40]).all()  # the centre of a ring stays see-through: hollow
-    ring = out[35:46, 35:46].reshape(-1, 3)
-    assert (np.abs(ring.astype(int) - PART_COLORS[0]).sum(1) < 30).any()  # the head's colour
-    assert (out[112:129, 32:49] == before[112:129, 32:49]).all()  # the labeled left foot: no ring drawn
 
 
 def test_apply_edit_saves_at_once_pushes_undo_and_undo_last_reverts_it(tmp_path):
