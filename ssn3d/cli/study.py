@@ -133,6 +133,10 @@ def _pedestrians(args: argparse.Namespace) -> int:
     for strategy, res in rec["results"].items():
         parts = " ".join(f"{k}={v:.2f}" for k, v in res["per_part"].items())
         print(f"{strategy:12s} PCK {res['overall']:.3f}  ({parts})")
+        if "best_side" in res:
+            print(
+                f"{'':12s} with each crop's left and right read the better way: {res['best_side']['overall']:.3f}"
+            )
     base = rec["baselines"]
     prior, chance = base["mean_position"]["overall"], base["chance"]
     print(f"mean position PCK {prior:.3f}, random peak {chance:.3f}; wrote {out}")

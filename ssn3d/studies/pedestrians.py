@@ -33,7 +33,7 @@ from ssn3d import attention
 from ssn3d.keypoints import NUM_PARTS
 from ssn3d.models.backbone import Backbone, find_imagenet_file
 from ssn3d.models.ssn import SSN
-from ssn3d.part_pck import cell_centres, mean_positions, pck_report, random_peak_pck
+from ssn3d.part_pck import best_side_report, cell_centres, mean_positions, pck_report, random_peak_pck
 from ssn3d.studies import recorded_path
 from ssn3d.studies.pedestrian_crops import load_crops
 from ssn3d.studies.pedestrian_training import attention_of, train_strategy
@@ -217,7 +217,10 @@ def _run_strategy(
     )
     cfg.loss[strategy] = losses
     maps = attention_of(backbone, ssn, raw, cfg.device, cfg.context_pad)
-    rep = pck_report(attention.peak_points(maps[unl].numpy(), size), kps[unl], tol, match=match)
+    peaks = attention.peak_points(maps[unl].numpy(), size)
+    rep = pck_report(peaks, kps[unl], tol, match=match)
+    if not match:  # named parts: how much of the miss is left and right read the wrong way round
+        rep["best_side"] = best_side_report(peaks, kps[unl], tol)
     rep["pck_curve"] = [*curve, [cfg.iters, rep["overall"]]]
     tail = losses[-max(1, len(losses) // 10) :]
     rep.update(final_loss=sum(tail) / len(tail))
