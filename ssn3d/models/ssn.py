@@ -12,7 +12,12 @@ One attention classifier ``f`` (conv k x k, C -> K, ReLU, linear K -> N) is appl
   CE(p_i, i) is a loss and lives with the others (``ssn3d.losses.ssn_loss``).
 
 Because the 2nd round runs the same conv without padding on a k x k input, ``f`` on the window at
-(h, w) is exactly the 1st-round logit at (h, w): the two rounds judge windows by one rule.
+(h, w) is exactly the 1st-round logit at (h, w): the two rounds judge windows by one rule. The conv
+is linear, so on Y^i = sum_hw a_hw * window_hw it is sum_hw a_hw * Z_hw with Z the 1st round's
+conv output before its bias (then + bias, ReLU, linear): the 2nd round is a (N x H*W) x (H*W x K)
+matmul per frame over the map the 1st round has already computed, not a conv over N*k*k*C-d windows
+(the same numbers up to float rounding, and the same gradients). One edge-padded map feeds both the
+1st-round conv and eq. (3).
 
 Semi-supervised anchors replace Y^i by the window at keypoint i (section "Semi-supervised
 Training"); the supervised strategy takes every Y^i from keypoints and skips attention. Both are the
@@ -35,7 +40,13 @@ from torch import nn
 
 from ssn3d.alignment_losses import background_cells
 from ssn3d.models.position_prior import PositionPrior
-from ssn3d.models.windows import anchor_attention, pad_edges, supervised_parts, weighted_windows, windows_at
+from ssn3d.models.windows import (
+    anchor_attention,
+    cell_attention,
+    pad_edges,
+    padded_weighted_windows,
+    supervised_parts,
+)
 
 
 class AttentionClassifier(nn.Module):
@@ -56,11 +67,37 @@ class AttentionClassifier(nn.Module):
 
     def forward_map(self, x: torch.Tensor) -> torch.Tensor:
         """1st round: (B, C, H, W) -> logits A (B, N, H, W), one per edge-padded window."""
-        h = F.relu(self.conv(pad_edges(x, self.window)))
-        return self.fc(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # the same linear layer as the 2nd round
+        return self.map_from(self.window_responses(pad_edges(x, self.window)))
+
+    def window_responses(self, xp: torch.Tensor) -> torch.Tensor:
+        """Z: the conv on every window of an edge-padded map, before its bias: (B, C, Hp, Wp) -> (B, K, H, W).
+
+        Without the bias because the 2nd round's attention-weighted sums of Z take it once, as the conv
+        on a weighted window does."""
+        return F.conv2d(xp, self.conv.weight)
+
+    def map_from(self, z: torch.Tensor) -> torch.Tensor:
+        """1st-round logits from Z: (B, K, H, W) -> (B, N, H, W)."""
+        b, _, h, w = z.shape
+        hidden = F.relu(z + self.conv.bias.to(z.dtype)[:, None, None]).flatten(2)  # (B, K, H*W)
+        n = self.fc.out_features
+        # one baddbmm: CPU BLAS was several times slower at a (B*H*W, N) x (N, K) mm in backward
+        logits = torch.baddbmm(
+            self.fc.bias.to(hidden.dtype)[:, None].expand(b, n, h * w),
+            self.fc.weight.to(hidden.dtype).expand(b, n, -1),
+            hidden,
+        )  # (B, N, H*W): the same linear layer as the 2nd round
+        return logits.unflatten(2, (h, w))
+
+    def weighted_from(self, z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """2nd round on the windows sum_hw weights^i_hw * window_hw, from Z: (B, K, H, W), (B, M, H, W)
+        -> logits (B, M, N). ``weights`` sum to 1 per map (softmax or one-hot maps), so this equals
+        ``forward`` on ``weighted_windows(x, weights, k)`` (module docstring)."""
+        pre = torch.bmm(weights.flatten(2).to(z.dtype), z.flatten(2).transpose(1, 2))  # (B, M, K)
+        return self.fc(F.relu(pre + self.conv.bias.to(pre.dtype)))
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        """2nd round: windows (..., C, k, k) -> logits (..., N)."""
+        """2nd round on explicit windows: (..., C, k, k) -> logits (..., N)."""
         lead = windows.shape[:-3]
         h = F.relu(self.conv(windows.reshape(-1, *windows.shape[-3:])))  # (M, K, 1, 1)
         return self.fc(h.flatten(1)).reshape(*lead, -1)
@@ -107,7 +144,10 @@ class SSN(nn.Module):
     def map_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. (1): (B, C, H, W) -> the N logit maps A^i (B, N, H, W); a "no part" channel is not a map.
         With a position prior its w log p_i is added here, so every user of the maps sees the same ones."""
-        logits = self.classifier.forward_map(x)
+        return self._maps_from(self.classifier.forward_map(x))
+
+    def _maps_from(self, logits: torch.Tensor) -> torch.Tensor:
+        """The classifier's 1st-round output (B, N[+1], H, W) -> the N maps A^i, prior added."""
         logits = logits[:, : self.num_parts] if self.background else logits
         return logits if self.prior is None else self.prior(logits)
 
@@ -137,19 +177,24 @@ class SSN(nn.Module):
             if cells is None or mask is None:
                 raise ValueError("the supervised strategy needs keypoints on every frame")
             return SSNOutput(supervised_parts(x, cells, mask, k), None, None)  # (B, N, C, k, k)
-        map_logits = self.map_logits(x)  # (B, N, H, W)
+        xp = pad_edges(x, k)  # (B, C, Hp, Wp): one padded map for the 1st round and eq. (3)
+        z = self.classifier.window_responses(xp)  # (B, K, H, W)
+        map_logits = self._maps_from(self.classifier.map_from(z))  # (B, N, H, W)
         attn = _softmax_maps(map_logits, x.dtype)  # (B, N, H, W)
         anchored = cells is not None and mask is not None
         # anchors: part i's map becomes one-hot at keypoint i, an all-False mask changes nothing
         weights = anchor_attention(attn, cells, mask) if anchored else attn
-        parts = weighted_windows(x, weights, k)  # eq. (3): (B, N, C, k, k)
+        parts = padded_weighted_windows(xp, weights, k)  # eq. (3): (B, N, C, k, k)
         if not self.training:  # the 2nd round and the loss inputs exist in training only
             return SSNOutput(parts, attn, None)
-        logits = self.classifier(parts)  # 2nd round
+        logits = self.classifier.weighted_from(z, weights)  # 2nd round on the parts Y^i: (B, N, N)
         background = None
         if self.background:  # as many "no part" windows per frame as parts, far from peaks and keypoints
             bg_cells = background_cells(attn, self.num_parts, cells=cells, mask=mask)  # (B, N, 2)
-            background = self.classifier(windows_at(x, bg_cells, k))  # (B, N, N+1)
+            one_hot = cell_attention(
+                bg_cells, *x.shape[-2:], z.dtype
+            )  # (B, N, H, W): the windows at bg_cells
+            background = self.classifier.weighted_from(z, one_hot)  # (B, N, N+1)
         return SSNOutput(parts, attn, logits, map_logits, background)
 
 

@@ -73,10 +73,24 @@ def weighted_windows(x: torch.Tensor, attn: torch.Tensor, window: int) -> torch.
     b, c, h, w = x.shape
     if attn.shape[0] != b or attn.shape[2:] != (h, w):
         raise ValueError(f"attention {tuple(attn.shape)} does not match the feature maps {tuple(x.shape)}.")
+    return padded_weighted_windows(pad_edges(x, window), attn, window)
+
+
+def padded_weighted_windows(xp: torch.Tensor, attn: torch.Tensor, window: int) -> torch.Tensor:
+    """``weighted_windows`` of an already edge-padded map, for a caller that pads once for two uses.
+
+    Args:
+        xp: (B, C, H+k-1, W+k-1), ``pad_edges`` of the feature maps.
+        attn: (B, N, H, W).
+        window: k, odd.
+
+    Returns:
+        (B, N, C, k, k), as ``weighted_windows``.
+    """
+    b, c = xp.shape[:2]
     k, n = window, attn.shape[1]
-    xp = pad_edges(x, k).flatten(2)  # (B, C, Hp*Wp)
     s = shifted_attention(attn.to(xp.dtype), k)  # (B, N*k*k, Hp*Wp)
-    y = torch.bmm(s, xp.transpose(1, 2))  # (B, N*k*k, C)
+    y = torch.bmm(s, xp.flatten(2).transpose(1, 2))  # (B, N*k*k, C)
     return y.reshape(b, n, k, k, c).permute(0, 1, 4, 2, 3)  # (B, N, C, k, k)
 
 
