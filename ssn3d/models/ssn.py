@@ -16,8 +16,7 @@ Because the 2nd round runs the same conv without padding on a k x k input, ``f``
 is linear, so on Y^i = sum_hw a_hw * window_hw it is sum_hw a_hw * Z_hw with Z the 1st round's
 conv output before its bias (then + bias, ReLU, linear): the 2nd round is a (N x H*W) x (H*W x K)
 matmul per frame over the map the 1st round has already computed, not a conv over N*k*k*C-d windows
-(the same numbers up to float rounding, and the same gradients). One edge-padded map feeds both the
-1st-round conv and eq. (3).
+(the same numbers up to float rounding, and the same gradients).
 
 Semi-supervised anchors replace Y^i by the window at keypoint i (section "Semi-supervised
 Training"); the supervised strategy takes every Y^i from keypoints and skips attention. Both are the
@@ -44,8 +43,8 @@ from ssn3d.models.windows import (
     anchor_attention,
     cell_attention,
     pad_edges,
-    padded_weighted_windows,
     supervised_parts,
+    weighted_windows,
 )
 
 
@@ -177,14 +176,13 @@ class SSN(nn.Module):
             if cells is None or mask is None:
                 raise ValueError("the supervised strategy needs keypoints on every frame")
             return SSNOutput(supervised_parts(x, cells, mask, k), None, None)  # (B, N, C, k, k)
-        xp = pad_edges(x, k)  # (B, C, Hp, Wp): one padded map for the 1st round and eq. (3)
-        z = self.classifier.window_responses(xp)  # (B, K, H, W)
+        z = self.classifier.window_responses(pad_edges(x, k))  # (B, K, H, W)
         map_logits = self._maps_from(self.classifier.map_from(z))  # (B, N, H, W)
         attn = _softmax_maps(map_logits, x.dtype)  # (B, N, H, W)
         anchored = cells is not None and mask is not None
         # anchors: part i's map becomes one-hot at keypoint i, an all-False mask changes nothing
         weights = anchor_attention(attn, cells, mask) if anchored else attn
-        parts = padded_weighted_windows(xp, weights, k)  # eq. (3): (B, N, C, k, k)
+        parts = weighted_windows(x, weights, k)  # eq. (3): (B, N, C, k, k)
         if not self.training:  # the 2nd round and the loss inputs exist in training only
             return SSNOutput(parts, attn, None)
         logits = self.classifier.weighted_from(z, weights)  # 2nd round on the parts Y^i: (B, N, N)
