@@ -110,7 +110,9 @@ def weighted_windows(x: torch.Tensor, attn: torch.Tensor, window: int) -> torch.
 def cell_attention(cells: torch.Tensor, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
     """One-hot maps at integer cells (col, row): (B, N, 2) -> (B, N, H, W), 1 at the cell, 0 elsewhere."""
     index = (cells[..., 1] * width + cells[..., 0]).long()  # (B, N) flat cell index
-    flat = F.one_hot(index, height * width).to(dtype)  # (B, N, H*W)
+    # a scatter into zeros of ``dtype``: F.one_hot builds an int64 map and checks its range on the host first
+    flat = torch.zeros(*index.shape, height * width, dtype=dtype, device=cells.device)
+    flat.scatter_(-1, index[..., None], 1.0)  # (B, N, H*W)
     return flat.reshape(*cells.shape[:-1], height, width)
 
 
