@@ -50,11 +50,8 @@ def _check_window(window: int) -> None:
         raise ValueError(f"the window k must be a positive odd number (a centred window), got {window}.")
 
 
-@lru_cache(maxsize=16)
 def _window_sources(height: int, width: int, window: int, device: torch.device) -> torch.Tensor:
-    """Flat (d, src_d(h, w)) for every offset d and cell (h, w): the (k*k*H*W,) index of the scatter.
-
-    Cached: built once per map size, not on every step."""
+    """Flat (d, src_d(h, w)) for every offset d and cell (h, w): the (k*k*H*W,) index of the scatter."""
     k, r = window, window // 2
     rows = torch.arange(height, device=device)[:, None]
     cols = torch.arange(width, device=device)[None, :]
@@ -67,6 +64,11 @@ def _window_sources(height: int, width: int, window: int, device: torch.device) 
     return torch.cat(per_offset)
 
 
+# eager steps build the index once per map size; a compiled graph traces the builder (dynamo would only
+# warn about the cache and trace through it anyway)
+_cached_window_sources = lru_cache(maxsize=16)(_window_sources)
+
+
 def scattered_attention(attn: torch.Tensor, window: int) -> torch.Tensor:
     """Every attention map at the cells its window offsets read: (B, N, H, W) -> S (B, N*k*k, H*W).
 
@@ -77,7 +79,8 @@ def scattered_attention(attn: torch.Tensor, window: int) -> torch.Tensor:
     _check_window(window)
     b, n, h, w = attn.shape
     kk = window * window
-    src = _window_sources(h, w, window, attn.device).expand(b * n, kk * h * w)
+    sources = _window_sources if torch.compiler.is_compiling() else _cached_window_sources
+    src = sources(h, w, window, attn.device).expand(b * n, kk * h * w)
     sum_dtype = torch.promote_types(attn.dtype, torch.float32)  # bf16/fp16 maps summed in float32
     a = attn.to(sum_dtype).reshape(b * n, h * w).repeat(1, kk)  # (B*N, k*k*H*W): A^i once per offset
     s = a.new_zeros(b * n, kk * h * w).scatter_add_(1, src, a)
