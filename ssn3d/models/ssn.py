@@ -7,7 +7,7 @@ One attention classifier ``f`` (conv k x k, C -> K, ReLU, linear K -> N) is appl
   windows distinct from interior ones, so SSN could "separate" parts of an all-ones input by
   position alone, which the paper's random-data study rules out (all-ones stays at log N). Eq. (2): a softmax over the H x W cells of each map.
 * eq. (3): Y^i = sum_hw softmax(A^i)_hw * X_hw, a k x k x C window per part, as one matmul over
-  shifted attention maps (``ssn3d.models.windows``) rather than over the unfolded map.
+  scattered attention maps (``ssn3d.models.windows``) rather than over the unfolded map.
 * 2nd round, eq. (4): the *same* ``f`` on each Y^i -> N logits p_i (training only); L_SSN =
   CE(p_i, i) is a loss and lives with the others (``ssn3d.losses.ssn_loss``).
 
@@ -16,7 +16,8 @@ Because the 2nd round runs the same conv without padding on a k x k input, ``f``
 is linear, so on Y^i = sum_hw a_hw * window_hw it is sum_hw a_hw * Z_hw with Z the 1st round's
 conv output before its bias (then + bias, ReLU, linear): the 2nd round is a (N x H*W) x (H*W x K)
 matmul per frame over the map the 1st round has already computed, not a conv over N*k*k*C-d windows
-(the same numbers up to float rounding, and the same gradients).
+(the same numbers up to float rounding, and the same gradients, since the weights a of every map sum
+to 1: softmax maps, one-hot maps at keypoints or background cells).
 
 Semi-supervised anchors replace Y^i by the window at keypoint i (section "Semi-supervised
 Training"); the supervised strategy takes every Y^i from keypoints and skips attention. Both are the
