@@ -190,9 +190,8 @@ class SSN(nn.Module):
         background = None
         if self.background:  # as many "no part" windows per frame as parts, far from peaks and keypoints
             bg_cells = background_cells(attn, self.num_parts, cells=cells, mask=mask)  # (B, N, 2)
-            one_hot = cell_attention(
-                bg_cells, *x.shape[-2:], z.dtype
-            )  # (B, N, H, W): the windows at bg_cells
+            # the windows at bg_cells as one-hot maps: (B, N, H, W)
+            one_hot = cell_attention(bg_cells, *x.shape[-2:], z.dtype)
             background = self.classifier.weighted_from(z, one_hot)  # (B, N, N+1)
         return SSNOutput(parts, attn, logits, map_logits, background)
 

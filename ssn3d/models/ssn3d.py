@@ -242,9 +242,8 @@ class SSN3D(nn.Module):
             values = [getattr(o, field) for o in outs]
             if values[0] is None:
                 return None
-            return (
-                values[0].unsqueeze(1) if len(values) == 1 else torch.stack(values, 1)
-            )  # (M, G, ...), a view for G=1
+            # (M, G, ...); a view for one shared classifier
+            return values[0].unsqueeze(1) if len(values) == 1 else torch.stack(values, 1)
 
         mirrored_attn = None
         if mirrored is not None:
