@@ -13,6 +13,15 @@ time ratio, and peak GPU memory.
 on the CPU each row also gives the peak resident-memory rise of building the optimizer state and
 running the steps (``peak_rss_rise_mb``; run one ``--models`` per process for a clean figure).
 
+``--anchors`` times the step a semi-supervised user trains (``ssn3d.engine.train``): each clip also
+brings ``data.anchor_frames`` labeled frames (2 unless the config says otherwise) through the
+backbone and SSN for L_SSN. The baselines have no SSN, so the engine feeds them none.
+``--interleave`` alternates the models step by step in one process, so a shared machine's load
+falls on all of them alike; the report also gives the load average before and after.
+
+    python benchmarks/bench_train_step.py --config configs/walkers-tiny.yaml --device cpu --interleave \
+        --models ssn3d,baseline --anchors
+
 Targets on one H100 (issue 2 / 7): SSN3D >= 1000 clips/s, >= 0.9x the baseline's throughput,
 <= 1.3x the backbone-alone step time, peak memory <= 10 GB.
 """
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import sys
@@ -70,6 +80,7 @@ def apply_config(args: argparse.Namespace) -> argparse.Namespace:
         data = load_config(args.config).data
         args.ids, args.instances, args.frames = data.num_ids, data.num_instances, data.seq_len
         args.height, args.width = data.height, data.width
+        args.anchor_frames = data.anchor_frames
     return args
 
 
@@ -88,7 +99,10 @@ def reset_peak_rss() -> int:
 def build_step(
     kind: str, args: argparse.Namespace, device: torch.device
 ) -> tuple[Callable[[], None], nn.Module, int]:
-    """(one training step, the model as built, clips per batch) for ``kind`` with the args' sizes."""
+    """(one training step, the model as built, clips per batch) for ``kind`` with the args' sizes.
+
+    With ``args.anchors`` SSN3D gets ``args.anchor_frames`` labeled frames per clip beside the clips,
+    as ``ssn3d.engine.train`` feeds them, and L_SSN counts their 2nd-round logits."""
     torch.manual_seed(0)
     model = make_model(kind, args).to(device).train()
     cuda = device.type == "cuda"
@@ -108,16 +122,48 @@ def build_step(
         2.0,
     )  # 2 labeled frames
     pids = torch.arange(args.ids, device=device).repeat_interleave(args.instances)
+    extra: tuple[torch.Tensor, ...] = ()
+    if args.anchors and kind == "ssn3d":  # the labeled frames with their keypoints, (M, 3, H, W), (M, 9, 3)
+        m = b * args.anchor_frames
+        anchor_kps = torch.zeros(m, 9, 3, device=device)
+        anchor_kps[..., 0] = torch.linspace(0, args.width - 1, 9, device=device)
+        anchor_kps[..., 1] = torch.linspace(0, args.height - 1, 9, device=device)
+        anchor_kps[..., 2] = 2.0
+        extra = (torch.randn(m, 3, args.height, args.width, device=device), anchor_kps)
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and args.amp):
-            out = net(clips, kps)
-            loss = total_loss(crit(out.embedding, pids), ssn_loss(out.ssn_logits), 0.1)
+            out = net(clips, kps, *extra)
+            ssn = ssn_loss(out.ssn_logits, anchor_logits=out.anchor_logits if extra else None)
+            loss = total_loss(crit(out.embedding, pids), ssn, 0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     return step, model, b
+
+
+def timed(step: Callable[[], None], cuda: bool) -> float:
+    """Seconds of one step (waiting for the device)."""
+    t0 = time.perf_counter()
+    step()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def summarize(kind: str, times: list[float], model: nn.Module, b: int, cuda: bool) -> dict:
+    """The row of ``kind``: median and minimum step time, clips/s, (CUDA) peak memory, parameters."""
+    times = sorted(times)
+    median = times[len(times) // 2]
+    return {
+        "model": kind,
+        "step_ms": round(1000 * median, 2),
+        "step_ms_min": round(1000 * times[0], 2),  # the least disturbed step on a shared machine
+        "clips_per_s": round(b / median, 1),
+        "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+    }
 
 
 def time_model(kind: str, args: argparse.Namespace, device: torch.device) -> dict:
@@ -130,26 +176,24 @@ def time_model(kind: str, args: argparse.Namespace, device: torch.device) -> dic
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        step()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    median = times[len(times) // 2]
-    row = {
-        "model": kind,
-        "step_ms": round(1000 * median, 2),
-        "step_ms_min": round(1000 * times[0], 2),  # the least disturbed step on a shared machine
-        "clips_per_s": round(b / median, 1),
-        "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
-        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-    }
+    row = summarize(kind, [timed(step, cuda) for _ in range(args.steps)], model, b, cuda)
     if rss0 is not None:
         row["peak_rss_rise_mb"] = round((_status_kb("VmHWM") - rss0) / 1024, 1)
     return row
+
+
+def time_interleaved(kinds: list[str], args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """``time_model`` for all ``kinds`` at once, one step of each in turn (peak memory is then shared)."""
+    built = [build_step(kind, args, device) for kind in kinds]
+    cuda = device.type == "cuda"
+    for _ in range(args.warmup):
+        for step, _, _ in built:
+            step()
+    times: list[list[float]] = [[] for _ in kinds]
+    for _ in range(args.steps):
+        for i, (step, _, _) in enumerate(built):
+            times[i].append(timed(step, cuda))
+    return [summarize(kind, t, model, b, cuda) for kind, t, (_, model, b) in zip(kinds, times, built)]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -169,6 +213,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--compile-backend", default="inductor", help="torch.compile backend (eager: dynamo only)")
     p.add_argument("--models", default="ssn3d,baseline,backbone")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); 1 on a busy machine")
+    p.add_argument("--interleave", action="store_true", help="alternate the models step by step")
+    p.add_argument("--anchors", action="store_true", help="feed SSN3D the labeled frames a user's step has")
+    p.add_argument("--anchor-frames", type=int, default=2, help="labeled frames per clip (config: data.*)")
     p.add_argument("--json", help="also write the results here")
     return p
 
@@ -176,12 +224,24 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = apply_config(parser().parse_args())
     device = torch.device(args.device)
-    rows = [time_model(kind, args, device) for kind in args.models.split(",")]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kinds = args.models.split(",")
+    load_before = os.getloadavg()
+    if args.interleave:
+        rows = time_interleaved(kinds, args, device)
+    else:
+        rows = [time_model(kind, args, device) for kind in kinds]
+    load_after = os.getloadavg()
     by = {r["model"]: r for r in rows}
     summary = {}
     if "ssn3d" in by and "baseline" in by:
         summary["ssn3d_vs_baseline_throughput"] = round(
             by["ssn3d"]["clips_per_s"] / by["baseline"]["clips_per_s"], 3
+        )
+        summary["ssn3d_vs_baseline_step_time"] = round(by["ssn3d"]["step_ms"] / by["baseline"]["step_ms"], 3)
+        summary["ssn3d_vs_baseline_min_step_time"] = round(
+            by["ssn3d"]["step_ms_min"] / by["baseline"]["step_ms_min"], 3
         )
     if "ssn3d" in by and "backbone" in by:
         summary["ssn3d_vs_backbone_step_time"] = round(by["ssn3d"]["step_ms"] / by["backbone"]["step_ms"], 3)
@@ -192,16 +252,18 @@ def main() -> None:
         "machine": machine,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "load_before": [round(v, 2) for v in load_before],  # 1, 5, 15-minute load averages
+        "load_after": [round(v, 2) for v in load_after],
         "args": vars(args),
         "rows": rows,
         "summary": summary,
     }
     for r in rows:
         print(
-            f"{r['model']:9s} {r['step_ms']:9.1f} ms/step {r['clips_per_s']:9.1f} clips/s  "
+            f"{r['model']:9s} {r['step_ms']:9.1f} ms/step (min {r['step_ms_min']:.1f}) {r['clips_per_s']:9.1f} clips/s  "
             f"peak {r['peak_mem_gb']} GB, RSS rise {r.get('peak_rss_rise_mb')} MB"
         )
-    print(json.dumps(summary))
+    print(json.dumps(summary), f"load {load_before[0]:.2f} -> {load_after[0]:.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

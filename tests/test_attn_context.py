@@ -71,3 +71,17 @@ def test_every_parameter_of_a_context_model_learns_and_only_attention_models_tak
     assert not dead
     with pytest.raises(ConfigError, match="model.attn_context=True needs SSN attention"):
         load_config(None, [*over, "model.strategy=supervised", "model.attn_context=true"])
+
+
+def test_the_ssn_steps_second_round_with_context_equals_the_classifier_on_its_part_windows() -> None:
+    """The fast 2nd round (weighted sums of the 1st round's responses) keeps the context term exactly."""
+    from ssn3d.models import SSN
+
+    torch.manual_seed(0)
+    ssn = SSN(in_channels=8, num_parts=4, window=3, hidden=16, context=True).train()
+    torch.nn.init.normal_(ssn.classifier.context.weight)
+    x = torch.randn(3, 8, 6, 5)
+    out = ssn(x)
+    g = frame_context(x)[:, None].expand(-1, 4, -1)  # (B, N, C)
+    torch.testing.assert_close(out.logits, ssn.classifier(out.parts, g), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.map_logits, ssn.classifier.forward_map(x))

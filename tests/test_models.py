@@ -438,4 +438,7 @@ def test_one_step_equals_the_numbers_recorded_from_the_unfold_implementation(cas
         # a gradient that is zero up to float noise (a BN bias before BN) is about 1e-8
         tol = max(1e-5 * norm, 1e-7)
         assert got["grads"][name][0] == pytest.approx(norm, rel=1e-5, abs=tol), name
-        assert got["grads"][name][1] == pytest.approx(proj, rel=1e-5, abs=tol), name
+        # the projection sums signed terms, so the recording's own float32 rounding shows more: on
+        # semi_background_nonshared's parts3d.temporal.1.weight it is 1.4e-5 * norm from the same step in
+        # float64 (old and new code agree there to 1e-15; tests/test_step_equivalence.py checks float64)
+        assert got["grads"][name][1] == pytest.approx(proj, rel=1e-5, abs=2 * tol), name

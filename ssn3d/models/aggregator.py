@@ -9,7 +9,10 @@ and fuses the N resulting vectors into a 1024-d embedding. It does not draw the 
     3x3x3 conv R -> R, pad (1, 0, 0), BN, ReLU   (temporal kernel 3; spatial 3x3 valid -> 1x1)
     mean over time                        (any T: 4-frame training clips, 32-frame test chunks)
 
-all N blocks at once as grouped convolutions (groups=N), then Linear(N*R -> D) + BN1d.
+all N blocks at once as grouped convolutions (groups=N), then Linear(N*R -> D) + BN1d. The 1x1x1
+reduce runs as one batched matmul with the conv's own weight (one (B*T*k*k, C) x (C, R) product per
+part): the CPU has no fast kernel for a grouped 1x1x1 Conv3d (it fell back to a slow im2col path
+whose backward cost several times the whole SSN head), and the matmul gives the same numbers.
 """
 
 from __future__ import annotations
@@ -57,12 +60,22 @@ class PartConv3dBlocks(nn.Module):
 
     def forward(self, parts: torch.Tensor) -> torch.Tensor:
         """parts (B, T, N, C, k, k) -> per-part vectors (B, N, R)."""
+        b = parts.shape[0]
+        x = self.temporal(self._reduced(parts))  # (B, N*R, T, 1, 1)
+        return x.mean(dim=(2, 3, 4)).reshape(b, self.num_parts, self.channels)
+
+    def _reduced(self, parts: torch.Tensor) -> torch.Tensor:
+        """The reduce block: (B, T, N, C, k, k) -> (B, N*R, T, k, k), the Conv3d layout, parts as groups."""
         b, t, n, c, k, _ = parts.shape
-        x = parts.permute(0, 2, 3, 1, 4, 5).reshape(
-            b, n * c, t, k, k
-        )  # (B, N*C, T, k, k): Conv3d layout, parts as groups
-        x = self.temporal(self.reduce(x))  # (B, N*R, T, 1, 1)
-        return x.mean(dim=(2, 3, 4)).reshape(b, n, self.channels)
+        conv, norm_act = self.reduce[0], self.reduce[1:]
+        if type(conv) is not nn.Conv3d:  # a swapped conv class keeps its own forward
+            x = parts.permute(0, 2, 3, 1, 4, 5).reshape(b, n * c, t, k, k)  # (B, N*C, T, k, k)
+            return self.reduce(x)
+        x = parts.permute(2, 0, 1, 4, 5, 3).reshape(n, b * t * k * k, c)  # (N, B*T*k*k, C)
+        w = conv.weight.view(n, self.channels, c).transpose(1, 2).to(x.dtype)  # (N, C, R): group n's weight
+        h = torch.bmm(x, w)  # (N, B*T*k*k, R)
+        h = h.view(n, b, t, k, k, self.channels).permute(1, 0, 5, 2, 3, 4)  # (B, N, R, T, k, k)
+        return norm_act(h.reshape(b, n * self.channels, t, k, k))
 
 
 class Fusion(nn.Module):

@@ -7,12 +7,17 @@ One attention classifier ``f`` (conv k x k, C -> K, ReLU, linear K -> N) is appl
   windows distinct from interior ones, so SSN could "separate" parts of an all-ones input by
   position alone, which the paper's random-data study rules out (all-ones stays at log N). Eq. (2): a softmax over the H x W cells of each map.
 * eq. (3): Y^i = sum_hw softmax(A^i)_hw * X_hw, a k x k x C window per part, as one matmul over
-  shifted attention maps (``ssn3d.models.windows``) rather than over the unfolded map.
+  scattered attention maps (``ssn3d.models.windows``) rather than over the unfolded map.
 * 2nd round, eq. (4): the *same* ``f`` on each Y^i -> N logits p_i (training only); L_SSN =
   CE(p_i, i) is a loss and lives with the others (``ssn3d.losses.ssn_loss``).
 
 Because the 2nd round runs the same conv without padding on a k x k input, ``f`` on the window at
-(h, w) is exactly the 1st-round logit at (h, w): the two rounds judge windows by one rule.
+(h, w) is exactly the 1st-round logit at (h, w): the two rounds judge windows by one rule. The conv
+is linear, so on Y^i = sum_hw a_hw * window_hw it is sum_hw a_hw * Z_hw with Z the 1st round's
+conv output before its bias (then + bias, ReLU, linear): the 2nd round is a (N x H*W) x (H*W x K)
+matmul per frame over the map the 1st round has already computed, not a conv over N*k*k*C-d windows
+(the same numbers up to float rounding, and the same gradients, since the weights a of every map sum
+to 1: softmax maps, one-hot maps at keypoints or background cells).
 
 Semi-supervised anchors replace Y^i by the window at keypoint i (section "Semi-supervised
 Training"); the supervised strategy takes every Y^i from keypoints and skips attention. Both are the
@@ -35,7 +40,13 @@ from torch import nn
 
 from ssn3d.alignment_losses import background_cells
 from ssn3d.models.position_prior import PositionPrior
-from ssn3d.models.windows import anchor_attention, pad_edges, supervised_parts, weighted_windows, windows_at
+from ssn3d.models.windows import (
+    anchor_attention,
+    cell_attention,
+    pad_edges,
+    supervised_parts,
+    weighted_windows,
+)
 
 
 class AttentionClassifier(nn.Module):
@@ -67,14 +78,51 @@ class AttentionClassifier(nn.Module):
 
     def forward_map(self, x: torch.Tensor) -> torch.Tensor:
         """1st round: (B, C, H, W) -> logits A (B, N, H, W), one per edge-padded window."""
-        h = self.conv(pad_edges(x, self.window))  # (B, K, H, W)
-        if self.context is not None:
-            h = h + self.context(frame_context(x))[:, :, None, None]
-        h = F.relu(h)
-        return self.fc(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # the same linear layer as the 2nd round
+        return self.map_from(self.window_responses(pad_edges(x, self.window)), self.context_term(x))
+
+    def context_term(self, x: torch.Tensor) -> torch.Tensor | None:
+        """U g of every frame (B, K), from its feature map (B, C, H, W); None without the option. Like the
+        conv's bias it is one constant per frame before the ReLU, so both rounds take it the same way."""
+        return None if self.context is None else self.context(frame_context(x))
+
+    def window_responses(self, xp: torch.Tensor) -> torch.Tensor:
+        """Z: the conv on every window of an edge-padded map, before its bias: (B, C, Hp, Wp) -> (B, K, H, W).
+
+        Without the bias because the 2nd round's attention-weighted sums of Z take it once, as the conv
+        on a weighted window does."""
+        return F.conv2d(xp, self.conv.weight)
+
+    def _pre_bias(self, context: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        """What is added to Z before the ReLU: the conv's bias (K,), plus the frame's context (B, K)."""
+        bias = self.conv.bias.to(dtype)
+        return bias if context is None else bias + context.to(dtype)
+
+    def map_from(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """1st-round logits from Z (B, K, H, W) [and the frames' context term (B, K)] -> (B, N, H, W)."""
+        b, _, h, w = z.shape
+        hidden = F.relu(z + self._pre_bias(context, z.dtype)[..., None, None]).flatten(2)  # (B, K, H*W)
+        n = self.fc.out_features
+        # one baddbmm: CPU BLAS was several times slower at a (B*H*W, N) x (N, K) mm in backward
+        logits = torch.baddbmm(
+            self.fc.bias.to(hidden.dtype)[:, None].expand(b, n, h * w),
+            self.fc.weight.to(hidden.dtype).expand(b, n, -1),
+            hidden,
+        )  # (B, N, H*W): the same linear layer as the 2nd round
+        return logits.unflatten(2, (h, w))
+
+    def weighted_from(
+        self, z: torch.Tensor, weights: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """2nd round on the windows sum_hw weights^i_hw * window_hw, from Z: (B, K, H, W), (B, M, H, W)
+        [, the frames' context term (B, K)] -> logits (B, M, N). ``weights`` sum to 1 per map (softmax or
+        one-hot maps), so this equals ``forward`` on ``weighted_windows(x, weights, k)`` (module docstring),
+        and a per-frame constant such as the bias or the context passes through the sum unchanged."""
+        pre = torch.bmm(weights.flatten(2).to(z.dtype), z.flatten(2).transpose(1, 2))  # (B, M, K)
+        bias = self._pre_bias(context, pre.dtype)
+        return self.fc(F.relu(pre + (bias if context is None else bias[:, None, :])))
 
     def forward(self, windows: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """2nd round: windows (..., C, k, k) [+ their frames' context (..., C)] -> logits (..., N)."""
+        """2nd round on explicit windows (..., C, k, k) [+ their frames' context (..., C)] -> logits (..., N)."""
         lead = windows.shape[:-3]
         h = self.conv(windows.reshape(-1, *windows.shape[-3:])).flatten(1)  # (M, K)
         if self.context is not None:
@@ -137,7 +185,10 @@ class SSN(nn.Module):
     def map_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. (1): (B, C, H, W) -> the N logit maps A^i (B, N, H, W); a "no part" channel is not a map.
         With a position prior its w log p_i is added here, so every user of the maps sees the same ones."""
-        logits = self.classifier.forward_map(x)
+        return self._maps_from(self.classifier.forward_map(x))
+
+    def _maps_from(self, logits: torch.Tensor) -> torch.Tensor:
+        """The classifier's 1st-round output (B, N[+1], H, W) -> the N maps A^i, prior added."""
         logits = logits[:, : self.num_parts] if self.background else logits
         return logits if self.prior is None else self.prior(logits)
 
@@ -167,7 +218,9 @@ class SSN(nn.Module):
             if cells is None or mask is None:
                 raise ValueError("the supervised strategy needs keypoints on every frame")
             return SSNOutput(supervised_parts(x, cells, mask, k), None, None)  # (B, N, C, k, k)
-        map_logits = self.map_logits(x)  # (B, N, H, W)
+        z = self.classifier.window_responses(pad_edges(x, k))  # (B, K, H, W)
+        context = self.classifier.context_term(x)  # (B, K) or None
+        map_logits = self._maps_from(self.classifier.map_from(z, context))  # (B, N, H, W)
         attn = _softmax_maps(map_logits, x.dtype)  # (B, N, H, W)
         anchored = cells is not None and mask is not None
         # anchors: part i's map becomes one-hot at keypoint i, an all-False mask changes nothing
@@ -175,14 +228,13 @@ class SSN(nn.Module):
         parts = weighted_windows(x, weights, k)  # eq. (3): (B, N, C, k, k)
         if not self.training:  # the 2nd round and the loss inputs exist in training only
             return SSNOutput(parts, attn, None)
-        context = None
-        if self.classifier.context is not None:  # every window of a frame reads that frame's context
-            context = frame_context(x)[:, None].expand(-1, self.num_parts, -1)  # (B, N, C)
-        logits = self.classifier(parts, context)  # 2nd round
+        logits = self.classifier.weighted_from(z, weights, context)  # 2nd round on the parts Y^i: (B, N, N)
         background = None
         if self.background:  # as many "no part" windows per frame as parts, far from peaks and keypoints
             bg_cells = background_cells(attn, self.num_parts, cells=cells, mask=mask)  # (B, N, 2)
-            background = self.classifier(windows_at(x, bg_cells, k), context)  # (B, N, N+1)
+            # the windows at bg_cells as one-hot maps: (B, N, H, W)
+            one_hot = cell_attention(bg_cells, *x.shape[-2:], z.dtype)
+            background = self.classifier.weighted_from(z, one_hot, context)  # (B, N, N+1)
         return SSNOutput(parts, attn, logits, map_logits, background)
 
 

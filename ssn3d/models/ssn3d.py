@@ -244,7 +244,10 @@ class SSN3D(nn.Module):
 
         def stack(field: str) -> torch.Tensor | None:
             values = [getattr(o, field) for o in outs]
-            return None if values[0] is None else torch.stack(values, 1)  # (M, G, ...)
+            if values[0] is None:
+                return None
+            # (M, G, ...); a view for one shared classifier
+            return values[0].unsqueeze(1) if len(values) == 1 else torch.stack(values, 1)
 
         mirrored_attn = None
         if mirrored is not None:

@@ -1,21 +1,25 @@
 """Eq. (3) and the anchors' windows without unfolding the feature map into all its k x k windows.
 
-Eq. (3), Y^i = sum_hw A^i_hw * window(X)_hw, read per window offset (dy, dx) is
+Eq. (3), Y^i = sum_hw A^i_hw * window(X)_hw, read per window offset d = (dy, dx) is
 
-    Y^i[:, dy, dx] = sum_hw A^i_hw * Xpad[:, h + dy, w + dx],
+    Y^i[:, dy, dx] = sum_hw A^i_hw * X[:, src_d(h, w)],   src_d(h, w) = (clamp(h + dy - r), clamp(w + dx - r)),
 
-the attention map times the edge-padded map shifted by (dy, dx). Unfolding X builds a
-(B, C*k*k, H*W) tensor (a 151 M-element one at the paper's 1024 x 16 x 8 maps, B*T = 128) and
-col2im in backward. Here the shift moves to the attention side instead: each map is placed at the
-k*k offsets inside the padded grid, S (B, N*k*k, Hp*Wp) with Hp = H + k - 1, Wp = W + k - 1, and
+r = k // 2, the clamp being the edge padding (replicate): the window of a border cell reads the border
+again. Unfolding X builds a (B, C*k*k, H*W) tensor (a 151 M-element one at the paper's 1024 x 16 x 8
+maps, B*T = 128) and col2im in backward. Here the shift moves to the attention side instead: each
+map is scattered to the cells its k*k offsets read, S (B, N*k*k, H*W) with S[i, d, src_d(h, w)] +=
+A^i_hw (a border cell collects the weight of every window that reads it), and
 
-    Y = S @ Xpad_flat^T        # (B, N*k*k, Hp*Wp) x (B, Hp*Wp, C) -> (B, N*k*k, C)
+    Y = S @ X_flat^T        # (B, N*k*k, H*W) x (B, H*W, C) -> (B, N*k*k, C)
 
-is one batched matmul whose only new tensor is S (N*k*k*Hp*Wp per frame: 81 x 180 at the paper's
+is one batched matmul whose only new tensor is S (N*k*k*H*W per frame: 81 x 128 at the paper's
 shape, against C*k*k*H*W = 9216 x 128 for unfolding). Why one bmm rather than k*k small ones over
 shifted views: one kernel launch each way on a GPU, one large GEMM for the CPU's BLAS, and no
-strided-view backward (which materialises a full-size gradient per view). For a channels_last map
-(the GPU's layout) Xpad_flat^T is already contiguous, so nothing of size C*H*W is copied at all.
+strided-view backward (which materialises a full-size gradient per view). Why S over the map itself
+rather than over the edge-padded map: the GEMMs are (H+k-1)(W+k-1) / HW times smaller (1.4x at
+16 x 8) and no padded copy of X is built. For a channels_last map (the GPU's layout) X_flat^T is
+already contiguous, so nothing of size C*H*W is copied at all. (On a GPU the scatter's border sums
+use atomics, so their float rounding order may vary between runs.)
 
 The anchors' windows are eq. (3) with a one-hot attention map at the keypoint's cell
 (``anchor_attention``), so semi-supervised parts come out of the same matmul, and the supervised
@@ -24,6 +28,8 @@ uniform map, so a supervised frame's N parts are one matmul too.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -44,16 +50,41 @@ def _check_window(window: int) -> None:
         raise ValueError(f"the window k must be a positive odd number (a centred window), got {window}.")
 
 
-def shifted_attention(attn: torch.Tensor, window: int) -> torch.Tensor:
-    """Every attention map at every window offset in the padded grid: (B, N, H, W) -> (B, N*k*k, Hp*Wp).
+def _window_sources(height: int, width: int, window: int, device: torch.device) -> torch.Tensor:
+    """Flat (d, src_d(h, w)) for every offset d and cell (h, w): the (k*k*H*W,) index of the scatter."""
+    k, r = window, window // 2
+    rows = torch.arange(height, device=device)[:, None]
+    cols = torch.arange(width, device=device)[None, :]
+    per_offset = [
+        ((rows + dy - r).clamp(0, height - 1) * width + (cols + dx - r).clamp(0, width - 1)).flatten()
+        + (dy * k + dx) * height * width
+        for dy in range(k)
+        for dx in range(k)
+    ]
+    return torch.cat(per_offset)
 
-    Row (i, dy, dx) holds A^i at rows dy..dy+H-1 and columns dx..dx+W-1 of an (Hp, Wp) grid of zeros.
+
+# eager steps build the index once per map size; a compiled graph traces the builder (dynamo would only
+# warn about the cache and trace through it anyway)
+_cached_window_sources = lru_cache(maxsize=16)(_window_sources)
+
+
+def scattered_attention(attn: torch.Tensor, window: int) -> torch.Tensor:
+    """Every attention map at the cells its window offsets read: (B, N, H, W) -> S (B, N*k*k, H*W).
+
+    Row (i, dy, dx) holds at cell c the sum of A^i over the cells whose window reads c at (dy, dx):
+    A^i shifted by (r - dy, r - dx), with the weight of the shifted-out border piled onto the edge.
+    Summed in at least float32 (the border's few sums), returned in ``attn``'s dtype.
     """
     _check_window(window)
     b, n, h, w = attn.shape
-    k = window
-    shifts = [F.pad(attn, (dx, k - 1 - dx, dy, k - 1 - dy)) for dy in range(k) for dx in range(k)]
-    return torch.stack(shifts, 2).reshape(b, n * k * k, (h + k - 1) * (w + k - 1))  # (B, N*k*k, Hp*Wp)
+    kk = window * window
+    sources = _window_sources if torch.compiler.is_compiling() else _cached_window_sources
+    src = sources(h, w, window, attn.device).expand(b * n, kk * h * w)
+    sum_dtype = torch.promote_types(attn.dtype, torch.float32)  # bf16/fp16 maps summed in float32
+    a = attn.to(sum_dtype).reshape(b * n, h * w).repeat(1, kk)  # (B*N, k*k*H*W): A^i once per offset
+    s = a.new_zeros(b * n, kk * h * w).scatter_add_(1, src, a)
+    return s.view(b, n * kk, h * w).to(attn.dtype)  # (B, N*k*k, H*W)
 
 
 def weighted_windows(x: torch.Tensor, attn: torch.Tensor, window: int) -> torch.Tensor:
@@ -74,16 +105,17 @@ def weighted_windows(x: torch.Tensor, attn: torch.Tensor, window: int) -> torch.
     if attn.shape[0] != b or attn.shape[2:] != (h, w):
         raise ValueError(f"attention {tuple(attn.shape)} does not match the feature maps {tuple(x.shape)}.")
     k, n = window, attn.shape[1]
-    xp = pad_edges(x, k).flatten(2)  # (B, C, Hp*Wp)
-    s = shifted_attention(attn.to(xp.dtype), k)  # (B, N*k*k, Hp*Wp)
-    y = torch.bmm(s, xp.transpose(1, 2))  # (B, N*k*k, C)
+    s = scattered_attention(attn, k).to(x.dtype)  # (B, N*k*k, H*W)
+    y = torch.bmm(s, x.flatten(2).transpose(1, 2))  # (B, N*k*k, C)
     return y.reshape(b, n, k, k, c).permute(0, 1, 4, 2, 3)  # (B, N, C, k, k)
 
 
 def cell_attention(cells: torch.Tensor, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
     """One-hot maps at integer cells (col, row): (B, N, 2) -> (B, N, H, W), 1 at the cell, 0 elsewhere."""
     index = (cells[..., 1] * width + cells[..., 0]).long()  # (B, N) flat cell index
-    flat = F.one_hot(index, height * width).to(dtype)  # (B, N, H*W)
+    # a scatter into zeros of ``dtype``: F.one_hot builds an int64 map and checks its range on the host first
+    flat = torch.zeros(*index.shape, height * width, dtype=dtype, device=cells.device)
+    flat.scatter_(-1, index[..., None], 1.0)  # (B, N, H*W)
     return flat.reshape(*cells.shape[:-1], height, width)
 
 
