@@ -126,3 +126,16 @@ def test_bad_shapes_and_even_windows_are_refused() -> None:
         weighted_windows(x, attn, 2)
     with pytest.raises(ValueError, match="does not match"):
         weighted_windows(x, attn[..., :-1], 3)
+
+
+def test_an_index_cached_while_evaluating_serves_the_training_step_after_it() -> None:
+    """Evaluation (inference mode) mid-training, or the app, must not leave an index autograd refuses."""
+    from ssn3d.models.windows import weighted_windows
+
+    x = torch.randn(2, 4, 7, 3)  # a map size no other test uses, so this call builds the cached index
+    attn = torch.softmax(torch.randn(2, 5, 21), -1).reshape(2, 5, 7, 3)
+    with torch.inference_mode():
+        weighted_windows(x, attn, 3)
+    xt, at = x.clone().requires_grad_(True), attn.clone().requires_grad_(True)  # the step trains both
+    weighted_windows(xt, at, 3).pow(2).sum().backward()
+    assert xt.grad.abs().sum() > 0 and at.grad.abs().sum() > 0

@@ -66,7 +66,12 @@ def _window_sources(height: int, width: int, window: int, device: torch.device) 
 
 # eager steps build the index once per map size; a compiled graph traces the builder (dynamo would only
 # warn about the cache and trace through it anyway)
-_cached_window_sources = lru_cache(maxsize=16)(_window_sources)
+@lru_cache(maxsize=16)
+def _cached_window_sources(height: int, width: int, window: int, device: torch.device) -> torch.Tensor:
+    # made outside inference mode: the index a model builds while evaluating (mid-training, the app) serves
+    # the training steps after it, and autograd refuses to save an inference tensor
+    with torch.inference_mode(False):
+        return _window_sources(height, width, window, device)
 
 
 def scattered_attention(attn: torch.Tensor, window: int) -> torch.Tensor:
