@@ -33,6 +33,8 @@ class FrameView {
     this.imageSrc = before ? before.imageSrc : null;
     this.hover = null; // the pointer in frame pixels, while it is over the canvas
     this.drag = null; // {part, startX, startY, moved} while a point is pressed
+    this.resendWait = 0;
+    if (this.pending.length) this.scheduleResend(); // the old canvas's unanswered events, from this one now
     canvas.addEventListener("pointerdown", (e) => this.onDown(e));
     canvas.addEventListener("pointermove", (e) => this.onMove(e));
     canvas.addEventListener("pointerup", (e) => this.onUp(e));
@@ -49,6 +51,10 @@ class FrameView {
     if (this.data && this.data.frame !== data.frame) this.pending = []; // those were for another frame
     const ack = data.ack;
     if (ack && ack.token === this.token) this.pending = this.pending.filter((ev) => ev.seq > ack.seq);
+    if (!this.pending.length) {
+      clearTimeout(this.resendTimer);
+      this.resendWait = 0;
+    }
     this.data = data;
     this.rebuild();
     this.resize();
@@ -112,7 +118,25 @@ class FrameView {
     this.canvas.dataset.pending = String(this.pending.length);
     this.canvas.dataset.sent = String(ev.seq);
     this.draw();
+    this.resendWait = 0;
+    this.sendPending();
+  }
+
+  sendPending() {
     this.send("event", { token: this.token, events: this.pending });
+    this.scheduleResend();
+  }
+
+  // A trigger that reaches the server while the page is being rebuilt can be lost, and then no answer
+  // comes (nor a new `data`, when nothing changed). The events still unanswered are sent again after a
+  // wait that doubles each time; the server hands each numbered event on once, so a repeat is harmless.
+  scheduleResend() {
+    clearTimeout(this.resendTimer);
+    if (!this.pending.length) return;
+    this.resendWait = Math.min(8000, (this.resendWait || 500) * 2);
+    this.resendTimer = setTimeout(() => {
+      if (this.pending.length && this.canvas.isConnected && this.send) this.sendPending();
+    }, this.resendWait);
   }
 
   // ------------------------------------------------------------------ geometry

@@ -55,6 +55,7 @@ if not CHROMIUM.exists():
         allow_module_level=True,
     )
 
+from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 # expect() waits 5 s by default; a loaded 2-core machine can take longer to draw a page.
@@ -241,7 +242,11 @@ def test_click_on_the_frame_draws_the_point_and_saves_it(page: Page, server: str
     deadline = time.monotonic() + 20
     color = None
     while time.monotonic() < deadline:
-        png = _clickable_frame(page).screenshot(timeout=5_000)
+        try:
+            png = _clickable_frame(page).screenshot(timeout=5_000)
+        except PlaywrightError:  # the frame's first point reruns the page, which mounts a new canvas
+            time.sleep(0.3)
+            continue
         shot = Image.open(io.BytesIO(png)).convert("RGB")
         color = shot.getpixel((x, y))
         if all(abs(a - b) <= 40 for a, b in zip(color, PART_COLORS[0])):
@@ -344,8 +349,11 @@ def test_labels_of_two_frames_land_on_exactly_those_frames(page: Page, server: s
     expect(page.get_by_text(frames[second])).to_be_visible()  # the frame's caption: tracklet #2's frame
     # and Back from another page returns to it
     page.get_by_role("link", name="Data").click()
+    # on the Data page before going back (a loaded machine may not have left the Annotate page yet)
+    expect(page.get_by_text("Open a dataset")).to_be_visible()
     _settled(page)
     page.go_back()
+    expect(page).to_have_url(re.compile(r"/annotate\?"))
     page.wait_for_selector('[data-testid="stApp"]')
     _settled(page)
     expect(page.get_by_text(frames[second])).to_be_visible()
@@ -416,7 +424,8 @@ def test_keys_work_after_a_click_and_the_frame_fits_the_window(browser, server: 
         _open(page, server, "annotate")
         _open_tracklet(page, 4)
         if frames[0] in _store_frames(home):  # the demo pre-labels two frames: start on one without
-            page.get_by_role("button", name="Next unlabeled frame").click()
+            # by its key, and the first of two while a rerun briefly keeps the old button beside the new one
+            page.locator(".st-key-ann_next_open button").first.click()
             _settled(page)
         frame = next(f for f in frames if f not in _store_frames(home))
         box = _clickable_frame(page).bounding_box()
@@ -425,10 +434,16 @@ def test_keys_work_after_a_click_and_the_frame_fits_the_window(browser, server: 
         assert _wait_for_frame(home, frame, {0}) is not None
         _settled(page)
         # Undo, with the focus where the click left it: the canvas is part of the page, so the key arrives
-        page.keyboard.press("z")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and _store_frames(home).get(frame) is not None:
-            time.sleep(0.2)
+        # pressed again (at most 3 times) when a loaded machine was still redrawing the page, whose shortcut
+        # handlers are briefly absent then; a press with nothing left to undo changes nothing
+        for _ in range(3):
+            page.keyboard.press("z")
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline and _store_frames(home).get(frame) is not None:
+                time.sleep(0.2)
+            if _store_frames(home).get(frame) is None:
+                break
+            _settled(page)
         assert _store_frames(home).get(frame) is None, "the Z key did not reach the page after a click"
         # the part to place next is named on the image in its colour; its button is filled with it
         _settled(page)
