@@ -78,29 +78,27 @@ class AttentionClassifier(nn.Module):
 
     def forward_map(self, x: torch.Tensor) -> torch.Tensor:
         """1st round: (B, C, H, W) -> logits A (B, N, H, W), one per edge-padded window."""
-        return self.map_from(self.window_responses(pad_edges(x, self.window)), self.context_term(x))
+        return self.map_from(self.window_responses(pad_edges(x, self.window)), self.frame_offset(x))
 
-    def context_term(self, x: torch.Tensor) -> torch.Tensor | None:
-        """U g of every frame (B, K), from its feature map (B, C, H, W); None without the option. Like the
-        conv's bias it is one constant per frame before the ReLU, so both rounds take it the same way."""
-        return None if self.context is None else self.context(frame_context(x))
+    def frame_offset(self, x: torch.Tensor) -> torch.Tensor:
+        """What every window of a frame adds to Z before the ReLU, from its map (B, C, H, W): (B, K).
+
+        The conv's bias, plus U g with the frame-context option. It is one constant per frame, so the 2nd
+        round's attention-weighted sums (weights summing to 1) take it exactly once, as they take the bias."""
+        bias = self.conv.bias.expand(x.shape[0], -1)
+        return bias if self.context is None else bias + self.context(frame_context(x))
 
     def window_responses(self, xp: torch.Tensor) -> torch.Tensor:
         """Z: the conv on every window of an edge-padded map, before its bias: (B, C, Hp, Wp) -> (B, K, H, W).
 
         Without the bias because the 2nd round's attention-weighted sums of Z take it once, as the conv
-        on a weighted window does."""
+        on a weighted window does (``frame_offset``)."""
         return F.conv2d(xp, self.conv.weight)
 
-    def _pre_bias(self, context: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-        """What is added to Z before the ReLU: the conv's bias (K,), plus the frame's context (B, K)."""
-        bias = self.conv.bias.to(dtype)
-        return bias if context is None else bias + context.to(dtype)
-
-    def map_from(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """1st-round logits from Z (B, K, H, W) [and the frames' context term (B, K)] -> (B, N, H, W)."""
+    def map_from(self, z: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """1st-round logits from Z (B, K, H, W) and the frames' ``frame_offset`` (B, K) -> (B, N, H, W)."""
         b, _, h, w = z.shape
-        hidden = F.relu(z + self._pre_bias(context, z.dtype)[..., None, None]).flatten(2)  # (B, K, H*W)
+        hidden = F.relu(z + offset.to(z.dtype)[..., None, None]).flatten(2)  # (B, K, H*W)
         n = self.fc.out_features
         # one baddbmm: CPU BLAS was several times slower at a (B*H*W, N) x (N, K) mm in backward
         logits = torch.baddbmm(
@@ -110,16 +108,12 @@ class AttentionClassifier(nn.Module):
         )  # (B, N, H*W): the same linear layer as the 2nd round
         return logits.unflatten(2, (h, w))
 
-    def weighted_from(
-        self, z: torch.Tensor, weights: torch.Tensor, context: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """2nd round on the windows sum_hw weights^i_hw * window_hw, from Z: (B, K, H, W), (B, M, H, W)
-        [, the frames' context term (B, K)] -> logits (B, M, N). ``weights`` sum to 1 per map (softmax or
-        one-hot maps), so this equals ``forward`` on ``weighted_windows(x, weights, k)`` (module docstring),
-        and a per-frame constant such as the bias or the context passes through the sum unchanged."""
+    def weighted_from(self, z: torch.Tensor, weights: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """2nd round on the windows sum_hw weights^i_hw * window_hw, from Z: (B, K, H, W), (B, M, H, W) and
+        the frames' ``frame_offset`` (B, K) -> logits (B, M, N). ``weights`` sum to 1 per map (softmax or
+        one-hot maps), so this equals ``forward`` on ``weighted_windows(x, weights, k)`` (module docstring)."""
         pre = torch.bmm(weights.flatten(2).to(z.dtype), z.flatten(2).transpose(1, 2))  # (B, M, K)
-        bias = self._pre_bias(context, pre.dtype)
-        return self.fc(F.relu(pre + (bias if context is None else bias[:, None, :])))
+        return self.fc(F.relu(pre + offset.to(pre.dtype)[:, None, :]))
 
     def forward(self, windows: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """2nd round on explicit windows (..., C, k, k) [+ their frames' context (..., C)] -> logits (..., N)."""
@@ -219,8 +213,8 @@ class SSN(nn.Module):
                 raise ValueError("the supervised strategy needs keypoints on every frame")
             return SSNOutput(supervised_parts(x, cells, mask, k), None, None)  # (B, N, C, k, k)
         z = self.classifier.window_responses(pad_edges(x, k))  # (B, K, H, W)
-        context = self.classifier.context_term(x)  # (B, K) or None
-        map_logits = self._maps_from(self.classifier.map_from(z, context))  # (B, N, H, W)
+        offset = self.classifier.frame_offset(x)  # (B, K): the conv's bias [+ the frame's context]
+        map_logits = self._maps_from(self.classifier.map_from(z, offset))  # (B, N, H, W)
         attn = _softmax_maps(map_logits, x.dtype)  # (B, N, H, W)
         anchored = cells is not None and mask is not None
         # anchors: part i's map becomes one-hot at keypoint i, an all-False mask changes nothing
@@ -228,13 +222,13 @@ class SSN(nn.Module):
         parts = weighted_windows(x, weights, k)  # eq. (3): (B, N, C, k, k)
         if not self.training:  # the 2nd round and the loss inputs exist in training only
             return SSNOutput(parts, attn, None)
-        logits = self.classifier.weighted_from(z, weights, context)  # 2nd round on the parts Y^i: (B, N, N)
+        logits = self.classifier.weighted_from(z, weights, offset)  # 2nd round on the parts Y^i: (B, N, N)
         background = None
         if self.background:  # as many "no part" windows per frame as parts, far from peaks and keypoints
             bg_cells = background_cells(attn, self.num_parts, cells=cells, mask=mask)  # (B, N, 2)
             # the windows at bg_cells as one-hot maps: (B, N, H, W)
             one_hot = cell_attention(bg_cells, *x.shape[-2:], z.dtype)
-            background = self.classifier.weighted_from(z, one_hot, context)  # (B, N, N+1)
+            background = self.classifier.weighted_from(z, one_hot, offset)  # (B, N, N+1)
         return SSNOutput(parts, attn, logits, map_logits, background)
 
 

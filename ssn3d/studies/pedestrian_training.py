@@ -77,7 +77,7 @@ def _count_prior(
     ssn: SSN,
     images: torch.Tensor,
     anchors: np.ndarray,
-    labeled,
+    labeled: np.ndarray,
 ) -> None:
     """The part-position prior of the labeled crops (NOT in the paper; ``ssn3d.models.position_prior``),
     on the feature map of this backbone, by the cell rule of the anchors (``keypoints_to_cells``)."""
