@@ -16,6 +16,8 @@ and returns a zero that costs nothing.
   with left and right parts swapped (``ssn3d.keypoints.FLIP_PERMUTATION``).
 * ``BackgroundCE``: an (N+1)-th "no part" class in the 2nd round; windows far from every part's
   attention (``background_cells``) are labeled background. The model must provide the extra output.
+* ``FacingBCE``: labeled frames; the facing head of ``model.facing`` (``ssn3d.models.facing``) learns
+  whether the person faces the camera, as the labeled keypoints show it.
 
 ``AlignmentTerms`` wires them into training: built from the config's ``loss`` section, it reads a
 training ``SSN3DOutput`` and returns the active terms by name, for ``ssn3d.losses.total_loss``.
@@ -44,6 +46,7 @@ if TYPE_CHECKING:  # the models import this module for background_cells
 __all__ = [
     "AlignmentTerms",
     "BackgroundCE",
+    "FacingBCE",
     "FlipConsistency",
     "PositionCE",
     "TemporalStability",
@@ -321,6 +324,37 @@ class BackgroundCE(nn.Module):
         return self.weight * background_ce(logits, target.reshape(-1))
 
 
+class FacingBCE(nn.Module):
+    """Binary cross-entropy of the facing head on labeled frames (NOT in the paper; ``model.facing``).
+
+    The target is the facing the frame's own labels show (``ssn3d.models.facing.facing_targets``);
+    frames with no visible left/right pair (target NaN) and unlabeled frames contribute nothing.
+
+    Args:
+        weight: the term's weight; 0 switches it off.
+    """
+
+    def __init__(self, *, weight: float = 0.0) -> None:
+        super().__init__()
+        if weight < 0:
+            raise ValueError(f"weight must be >= 0, not {weight}")
+        self.weight = weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Args:
+            logits: (M,) "faces the camera" logits.
+            target: (M,) 1, 0 or NaN (unknown).
+
+        Returns:
+            weight * the mean BCE over frames with a known target (zero when none has one).
+        """
+        known = ~torch.isnan(target)
+        if not self.weight or not bool(known.any()):
+            return _zero(logits)
+        bce = F.binary_cross_entropy_with_logits(logits[known].float(), target[known].float())
+        return self.weight * bce
+
+
 class AlignmentTerms(nn.Module):
     """The extra alignment terms a config switches on, computed from one training ``SSN3DOutput``.
 
@@ -332,6 +366,8 @@ class AlignmentTerms(nn.Module):
     * ``flip_consistency``: the labeled frames beside the clips against their mirrored copies.
     * ``background``: every frame that went through the 2nd round (clip and labeled), with the model's
       background windows; the model must have been built with ``background_class``.
+    * ``facing``: the facing logits of the labeled frames, beside the clips and inside them; the model
+      must have been built with ``facing``.
 
     Args:
         cfg: the config's ``loss`` section (weights 0 = off).
@@ -343,11 +379,12 @@ class AlignmentTerms(nn.Module):
         self.temporal_stability = TemporalStability(weight=cfg.temporal_stability)
         self.flip_consistency = FlipConsistency(weight=cfg.flip_consistency)
         self.background = BackgroundCE(weight=cfg.background)
+        self.facing = FacingBCE(weight=cfg.facing)
 
     @property
     def active(self) -> tuple[str, ...]:
         """Names of the terms with a non-zero weight, in a fixed order."""
-        names = ("position_ce", "temporal_stability", "flip_consistency", "background")
+        names = ("position_ce", "temporal_stability", "flip_consistency", "background", "facing")
         return tuple(n for n in names if getattr(self, n).weight)
 
     @property
@@ -386,6 +423,21 @@ class AlignmentTerms(nn.Module):
         if a is None or a.mirrored_attention is None:
             return _zero(out.embedding)
         return self.flip_consistency(a.attention.flatten(0, 1), a.mirrored_attention.flatten(0, 1))
+
+    def _facing(self, out: SSN3DOutput) -> torch.Tensor:
+        logits, targets = [], []
+        if out.facing_logits is not None and out.facing_target is not None:  # labeled frames in the clips
+            logits.append(out.facing_logits.flatten())
+            targets.append(out.facing_target.flatten())
+        a = out.anchors
+        if a is not None and a.facing_logits is not None:
+            logits.append(a.facing_logits)
+            targets.append(a.facing_target)
+        if not logits:
+            if out.facing_logits is None:
+                raise ValueError("loss.facing needs a model with model.facing=true")
+            return _zero(out.facing_logits)
+        return self.facing(torch.cat(logits), torch.cat(targets))
 
     def _background(self, out: SSN3DOutput) -> torch.Tensor:
         parts, background = [], []

@@ -58,6 +58,7 @@ class ModelConfig:
     attn_context: bool = (
         False  # NOT in the paper: the attention classifier also reads each frame's mean feature (left/right)
     )
+    facing: bool = False  # NOT in the paper: canonical left/right parts, named person-side by a facing head (loss.facing)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class LossConfig:
         0.0  # weight: mirrored labeled frames give the mirrored maps, left/right swapped
     )
     background: float = 0.0  # weight: (N+1)-way CE with "no part" windows; needs model.background_class
+    facing: float = 0.0  # weight: the facing head's CE on labeled frames; needs model.facing
 
 
 @dataclass
@@ -374,7 +376,8 @@ def validate(cfg: Config) -> None:
 def _validate_alignment(cfg: Config) -> None:
     """The extra alignment levers (NOT in the paper): each needs the model part it trains."""
     m, lo, d, t = cfg.model, cfg.loss, cfg.data, cfg.train
-    for key in ("position_ce", "position_sigma", "temporal_stability", "flip_consistency", "background"):
+    keys = ("position_ce", "position_sigma", "temporal_stability", "flip_consistency", "background", "facing")
+    for key in keys:
         if getattr(lo, key) < 0:
             raise ConfigError(f"loss.{key}={getattr(lo, key)} must be >= 0 (0 switches it off).")
     if m.position_prior < 0:
@@ -403,6 +406,12 @@ def _validate_alignment(cfg: Config) -> None:
             semi,
             "model.strategy=semi (the prior is counted from the labeled keypoints)",
         ),
+        "model.facing": (
+            m.facing,
+            semi and lo.facing > 0,
+            "model.strategy=semi and loss.facing > 0 (the facing head learns from the labeled frames)",
+        ),
+        "loss.facing": (lo.facing > 0, m.facing, "model.facing=true (the head that the term trains)"),
         "model.attn_context": (
             m.attn_context,
             attention,

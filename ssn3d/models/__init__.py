@@ -36,6 +36,7 @@ def build_model(cfg: ModelConfig, *, load_weights: bool = True) -> nn.Module:
         background_class=cfg.background_class,
         position_prior=cfg.position_prior,
         attn_context=cfg.attn_context,
+        facing=cfg.facing,
     )
 
 

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssn3d.keypoints import CellGeometry, geometry_for
+from ssn3d.keypoints import FLIP_PERMUTATION, CellGeometry, geometry_for
 from ssn3d.models.aggregator import Fusion, PartConv3dBlocks
 from ssn3d.models.cells import measure_geometry
+from ssn3d.models.facing import FacingHead, canonical_keypoints, facing_targets, person_sides
 from ssn3d.models.position_prior import counted_log_prior
 from ssn3d.models.ssn import SSN, SSNOutput
 
@@ -33,6 +34,8 @@ class AnchorOutput(NamedTuple):
     mask: torch.Tensor  # (M, N) bool, True where keypoint i anchors part i
     background_logits: torch.Tensor | None = None  # (M, G, N, N+1) on background windows
     mirrored_attention: torch.Tensor | None = None  # (M, G, N, h, w) of the frames mirrored left to right
+    facing_logits: torch.Tensor | None = None  # (M,) "faces the camera" (model.facing)
+    facing_target: torch.Tensor | None = None  # (M,) the facing the labels show: 1, 0, NaN unknown
 
 
 class SSN3DOutput(NamedTuple):
@@ -45,6 +48,8 @@ class SSN3DOutput(NamedTuple):
     mask: torch.Tensor | None = None  # (B, T, N) anchor mask of the clip frames
     background_logits: torch.Tensor | None = None  # (B, T, N, N+1) 2nd round on background windows
     anchors: AnchorOutput | None = None  # everything of the labeled frames beside the clips
+    facing_logits: torch.Tensor | None = None  # (B, T) "faces the camera" of the clip frames (model.facing)
+    facing_target: torch.Tensor | None = None  # (B, T) the facing their labels show: 1, 0, NaN unknown
 
 
 class ClipFeatures(NamedTuple):
@@ -57,6 +62,8 @@ class ClipFeatures(NamedTuple):
     background_logits: torch.Tensor | None = None  # (B, T, N, N+1)
     cells: torch.Tensor | None = None  # (B, T, N, 2)
     mask: torch.Tensor | None = None  # (B, T, N)
+    facing_logits: torch.Tensor | None = None  # (B, T)
+    facing_target: torch.Tensor | None = None  # (B, T)
 
 
 def keypoints_to_cells(
@@ -94,6 +101,8 @@ class SSN3D(nn.Module):
             paper; ``ssn3d.models.position_prior``), set by ``set_position_prior``; 0 = none.
         attn_context: the attention classifier also reads each frame's mean feature (NOT in the paper;
             ``ssn3d.models.ssn.AttentionClassifier``).
+        facing: canonical left/right parts named from a facing head (NOT in the paper;
+            ``ssn3d.models.facing``); semi-supervised only, it learns from the labeled frames.
     """
 
     def __init__(
@@ -111,6 +120,7 @@ class SSN3D(nn.Module):
         background_class: bool = False,
         position_prior: float = 0.0,
         attn_context: bool = False,
+        facing: bool = False,
     ) -> None:
         super().__init__()
         if strategy not in ("unsupervised", "semi", "supervised"):
@@ -136,6 +146,11 @@ class SSN3D(nn.Module):
         )
         self.fusion = Fusion(in_features=num_parts * part_channels, embed_dim=embed_dim)
         self.embed_dim = embed_dim
+        if facing and num_parts != len(FLIP_PERMUTATION):
+            raise ValueError(
+                f"facing names the {len(FLIP_PERMUTATION)} keypoint parts; this model has {num_parts}"
+            )
+        self.facing = FacingHead(c) if facing else None
 
     def forward_features(
         self, clips: torch.Tensor, keypoints: torch.Tensor | None = None
@@ -151,7 +166,12 @@ class SSN3D(nn.Module):
         b, t = clips.shape[:2]
         feats = self.backbone(clips.flatten(0, 1))  # (B*T, C, h, w)
         fh, fw = feats.shape[-2:]
-        cells = mask = None
+        cells = mask = facing_logits = facing_target = None
+        if self.facing is not None and self.training:
+            facing_logits = self.facing(feats).unflatten(0, (b, t))  # (B, T)
+        if self.facing is not None and keypoints is not None:  # labels into the parts' canonical order
+            facing_target = facing_targets(keypoints)  # (B, T)
+            keypoints = canonical_keypoints(keypoints, facing_target)
         if keypoints is not None and self.strategy != "unsupervised":
             cells, mask = keypoints_to_cells(
                 keypoints, (clips.shape[-1], clips.shape[-2]), (fw, fh), self.cell_geometry()
@@ -171,7 +191,9 @@ class SSN3D(nn.Module):
             )
             outs.append((frames, out))
         parts, attn, logits, map_logits, background = self._assemble(outs, b, t)
-        return ClipFeatures(parts, logits, attn, map_logits, background, cells, mask)
+        return ClipFeatures(
+            parts, logits, attn, map_logits, background, cells, mask, facing_logits, facing_target
+        )
 
     def _assemble(self, outs: list[tuple[slice, SSNOutput]], b: int, t: int) -> list[torch.Tensor | None]:
         """Put each classifier's frames back in clip order: every field of ``SSNOutput`` as (B, T, ...)."""
@@ -206,6 +228,9 @@ class SSN3D(nn.Module):
             zeros = torch.zeros(1, 3, image_size[1], image_size[0], device=device)
             h, w = self.backbone.eval()(zeros).shape[-2:]
         self.backbone.train(was_training)
+        if self.facing is not None:  # the maps' parts are in canonical order, so is their prior
+            kps = torch.from_numpy(np.asarray(keypoints, dtype=np.float32))
+            keypoints = canonical_keypoints(kps, facing_targets(kps)).numpy()
         log_prior = counted_log_prior(keypoints, self.cell_geometry(), (w, h))  # (N, h, w)
         for s in self.ssn:
             s.prior.set_prior(log_prior)
@@ -234,6 +259,10 @@ class SSN3D(nn.Module):
             torch.cat([frames, frames.flip(-1)]) if mirror else frames
         )  # (M or 2M, C, h, w)
         feats, mirrored = (feats[:m], feats[m:]) if mirror else (feats, None)
+        facing_logits = facing_target = None
+        if self.facing is not None:  # labels into the parts' canonical order (ssn3d.models.facing)
+            facing_logits, facing_target = self.facing(feats), facing_targets(keypoints)  # (M,), (M,)
+            keypoints = canonical_keypoints(keypoints, facing_target)
         cells, mask = keypoints_to_cells(
             keypoints,
             (frames.shape[-1], frames.shape[-2]),
@@ -260,6 +289,8 @@ class SSN3D(nn.Module):
             mask,
             stack("background_logits"),
             mirrored_attn,
+            facing_logits,
+            facing_target,
         )
 
     def forward(
@@ -291,12 +322,19 @@ class SSN3D(nn.Module):
             feats.mask,
             feats.background_logits,
             anchors,
+            feats.facing_logits,
+            feats.facing_target,
         )
 
     @torch.no_grad()
     def attention_maps(self, clips: torch.Tensor) -> torch.Tensor:
-        """The N attention maps of every frame, (B, T, N, h, w), each summing to 1 (no anchors)."""
+        """The N attention maps of every frame, (B, T, N, h, w), each summing to 1 (no anchors), their
+        parts named person-side (with ``facing``: the canonical maps, each clip's pairs swapped by its
+        facing head's answer)."""
         b, t = clips.shape[:2]
-        feats = self.backbone(clips.flatten(0, 1)).unflatten(0, (b, t))
-        maps = [self.ssn[i % len(self.ssn)].attention(feats[:, i]) for i in range(t)]
-        return torch.stack(maps, 1)
+        flat = self.backbone(clips.flatten(0, 1))  # (B*T, C, h, w)
+        feats = flat.unflatten(0, (b, t))
+        maps = torch.stack([self.ssn[i % len(self.ssn)].attention(feats[:, i]) for i in range(t)], 1)
+        if self.facing is None:
+            return maps
+        return person_sides(maps, self.facing(flat).unflatten(0, (b, t)))

@@ -1,0 +1,88 @@
+"""Which way a person faces, so that the left and right parts keep their names (NOT in the paper).
+
+Option ``model.facing`` with its loss ``loss.facing``. A 3 x 3 window sees a knee but not whose knee
+it is: facing the camera, a person's left limbs lie on the image's right; facing away, on its left.
+Measured on walkers, most limb misses of the best semi-supervised rows are the mirror part, and the
+model's choice of side is the same for a whole tracklet (benchmarks/RESULTS.md, "left and right").
+
+So with this option the attention classifier names the paired parts in one fixed order, *canonical*:
+the order of a person facing the camera (part "left knee" = the knee on the image's right, whichever
+way the person faces). A small head reads from the frame's feature map whether the person faces the
+camera, and the maps are given their person-side names from its answer:
+
+* in training, the labeled keypoints are put into canonical order with the facing their own
+  positions show (``facing_targets``: are the left limbs right of the right limbs?), before anchors,
+  ``PositionCE`` and the position prior see them; the head learns that facing by cross-entropy on
+  the same labeled frames (``FacingBCE`` in ``ssn3d.alignment_losses``);
+* at inference, ``person_sides`` swaps each clip's paired maps back when the head says "away". The
+  decision is one per clip: a clip is a few consecutive frames of one tracklet, in which a walker
+  does not turn round, and the mean of its frames' logits is steadier than any one frame.
+
+The embedding keeps the canonical parts: a part's 3D convolution then sees the limb on the same side
+of the image in every clip, which is what alignment across frames needs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ssn3d.keypoints import FLIP_PERMUTATION, VISIBLE
+
+# The person's left part of each left/right pair, and its right twin (elbows, knees, feet).
+LEFT_PARTS = tuple(i for i, j in enumerate(FLIP_PERMUTATION) if j > i)
+RIGHT_PARTS = tuple(FLIP_PERMUTATION[i] for i in LEFT_PARTS)
+FACING_HIDDEN = 32  # the head's width: it answers one question from the whole frame
+
+
+class FacingHead(nn.Module):
+    """Feature map (B, C, h, w) -> (B,) logit of "faces the camera".
+
+    A 3 x 3 conv and ReLU, then the map's mean and max side by side and one linear layer: the cue (a
+    face, a chest print, a backpack seen from behind) is small and anywhere in the frame, so the max
+    finds it where the mean would dilute it.
+    """
+
+    def __init__(self, in_channels: int, hidden: int = FACING_HIDDEN) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, hidden, 3, padding=1)
+        self.fc = nn.Linear(2 * hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.relu(self.conv(x))  # (B, K, h, w)
+        return self.fc(torch.cat([z.mean((-2, -1)), z.amax((-2, -1))], -1).float())[:, 0]  # (B,)
+
+
+def facing_targets(keypoints: torch.Tensor) -> torch.Tensor:
+    """The facing that labeled keypoints show: (..., N, 3) pixels -> (...) float32.
+
+    1: faces the camera (the left limbs lie right of the right ones, summed over the pairs with both
+    points visible), 0: faces away, NaN: unknown (no visible pair, or an exact tie).
+    """
+    left, right = keypoints[..., LEFT_PARTS, :], keypoints[..., RIGHT_PARTS, :]  # (..., 3, 3)
+    both = (left[..., 2] >= VISIBLE) & (right[..., 2] >= VISIBLE)  # (..., 3)
+    spread = torch.where(both, left[..., 0] - right[..., 0], torch.zeros_like(left[..., 0])).sum(-1).float()
+    unknown = torch.full_like(spread, float("nan"))
+    return torch.where(spread == 0, unknown, (spread > 0).float())
+
+
+def swap_sides(x: torch.Tensor, swap: torch.Tensor, dim: int) -> torch.Tensor:
+    """Every left/right pair of ``x`` exchanged along the parts axis ``dim`` where ``swap`` (x's leading
+    dims up to ``dim``, bool) holds; the other entries unchanged."""
+    mirrored = x.index_select(dim, torch.tensor(FLIP_PERMUTATION, device=x.device))
+    while swap.dim() < x.dim():
+        swap = swap.unsqueeze(-1)
+    return torch.where(swap, mirrored, x)
+
+
+def canonical_keypoints(keypoints: torch.Tensor, facing: torch.Tensor) -> torch.Tensor:
+    """Labels (..., N, 3) in canonical order: left and right parts exchanged where ``facing`` (...) is 0
+    (faces away); unknown facing (NaN) leaves a frame as labeled."""
+    return swap_sides(keypoints, facing == 0, keypoints.dim() - 2)
+
+
+def person_sides(maps: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Canonical maps (B, T, N, h, w) -> person-side maps, one decision per clip from the frames' facing
+    logits (B, T): a clip whose mean logit is below 0 faces away and has its pairs exchanged."""
+    away = logits.float().mean(1) < 0  # (B,)
+    return swap_sides(maps, away, 2)
