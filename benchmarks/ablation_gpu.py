@@ -15,7 +15,8 @@ Rows: ``ROWS`` = the accuracy sweep's rows (``benchmarks/accuracy_sweep.py``: po
 unsupervised, semi, supervised with noisy keypoints, semi non-shared, semi lambda variants) plus one
 row per lever in its ``LEVER_ROWS``, one line each (one table for both runners). A row whose overrides
 this build's config does not accept (a lever not wired yet) is reported as skipped with the config's
-one-sentence reason.
+one-sentence reason; so is a row that names ImageNet weights when the torch cache has none (the
+MobileNetV2 rows: put ``mobilenet_v2-b0353104.pth`` under ``$TORCH_HOME/hub/checkpoints`` first).
 """
 
 from __future__ import annotations

@@ -176,3 +176,23 @@ def test_gpu_speed_tiny_writes_every_section(tmp_path: Path) -> None:
     assert u8["clip_mb_per_batch"] * 4 == pytest.approx(f32["clip_mb_per_batch"], rel=0.01)
     (compiled,) = rep["step_compiled"]["rows"]
     assert compiled["model"] == "ssn3d" and compiled["graph_breaks"] == 0  # no host sync left in the step
+
+
+def test_a_row_naming_imagenet_weights_is_skipped_when_the_torch_cache_has_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Otherwise the backbone warns, starts from random init, and the row's name says what did not run."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import accuracy_sweep
+
+    base = ROOT / "configs" / "walkers.yaml"
+    mobilenet = ["model.backbone=mobilenet_v2", "model.backbone_stages=2", "model.weights=imagenet"]
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    reason = accuracy_sweep.config_problem(base, mobilenet)
+    assert "mobilenet_v2-b0353104.pth" in reason and "TORCH_HOME" in reason
+    assert accuracy_sweep.config_problem(base, [*mobilenet[:2], "model.weights=none"]) == ""
+    checkpoints = tmp_path / "home" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "mobilenet_v2-b0353104.pth").write_bytes(b"")  # found by name; read only when a run starts
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    assert accuracy_sweep.config_problem(base, mobilenet) == ""

@@ -222,10 +222,38 @@ def test_the_pedestrian_studys_position_prior_is_counted_from_its_labeled_crops_
     labeled = np.arange(8)
     anchors = np.zeros_like(kps)
     anchors[labeled] = kps[labeled]
-    _, semi, _, _ = train_strategy(cfg, "semi", images, anchors, labeled, progress=False)
+    semi = train_strategy(cfg, "semi", images, anchors, labeled, progress=False).ssn
     prior = semi.prior.log_prior  # (9, h, w) on the study's feature map
     assert tuple(prior.shape[1:]) == (15, 8)
     rows = [int(p.flatten().argmax()) // prior.shape[2] for p in prior]
     assert rows[PARTS.index("head")] < rows[PARTS.index("crotch")] < rows[PARTS.index("left_foot")]
-    _, unsup, _, _ = train_strategy(cfg, "unsupervised", images, anchors, labeled, progress=False)
+    unsup = train_strategy(cfg, "unsupervised", images, anchors, labeled, progress=False).ssn
     assert unsup.prior is None
+
+
+def test_the_pedestrian_studys_facing_option_trains_a_head_and_names_the_maps_by_it(tmp_path: Path) -> None:
+    """``facing`` (NOT in the paper): the semi SSN gets a facing head trained on the labeled crops, and its
+    maps of a crop are the canonical maps with the pairs exchanged exactly where the head says "away"."""
+    import torch
+
+    from ssn3d.keypoints import FLIP_PERMUTATION
+    from ssn3d.studies.pedestrian_crops import load_crops
+    from ssn3d.studies.pedestrian_training import attention_of, train_strategy
+    from ssn3d.studies.pedestrians import _crop_folder, quick_config
+
+    cfg = quick_config(count=24, labeled=8, iters=3, facing=1.0, position_prior=1.0)
+    _, images, kps, _ = load_crops(_crop_folder(cfg, tmp_path, False), (cfg.height, cfg.width))
+    labeled = np.arange(8)
+    anchors = np.zeros_like(kps)
+    anchors[labeled] = kps[labeled]
+    trained = train_strategy(cfg, "semi", images, anchors, labeled, progress=False)
+    assert trained.facing is not None
+    assert train_strategy(cfg, "unsupervised", images, anchors, labeled, progress=False).facing is None
+    canonical = attention_of(trained.backbone, trained.ssn, images, "cpu", cfg.context_pad)
+    with torch.no_grad():
+        trained.facing.fc.bias.fill_(50.0)  # "faces the camera" for every crop
+        camera = attention_of(trained.backbone, trained.ssn, images, "cpu", cfg.context_pad, trained.facing)
+        trained.facing.fc.bias.fill_(-50.0)  # "away" for every crop
+        away = attention_of(trained.backbone, trained.ssn, images, "cpu", cfg.context_pad, trained.facing)
+    torch.testing.assert_close(camera, canonical)
+    torch.testing.assert_close(away, canonical[:, list(FLIP_PERMUTATION)])

@@ -120,6 +120,7 @@ def _pedestrians(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         attention_loss=args.attention_loss,
         position_prior=args.position_prior,
+        facing=args.facing,
     )
     given = {k: v for k, v in given.items() if v is not None}
     if args.frozen_backbone:
@@ -205,6 +206,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--position-prior",
         type=float,
         help="NOT in the paper: weight of the labeled crops' part-position prior on the semi maps (0: off)",
+    )
+    p.add_argument(
+        "--facing",
+        type=float,
+        help="NOT in the paper: canonical left/right parts named by a facing head, its loss weight (0: off)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")

@@ -6,21 +6,29 @@ that, we continue training SSN with unlabeled data". Unsupervised: the same SSN 
 Choices the paper leaves open: the backbone is trained with SSN when it has no ImageNet weights (a
 random backbone is no feature extractor); phase 1 uses labeled crops only, phase 2 mixes labeled and
 unlabeled crops half and half (anchors stay on, as in "Semi-supervised Training").
+
+Option NOT in the paper (``facing`` > 0, semi only): the video model's canonical left/right parts
+(``ssn3d.models.facing``): the labeled crops' keypoints are put in the order of a person facing the
+camera before the anchors and the prior see them, a ``FacingHead`` on the crop's features learns by
+cross-entropy (weight ``facing``) which way the labeled crops face, and ``attention_of`` names the
+maps person-side from its answer, one crop at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ssn3d.alignment_losses import FacingBCE
 from ssn3d.engine.optim import adam
 from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS, geometry_for
 from ssn3d.losses import ssn_loss
 from ssn3d.models.backbone import Backbone
+from ssn3d.models.facing import FacingHead, canonical_keypoints, facing_targets, person_sides
 from ssn3d.models.position_prior import counted_log_prior
 from ssn3d.models.ssn import SSN
 from ssn3d.models.ssn3d import keypoints_to_cells
@@ -51,9 +59,21 @@ def _batch_indices(
     return np.concatenate([draw(labeled, cfg.batch // 2), draw(unlabeled, cfg.batch - cfg.batch // 2)])
 
 
-def _build(cfg: PedestrianStudyConfig, strategy: str) -> tuple[Backbone, SSN, torch.optim.Optimizer]:
-    """The backbone, SSN and the optimizer of what trains, both models in training mode; a semi SSN
-    carries the position prior when the config asks for one (counted by ``_count_prior``)."""
+class TrainedSSN(NamedTuple):
+    """What ``train_strategy`` gives back."""
+
+    backbone: Backbone
+    ssn: SSN
+    losses: list[float]  # the loss of every iteration
+    curve: list[list[float]]  # [[iteration, measure], ...]
+    facing: FacingHead | None = None  # with the ``facing`` option (semi only)
+
+
+def _build(
+    cfg: PedestrianStudyConfig, strategy: str
+) -> tuple[Backbone, SSN, FacingHead | None, torch.optim.Optimizer]:
+    """The backbone, SSN, the facing head (option, semi only) and the optimizer of what trains, all in
+    training mode; a semi SSN carries the position prior when the config asks for one (``_count_prior``)."""
     dev = cfg.device
     backbone = Backbone(name=cfg.backbone, stages=cfg.stages, weights=cfg.weights).to(dev)
     ssn = SSN(
@@ -63,11 +83,13 @@ def _build(cfg: PedestrianStudyConfig, strategy: str) -> tuple[Backbone, SSN, to
         hidden=cfg.hidden,
         position_prior=cfg.position_prior if strategy == "semi" else 0.0,
     ).to(dev)
+    head = FacingHead(backbone.out_channels).to(dev) if cfg.facing > 0 and strategy == "semi" else None
     params = list(ssn.parameters()) + (list(backbone.parameters()) if cfg.train_backbone else [])
+    params += list(head.parameters()) if head is not None else []
     opt = adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     backbone.train(cfg.train_backbone)
     ssn.train()
-    return backbone, ssn, opt
+    return backbone, ssn, head, opt
 
 
 @torch.no_grad()
@@ -78,6 +100,7 @@ def _count_prior(
     images: torch.Tensor,
     anchors: np.ndarray,
     labeled: np.ndarray,
+    canonical: bool = False,
 ) -> None:
     """The part-position prior of the labeled crops (NOT in the paper; ``ssn3d.models.position_prior``),
     on the feature map of this backbone, by the cell rule of the anchors (``keypoints_to_cells``)."""
@@ -85,7 +108,11 @@ def _count_prior(
     fh, fw = features(backbone.eval(), normalize(images[:1].to(cfg.device)), cfg.context_pad).shape[-2:]
     backbone.train(was_training)
     h, w = images.shape[-2:]
-    ssn.prior.set_prior(counted_log_prior(anchors[labeled], geometry_for((w, h), (fw, fh)), (fw, fh)))
+    kps = anchors[labeled]
+    if canonical:  # the maps' parts are in canonical order, so is their prior
+        t = torch.from_numpy(np.asarray(kps, dtype=np.float32))
+        kps = canonical_keypoints(t, facing_targets(t)).numpy()
+    ssn.prior.set_prior(counted_log_prior(kps, geometry_for((w, h), (fw, fh)), (fw, fh)))
 
 
 @torch.no_grad()
@@ -139,6 +166,7 @@ def _step(
     cfg: PedestrianStudyConfig,
     strategy: str,
     ssn: SSN,
+    head: FacingHead | None,
     opt: torch.optim.Optimizer,
     feats: torch.Tensor,
     k: torch.Tensor,
@@ -147,12 +175,19 @@ def _step(
     """One optimisation step on a batch of features (B, C, h, w) and keypoints (B, 9, 3); the loss."""
     h, w = image_size
     cells = mask = None
+    facing = None
+    if head is not None:  # labels into canonical order; unlabeled crops (no visible pair) stay unknown
+        target = facing_targets(k.to(cfg.device))  # (B,)
+        k = canonical_keypoints(k.to(cfg.device), target)
+        facing = FacingBCE(weight=cfg.facing)(head(feats), target)
     if strategy == "semi":
         cells, mask = keypoints_to_cells(k.to(cfg.device), (w, h), (feats.shape[-1], feats.shape[-2]))
     out = ssn(feats, cells, mask)
     loss = ssn_loss(out.logits)
     if cfg.attention_loss and mask is not None and bool(mask.any()):
         loss = loss + cfg.attention_loss * _attention_ce(out.attention, cells, mask)
+    if facing is not None:
+        loss = loss + facing
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -167,8 +202,8 @@ def train_strategy(
     labeled_idx: np.ndarray,
     progress: bool = True,
     callback: Callable[[str, int, float], None] | None = None,
-    evaluate: Callable[[Backbone, SSN], float] | None = None,
-) -> tuple[Backbone, SSN, list[float], list[list[float]]]:
+    evaluate: Callable[[Backbone, SSN, FacingHead | None], float] | None = None,
+) -> TrainedSSN:
     """Train SSN (and the backbone when ``cfg.train_backbone``) with one strategy.
 
     Args:
@@ -179,13 +214,13 @@ def train_strategy(
         evaluate: a measure of the models, taken every ``cfg.eval_every`` iterations.
 
     Returns:
-        backbone, ssn, the loss of every iteration and [[iteration, measure], ...].
+        ``TrainedSSN``.
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    backbone, ssn, opt = _build(cfg, strategy)
+    backbone, ssn, head, opt = _build(cfg, strategy)
     if ssn.prior is not None:
-        _count_prior(cfg, backbone, ssn, images, anchors, labeled_idx)
+        _count_prior(cfg, backbone, ssn, images, anchors, labeled_idx, canonical=head is not None)
     kps_all = torch.from_numpy(anchors)
     # fixed features: computed once
     cached = None if cfg.train_backbone else _cached_features(cfg, backbone, images)
@@ -196,21 +231,39 @@ def train_strategy(
     for it in bar:
         idx = _batch_indices(it, cfg, labeled_idx, everyone, strategy, gen)
         feats, k = _batch(cfg, backbone, images, kps_all[idx], idx, cached, gen)
-        losses.append(_step(cfg, strategy, ssn, opt, feats, k, tuple(images.shape[-2:])))
+        losses.append(_step(cfg, strategy, ssn, head, opt, feats, k, tuple(images.shape[-2:])))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if callback:
             callback(strategy, it, losses[-1])
         if evaluate and cfg.eval_every and (it + 1) % cfg.eval_every == 0 and it + 1 < cfg.iters:
-            curve.append([it + 1, evaluate(backbone, ssn)])
+            curve.append([it + 1, evaluate(backbone, ssn, head)])
             backbone.train(cfg.train_backbone)
             ssn.train()
-    return backbone, ssn, losses, curve
+            if head is not None:
+                head.train()
+    return TrainedSSN(backbone, ssn, losses, curve, head)
 
 
 @torch.no_grad()
-def attention_of(backbone: Backbone, ssn: SSN, images: torch.Tensor, device: str, pad: int) -> torch.Tensor:
-    """(P, 3, H, W) crops in [0, 1] -> (P, N, h, w) attention maps (no anchors), on the CPU."""
+def attention_of(
+    backbone: Backbone,
+    ssn: SSN,
+    images: torch.Tensor,
+    device: str,
+    pad: int,
+    facing: FacingHead | None = None,
+) -> torch.Tensor:
+    """(P, 3, H, W) crops in [0, 1] -> (P, N, h, w) attention maps (no anchors), on the CPU; with a
+    facing head the canonical maps are named person-side, each crop by its own answer."""
     backbone.eval()
     ssn.eval()
-    chunks = (images[i : i + 32].to(device) for i in range(0, len(images), 32))
-    return torch.cat([ssn.attention(features(backbone, normalize(x), pad)).cpu() for x in chunks])
+    if facing is not None:
+        facing.eval()
+    out = []
+    for i in range(0, len(images), 32):
+        feats = features(backbone, normalize(images[i : i + 32].to(device)), pad)  # (P', C, h, w)
+        maps = ssn.attention(feats)  # (P', N, h, w)
+        if facing is not None:  # each crop a clip of one frame
+            maps = person_sides(maps[:, None], facing(feats)[:, None])[:, 0]
+        out.append(maps.cpu())
+    return torch.cat(out)

@@ -32,6 +32,7 @@ import torch
 from ssn3d import attention
 from ssn3d.keypoints import NUM_PARTS
 from ssn3d.models.backbone import Backbone, find_imagenet_file
+from ssn3d.models.facing import FacingHead
 from ssn3d.models.ssn import SSN
 from ssn3d.part_pck import best_side_report, cell_centres, mean_positions, pck_report, random_peak_pck
 from ssn3d.studies import recorded_path
@@ -75,6 +76,7 @@ class PedestrianStudyConfig:
     position_prior: float = (
         0.0  # NOT in the paper: weight of the labeled crops' part-position prior on the semi maps
     )
+    facing: float = 0.0  # NOT in the paper: canonical left/right parts + a facing head, its CE weight (semi)
     eval_every: int = 100  # iterations between PCK measurements during training (0: at the end only)
     strategies: tuple[str, ...] = STRATEGIES
     loss: dict[str, list[float]] = field(default_factory=dict)
@@ -175,6 +177,8 @@ def _check(cfg: PedestrianStudyConfig) -> None:
         raise ValueError(
             f"strategies must be among {', '.join(STRATEGIES)}, iters >= 1, batch >= 2, 0 <= warmup <= 1."
         )
+    if cfg.facing < 0 or cfg.position_prior < 0 or cfg.attention_loss < 0:
+        raise ValueError("facing, position_prior and attention_loss are weights: 0 (off) or more.")
 
 
 def _crop_folder(cfg: PedestrianStudyConfig, out: Path, progress: bool) -> Path:
@@ -206,17 +210,17 @@ def _run_strategy(
     """
     tol, size, match = PCK_ALPHA * cfg.height, (cfg.width, cfg.height), strategy == "unsupervised"
 
-    def measure(bb: Backbone, net: SSN) -> float:
+    def measure(bb: Backbone, net: SSN, head: FacingHead | None) -> float:
         pts = attention.peak_points(
-            attention_of(bb, net, raw[unl], cfg.device, cfg.context_pad).numpy(), size
+            attention_of(bb, net, raw[unl], cfg.device, cfg.context_pad, head).numpy(), size
         )
         return pck_report(pts, kps[unl], tol, match=match)["overall"]
 
-    backbone, ssn, losses, curve = train_strategy(
+    backbone, ssn, losses, curve, head = train_strategy(
         cfg, strategy, raw, anchors, lab, progress, callback, measure
     )
     cfg.loss[strategy] = losses
-    maps = attention_of(backbone, ssn, raw, cfg.device, cfg.context_pad)
+    maps = attention_of(backbone, ssn, raw, cfg.device, cfg.context_pad, head)
     peaks = attention.peak_points(maps[unl].numpy(), size)
     rep = pck_report(peaks, kps[unl], tol, match=match)
     if not match:  # named parts: how much of the miss is left and right read the wrong way round
