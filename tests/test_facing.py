@@ -75,9 +75,10 @@ def test_attention_maps_name_the_parts_person_side_from_the_facing_head() -> Non
         feats = model.backbone(clips.flatten(0, 1)).unflatten(0, (b, t))
         canonical = torch.stack([model.ssn[0].attention(feats[:, i]) for i in range(t)], 1)
         emb = model(clips)
-        model.facing.fc.bias.fill_(50.0)  # "faces the camera", whatever the frame
+        model.facing.fc.weight.zero_()  # the answer is the bias alone
+        model.facing.fc.bias.fill_(1.0)  # "faces the camera", whatever the frame
         camera = model.attention_maps(clips)
-        model.facing.fc.bias.fill_(-50.0)
+        model.facing.fc.bias.fill_(-1.0)
         away = model.attention_maps(clips)
         torch.testing.assert_close(model(clips), emb)
     torch.testing.assert_close(camera, canonical)
@@ -153,3 +154,21 @@ def test_a_facing_run_trains_saves_and_reloads_with_its_head(tiny_walkers: Path,
     assert model.facing is not None
     maps = model.attention_maps(torch.randn(1, 2, 3, 64, 32))
     torch.testing.assert_close(maps.flatten(3).sum(-1), torch.ones(1, 2, 9))
+
+
+def test_the_head_reads_through_the_backbones_next_stage_with_its_weights(tmp_path: Path) -> None:
+    """The trunk is the network's stage after the cut (ResNet18 layer2 after layer1), loaded from the same
+    weights file as the backbone; the last stage has no next one, and the head then reads the map itself."""
+    from ssn3d.models.backbone import Backbone
+
+    full = Backbone(name="resnet18", stages=2).state_dict()  # a torchvision-keyed file of both stages
+    torch.save({k.replace("body.4.", "layer1.").replace("body.5.", "layer2."): v for k, v in full.items()
+                if k.startswith(("body.4.", "body.5."))}, tmp_path / "r18.pth")  # fmt: skip
+    cut = Backbone(name="resnet18", stages=1)
+    trunk, channels = cut.next_stage(str(tmp_path / "r18.pth"))
+    assert channels == 128
+    torch.testing.assert_close(trunk[0][0].conv1.weight, full["body.5.0.conv1.weight"])
+    assert Backbone(name="resnet18", stages=4).next_stage() is None
+    model = build_model(_semi().model)
+    assert model.facing.trunk is not None
+    assert model.facing(torch.randn(2, 64, 16, 8)).shape == (2,)

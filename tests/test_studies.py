@@ -251,9 +251,10 @@ def test_the_pedestrian_studys_facing_option_trains_a_head_and_names_the_maps_by
     assert train_strategy(cfg, "unsupervised", images, anchors, labeled, progress=False).facing is None
     canonical = attention_of(trained.backbone, trained.ssn, images, "cpu", cfg.context_pad)
     with torch.no_grad():
-        trained.facing.fc.bias.fill_(50.0)  # "faces the camera" for every crop
+        trained.facing.fc.weight.zero_()  # the answer is the bias alone
+        trained.facing.fc.bias.fill_(1.0)  # "faces the camera" for every crop
         camera = attention_of(trained.backbone, trained.ssn, images, "cpu", cfg.context_pad, trained.facing)
-        trained.facing.fc.bias.fill_(-50.0)  # "away" for every crop
+        trained.facing.fc.bias.fill_(-1.0)  # "away" for every crop
         away = attention_of(trained.backbone, trained.ssn, images, "cpu", cfg.context_pad, trained.facing)
     torch.testing.assert_close(camera, canonical)
     torch.testing.assert_close(away, canonical[:, list(FLIP_PERMUTATION)])

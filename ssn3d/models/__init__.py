@@ -23,6 +23,8 @@ def build_model(cfg: ModelConfig, *, load_weights: bool = True) -> nn.Module:
         return TemporalPooling(backbone=backbone, embed_dim=cfg.embed_dim)
     if cfg.arch == "conv3d":
         return PlainConv3d(backbone=backbone, channels=2 * cfg.part_channels, embed_dim=cfg.embed_dim)
+    # the facing head (NOT in the paper) reads through the network's next stage, with the backbone's weights
+    trunk = backbone.next_stage(cfg.weights if load_weights else "none") if cfg.facing else None
     return SSN3D(
         backbone=backbone,
         num_parts=cfg.num_parts,
@@ -37,6 +39,7 @@ def build_model(cfg: ModelConfig, *, load_weights: bool = True) -> nn.Module:
         position_prior=cfg.position_prior,
         attn_context=cfg.attn_context,
         facing=cfg.facing,
+        facing_trunk=trunk,
     )
 
 

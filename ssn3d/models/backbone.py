@@ -284,3 +284,19 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, C, H / stride, W / stride)."""
         return self.body(x)
+
+    def next_stage(self, weights: str = "none") -> tuple[nn.Module, int] | None:
+        """The network's stage after this cut (one more stride halving) and its output channels, with the
+        weights ``weights`` names; None when there is none (no backbone, or the last stage is kept).
+
+        A weights file that does not reach that far (a run's checkpoint of this cut) leaves the stage at
+        random init, logged, rather than refused: the stage is an extra, not the backbone."""
+        deepest = 4
+        if self.name == "none" or self.stages >= deepest:
+            return None
+        try:
+            deeper = Backbone(name=self.name, stages=self.stages + 1, weights=weights)
+        except WeightsError as e:
+            _logger.info("The next %s stage starts from random init: %s", self.name, e)
+            deeper = Backbone(name=self.name, stages=self.stages + 1)
+        return nn.Sequential(*list(deeper.body)[len(self.body) :]), deeper.out_channels

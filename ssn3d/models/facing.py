@@ -38,18 +38,30 @@ FACING_HIDDEN = 32  # the head's width: it answers one question from the whole f
 class FacingHead(nn.Module):
     """Feature map (B, C, h, w) -> (B,) logit of "faces the camera".
 
-    A 3 x 3 conv and ReLU, then the map's mean and max side by side and one linear layer: the cue (a
-    face, a chest print, a backpack seen from behind) is small and anywhere in the frame, so the max
-    finds it where the mean would dilute it.
+    Optionally a trunk first: the backbone network's next stage (``Backbone.next_stage``, with the
+    backbone's weights). Facing is a question about the whole person (is that a face or the back of a
+    head, given this person's skin and hair?), which a deeper, coarser layer answers better: a probe on
+    ImageNet MobileNetV2 read it at 0.69 from stride 8 and 0.77 from stride 16 (held-out walkers,
+    128 x 64, fitted on the labeled frames). Then a 3 x 3 conv and ReLU, the map's mean and max side by
+    side and one linear layer: the cue (a face, a chest print, a backpack seen from behind) is small and
+    anywhere in the frame, so the max finds it where the mean would dilute it.
+
+    Args:
+        in_channels: C of the map it reads (the trunk's output channels with a trunk).
+        trunk: a module applied to the feature map first, or None.
+        hidden: K of the conv.
     """
 
-    def __init__(self, in_channels: int, hidden: int = FACING_HIDDEN) -> None:
+    def __init__(self, in_channels: int, trunk: nn.Module | None = None, hidden: int = FACING_HIDDEN) -> None:
         super().__init__()
+        self.trunk = trunk
         self.conv = nn.Conv2d(in_channels, hidden, 3, padding=1)
         self.fc = nn.Linear(2 * hidden, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = torch.relu(self.conv(x))  # (B, K, h, w)
+        if self.trunk is not None:
+            x = self.trunk(x)  # (B, C', h / 2, w / 2)
+        z = torch.relu(self.conv(x))  # (B, K, h', w')
         return self.fc(torch.cat([z.mean((-2, -1)), z.amax((-2, -1))], -1).float())[:, 0]  # (B,)
 
 

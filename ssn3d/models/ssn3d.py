@@ -103,6 +103,8 @@ class SSN3D(nn.Module):
             ``ssn3d.models.ssn.AttentionClassifier``).
         facing: canonical left/right parts named from a facing head (NOT in the paper;
             ``ssn3d.models.facing``); semi-supervised only, it learns from the labeled frames.
+        facing_trunk: (module, its output channels) the facing head reads through, e.g. the backbone's
+            next stage (``Backbone.next_stage``); None: the head reads the backbone's map.
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class SSN3D(nn.Module):
         position_prior: float = 0.0,
         attn_context: bool = False,
         facing: bool = False,
+        facing_trunk: tuple[nn.Module, int] | None = None,
     ) -> None:
         super().__init__()
         if strategy not in ("unsupervised", "semi", "supervised"):
@@ -150,7 +153,10 @@ class SSN3D(nn.Module):
             raise ValueError(
                 f"facing names the {len(FLIP_PERMUTATION)} keypoint parts; this model has {num_parts}"
             )
-        self.facing = FacingHead(c) if facing else None
+        self.facing = None
+        if facing:
+            trunk, channels = facing_trunk if facing_trunk is not None else (None, c)
+            self.facing = FacingHead(channels, trunk)
 
     def forward_features(
         self, clips: torch.Tensor, keypoints: torch.Tensor | None = None

@@ -83,7 +83,10 @@ def _build(
         hidden=cfg.hidden,
         position_prior=cfg.position_prior if strategy == "semi" else 0.0,
     ).to(dev)
-    head = FacingHead(backbone.out_channels).to(dev) if cfg.facing > 0 and strategy == "semi" else None
+    head = None
+    if cfg.facing > 0 and strategy == "semi":  # through the next stage, as the video model's head reads
+        trunk = backbone.next_stage(cfg.weights)
+        head = (FacingHead(trunk[1], trunk[0]) if trunk else FacingHead(backbone.out_channels)).to(dev)
     params = list(ssn.parameters()) + (list(backbone.parameters()) if cfg.train_backbone else [])
     params += list(head.parameters()) if head is not None else []
     opt = adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
