@@ -132,8 +132,8 @@ class Row:
 # fine-tuned on every training frame) but readable from ImageNet MobileNetV2 at 128 x 64 (0.77 from the
 # labeled frames alone); so it runs at the CPU scale and, with its twin without the head, at 128 x 64 with
 # MobileNetV2 cut at stride 8 (16 x 8 cells, the other rows' map). All three were written before they ran.
-# After their first seed, the two 128 x 64 rows got their second seed, and the pooling and paper-semi rows
-# of that setting were added (both seeds) so that its retrieval has its own baselines.
+# After their first seed, the two 128 x 64 rows got their second seed, and that setting's pooling, paper-semi
+# and unsupervised rows were added (both seeds), so that its retrieval has its own baselines.
 # fmt: off
 LEVER_ROWS: tuple[Row, ...] = (
     Row("lever1_mobilenet", "Lever 1: semi, pretrained MobileNetV2", ("model.strategy=semi", "model.backbone=mobilenet_v2", "model.weights=imagenet"), labels="semi"),
@@ -158,6 +158,7 @@ LEVER_ROWS: tuple[Row, ...] = (
     Row("levers_facing_mnv2_128", "Levers 1+2+6+8 at 128 x 64 (not in the paper): the row above + facing head", ("model.strategy=semi", "loss.position_ce=1.0", "model.position_prior=1.0", "model.backbone=mobilenet_v2", "model.backbone_stages=2", "model.weights=imagenet", "data.height=128", "data.width=64", "model.facing=true", "loss.facing=1.0"), labels="semi", main=False),
     Row("pooling_mnv2_128", "Baseline at 128 x 64: temporal pooling on MobileNetV2 ImageNet (stride 8)", ("model.arch=temporal_pooling", "model.backbone=mobilenet_v2", "model.backbone_stages=2", "model.weights=imagenet", "data.height=128", "data.width=64")),
     Row("semi_mnv2_128", "Semi, the paper, at 128 x 64 on MobileNetV2 ImageNet (stride 8)", ("model.strategy=semi", "model.backbone=mobilenet_v2", "model.backbone_stages=2", "model.weights=imagenet", "data.height=128", "data.width=64"), labels="semi"),
+    Row("unsupervised_mnv2_128", "SSN3D unsupervised at 128 x 64 on MobileNetV2 ImageNet (stride 8)", ("model.strategy=unsupervised", "model.backbone=mobilenet_v2", "model.backbone_stages=2", "model.weights=imagenet", "data.height=128", "data.width=64")),
     Row("diag_pce_every_frame", "Diagnostic: PositionCE with noisy keypoints on every training frame (the label budget's ceiling)", ("model.strategy=semi", "loss.position_ce=1.0"), labels="noisy", main=False),
 )
 # fmt: on

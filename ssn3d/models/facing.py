@@ -3,7 +3,7 @@
 Option ``model.facing`` with its loss ``loss.facing``. A 3 x 3 window sees a knee but not whose knee
 it is: facing the camera, a person's left limbs lie on the image's right; facing away, on its left.
 Measured on walkers, most limb misses of the best semi-supervised rows are the mirror part, and the
-model's choice of side is the same for a whole tracklet (benchmarks/RESULTS.md, "left and right").
+model's choice of side is mostly one per tracklet (benchmarks/RESULTS.md, section 1, "Third round").
 
 So with this option the attention classifier names the paired parts in one fixed order, *canonical*:
 the order of a person facing the camera (part "left knee" = the knee on the image's right, whichever
