@@ -196,3 +196,15 @@ def test_a_row_naming_imagenet_weights_is_skipped_when_the_torch_cache_has_none(
     (checkpoints / "mobilenet_v2-b0353104.pth").write_bytes(b"")  # found by name; read only when a run starts
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
     assert accuracy_sweep.config_problem(base, mobilenet) == ""
+
+
+def test_gpu_runs_start_with_every_rows_first_seed_and_the_main_rows_first() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import ablation_gpu
+    from accuracy_sweep import Row
+
+    main, side = Row("main", "", ()), Row("side", "", (), main=False)
+    jobs = [ablation_gpu.Job(r, seed, Path(f"{r.name}{seed}"), [], Path("log"))
+            for r, seed in ((side, 0), (main, 0), (main, 1), (main, 2))]  # fmt: skip
+    order = [(j.row.name, j.seed) for j in ablation_gpu.run_order(jobs)]
+    assert order == [("main", 0), ("side", 0), ("main", 1), ("main", 2)]
