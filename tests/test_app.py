@@ -740,6 +740,38 @@ def test_train_form_refuses_before_launch_in_the_forms_words(demo_home: Path):
     assert launched[0].model.strategy == "semi" and launched[0].model.num_parts == 9
 
 
+def test_train_forms_part_finding_aids_switch_the_four_levers_for_semi_runs_only(demo_home: Path):
+    """One tick turns on PositionCE, the position prior and the facing head (NOT in the paper); without
+    labeled training frames the prior is refused before launch, in the form's words; unsupervised runs
+    cannot have them."""
+    launched = []
+
+    def fake_launch(run_dir, *, config, workspace, **_):
+        launched.append(config)
+        return {"state": "starting"}
+
+    at = _page(_app(), "train")
+    assert not at.checkbox(key="tr_aids").value  # the base config is the paper's
+    with mock.patch("ssn3d.runs.launch.launch_run", side_effect=fake_launch):
+        at.checkbox(key="tr_aids").check()
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+        assert not at.exception and not launched
+        assert "'Part-finding aids'=1 counts where parts lie" in at.error[0].value
+        truth = AnnotationStore(demo_home / "data" / "demo-walkers" / "keypoints.json").frames()
+        _demo_store(demo_home).update({k: v for k, v in truth.items() if k.startswith("train/")})
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+        assert not at.exception and len(launched) == 1
+        cfg = launched[0]
+        assert cfg.loss.position_ce == 1.0 and cfg.model.position_prior == 1.0
+        assert cfg.model.facing and cfg.loss.facing == 1.0
+        at.selectbox(key="tr_strategy").set_value("unsupervised").run()
+        assert at.checkbox(key="tr_aids").disabled and not at.checkbox(key="tr_aids").value
+        at.button(key="tr_new_token").click().run()
+        [b for b in at.button if b.label == "Launch"][0].click().run()
+    assert not at.exception and len(launched) == 2
+    assert launched[1].loss.position_ce == 0.0 and not launched[1].model.facing
+
+
 def test_launch_after_the_forms_run_ended_starts_a_new_run(demo_home: Path):
     from ssn3d.runs.status import write_status
 

@@ -22,6 +22,7 @@ from app.common import REPO, current_spec, label_store, load_dataset, shown_erro
 from ssn3d.config import Config, load_config
 from ssn3d.keypoints import NUM_PARTS
 from ssn3d.runs.folder import clean_run_name, read_owner, tail_log, write_owner
+from ssn3d.runs.prepare import has_part_aids, part_aids
 
 S = st.session_state
 ws = workspace()
@@ -69,6 +70,10 @@ FORM_LABELS = {  # config key -> the form's label, so a refusal names what to ch
     "model.backbone": "Backbone",
     "model.weights": "Backbone weights",
     "train.device": "Device",
+    "loss.position_ce": "Part-finding aids",
+    "model.position_prior": "Part-finding aids",
+    "model.facing": "Part-finding aids",
+    "loss.facing": "Part-finding aids",
 }
 
 
@@ -110,6 +115,7 @@ def apply_base() -> None:
     if S["tr_device"] not in device_choices():  # e.g. a cuda config opened on a machine without a GPU
         S["tr_device"] = "auto"
     S["tr_lambda"] = float(S["tr_lambda"])
+    S["tr_aids"] = has_part_aids(cfg)
 
 
 notice = st.container()  # launch outcomes show here, above the form, whether it is open or not
@@ -158,11 +164,25 @@ with st.expander("New run", expanded=True):
             c[0].number_input("P identities per batch", 2, 64, key="tr_p")
             c[1].number_input("K clips per identity", 1, 16, key="tr_k")
             c[2].number_input("Max steps (0 = no cap)", 0, 10**7, key="tr_max_steps")
-            c[3].selectbox("Backbone", ["resnet18", "resnet34", "resnet50", "none"], key="tr_backbone")
+            c[3].selectbox(
+                "Backbone", ["resnet18", "resnet34", "resnet50", "mobilenet_v2", "none"], key="tr_backbone"
+            )
             st.text_input(
                 "Backbone weights",
                 key="tr_weights",
                 help="none, imagenet (from the local torch cache), a .pth file, or a run's checkpoint (its backbone is used)",
+            )
+            semi = S.get("tr_strategy", "semi") == "semi"
+            if not semi:  # the aids learn from the labeled keypoints
+                S["tr_aids"] = False
+            st.checkbox(
+                "Part-finding aids (not in the paper)",
+                key="tr_aids",
+                disabled=not semi,
+                help="Semi-supervised only. Pulls each part's attention onto your labeled keypoints, adds where "
+                "your labels say each part usually lies, and names left and right from which way the person "
+                "faces. Measured on synthetic walkers: part PCK 0.80 instead of 0.29 for the paper's method "
+                "(128 x 64 frames, ImageNet MobileNetV2). Unticked, the run is the paper's.",
             )
             gpus = cuda_devices()
             nproc = 1
@@ -180,6 +200,7 @@ with st.expander("New run", expanded=True):
                 dataset = load_dataset(spec)
                 base = load_config(configs[S["tr_base"]]) if S["tr_base"] in configs else Config()
                 choices = {f"{section}.{fld}": S[key] for key, (section, fld) in FORM_FIELDS.items()}
+                choices.update(part_aids(bool(S.get("tr_aids")) and choices["model.strategy"] == "semi"))
                 roots = (ws.home, *ws.allowed_roots)  # relative weights: inside the workspace, as runs see it
                 try:
                     cfg = launch_config(

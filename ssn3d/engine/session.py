@@ -170,19 +170,25 @@ def build_session(
     return session
 
 
-def count_position_prior(
-    model: nn.Module, dataset: VideoReIDDataset, labels: dict[str, np.ndarray], cfg: Config
-) -> None:
-    """The part-position prior of ``model.position_prior`` (NOT in the paper), counted from the labels of
-    the training frames at the training size; refused in one sentence when there are none."""
-    size = (cfg.data.width, cfg.data.height)
-    keypoints = training_keypoints(dataset, labels, size)  # (F, N, 3) in model pixels
+def prior_keypoints(dataset: VideoReIDDataset, labels: dict[str, np.ndarray], cfg: Config) -> np.ndarray:
+    """The training frames' labels the position prior is counted from, (F, N, 3) in model pixels;
+    refused in one sentence when there are none (also checked before the app launches a run)."""
+    keypoints = training_keypoints(dataset, labels, (cfg.data.width, cfg.data.height))
     if keypoints is None:
         raise ConfigError(
             f"model.position_prior={cfg.model.position_prior:g} counts where parts lie from labeled keypoints, "
             "but no training frame has any; label some frames or set model.position_prior=0."
         )
-    model.set_position_prior(keypoints, size)
+    return keypoints
+
+
+def count_position_prior(
+    model: nn.Module, dataset: VideoReIDDataset, labels: dict[str, np.ndarray], cfg: Config
+) -> None:
+    """The part-position prior of ``model.position_prior`` (NOT in the paper), counted from the labels of
+    the training frames at the training size; refused in one sentence when there are none."""
+    keypoints = prior_keypoints(dataset, labels, cfg)
+    model.set_position_prior(keypoints, (cfg.data.width, cfg.data.height))
     _logger.info("Part-position prior counted from %d labeled frames.", len(keypoints))
 
 

@@ -16,6 +16,34 @@ from typing import Any
 from ssn3d.config import Config, ConfigError, config_from_dict
 from ssn3d.serving.paths import resolve_inside
 
+# The part-finding aids the Train page offers as one switch for semi-supervised runs: options NOT in the
+# paper, each measured on walkers (benchmarks/RESULTS.md, section 1): PositionCE pulls the attention onto
+# the labeled keypoints, the position prior adds where the labels say each part lies, and canonical sides
+# with a facing head name left and right from the frame (readable from 128 x 64 frames on pretrained features).
+PART_AIDS: dict[str, Any] = {
+    "loss.position_ce": 1.0,
+    "model.position_prior": 1.0,
+    "model.facing": True,
+    "loss.facing": 1.0,
+}
+_PART_AIDS_OFF: dict[str, Any] = {
+    "loss.position_ce": 0.0,
+    "model.position_prior": 0.0,
+    "model.facing": False,
+    "loss.facing": 0.0,
+}
+
+
+def part_aids(on: bool) -> dict[str, Any]:
+    """The choices that switch every part-finding aid on, or every one off (the paper)."""
+    return dict(PART_AIDS if on else _PART_AIDS_OFF)
+
+
+def has_part_aids(cfg: Config) -> bool:
+    """Whether ``cfg`` has every part-finding aid on (a base config the switch then starts from, ticked)."""
+    data = cfg.to_dict()
+    return all(data[k.split(".")[0]][k.split(".")[1]] == v for k, v in PART_AIDS.items())
+
 
 def launch_config(
     base: Config,
@@ -61,7 +89,8 @@ def launch_config(
 
 def check_launch(cfg: Config, dataset: Any) -> None:
     """Refuse before launching what the run would refuse at its start, with the library's own checks:
-    enough identities for a P x K batch (the sampler), labels for the supervised strategy (the loader).
+    enough identities for a P x K batch (the sampler), labels for the supervised strategy (the loader),
+    labeled training frames for the position prior (the session).
 
     Args:
         cfg: the run's config (its ``data.annotations`` is the label store read).
@@ -78,4 +107,8 @@ def check_launch(cfg: Config, dataset: Any) -> None:
         IdentitySampler(dataset.train, cfg.data.num_ids, cfg.data.num_instances)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    load_labels(cfg, dataset)
+    labels = load_labels(cfg, dataset)
+    if cfg.model.position_prior > 0:
+        from ssn3d.engine.session import prior_keypoints
+
+        prior_keypoints(dataset, labels, cfg)
