@@ -1085,6 +1085,38 @@ def test_attention_page_shows_the_grid_argmax_tracks_and_scores(trained_home: Pa
     assert not at.exception
 
 
+def test_attention_page_says_which_way_the_facing_head_read_the_person(demo_home: Path):
+    """A model with a facing head (NOT in the paper) names left and right by it; the page says its answer."""
+    import torch
+    from tiny import TRAINING, tiny_overrides
+
+    from ssn3d.config import load_config
+    from ssn3d.engine.checkpoint import save_model
+    from ssn3d.models import build_model
+
+    cfg = load_config(
+        None,
+        [*tiny_overrides(TRAINING), "model.strategy=semi", "model.facing=true", "loss.facing=1",
+         f"data.root={demo_home / 'data' / 'demo-walkers'}"],
+    )  # fmt: skip
+    model = build_model(cfg.model, load_weights=False).eval()
+    with torch.no_grad():
+        model.facing.fc.weight.zero_()
+        model.facing.fc.bias.fill_(-1.0)  # "faces away", sigmoid(1) = 73 % sure
+    save_model(demo_home / "runs" / "facing" / "checkpoints" / "best.pt", model, cfg, step=1)
+    from ssn3d.runs.status import write_status
+
+    write_status(
+        demo_home / "runs" / "facing", {"state": "done", "pid": None, "started": 1.0, "progress": 1.0}
+    )
+    at = _page(_app(), "attention")
+    at.selectbox(key="att_ckpt").set_value("facing (best)").run()
+    at.slider(key="att_frames").set_value(4).run()
+    assert not at.exception
+    said = next(c.value for c in at.caption if "facing head" in c.value)
+    assert "faces away (73% sure)" in said and "swapped" in said
+
+
 def test_retrieval_page_shows_the_evaluation_training_wrote_then_evaluates_again(trained_home: Path):
     from ssn3d.engine.evaluations import read_report
 

@@ -63,6 +63,32 @@ def test_attention_maps_are_distributions_on_the_feature_grid(tiny_walkers: Path
     np.testing.assert_allclose(maps[:4], model.attention_maps(clip[None, :4])[0].numpy(), atol=1e-6)
 
 
+def test_the_facing_answer_comes_per_chunk_as_the_maps_are_named_and_none_without_a_head(
+    tiny_walkers: Path, tmp_path: Path
+) -> None:
+    ckpt, model = checkpoint(
+        tmp_path, tiny_walkers, "model.strategy=semi", "model.facing=true", "loss.facing=1"
+    )
+    fx = FeatureExtractor.from_checkpoint(ckpt)
+    paths = list(build_dataset("folder", tiny_walkers).train[0].paths[:6])  # chunks 0-4 and 4-6
+    answers = fx.facing(paths)
+    assert [(s, e) for s, e, _ in answers] == [(0, 4), (4, 6)]
+    maps = fx.attention(paths)
+    clip = ClipTransform(64, 32, train=False)([Image.open(p) for p in paths])[0]
+    with torch.no_grad():
+        b, t = 1, 4
+        feats = model.backbone(clip[:4]).unflatten(0, (b, t))
+        canonical = torch.stack([model.ssn[0].attention(feats[:, i]) for i in range(t)], 1)[0].numpy()
+        want = torch.sigmoid(model.facing(model.backbone(clip[:4])).mean()).item()
+    assert answers[0][2] == pytest.approx(want, abs=1e-5)
+    from ssn3d.keypoints import FLIP_PERMUTATION
+
+    named = canonical if want >= 0.5 else canonical[:, list(FLIP_PERMUTATION)]
+    np.testing.assert_allclose(maps[:4], named, atol=1e-6)  # the maps follow the answer reported
+    plain, _ = checkpoint(tmp_path / "plain", tiny_walkers)
+    assert FeatureExtractor.from_checkpoint(plain).facing(paths) is None
+
+
 def test_one_extractor_serves_many_threads(tiny_walkers: Path, tmp_path: Path) -> None:
     ckpt, _ = checkpoint(tmp_path, tiny_walkers)
     fx = FeatureExtractor.from_checkpoint(ckpt)

@@ -48,16 +48,18 @@ if not choices:
 @st.cache_data(show_spinner="Computing attention maps...", max_entries=64)
 def attention_maps(
     ckpt: str, stamp: float, paths: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], str]:
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], str, list[tuple[int, int, float]] | None]:
     """Frames (T, H, W, 3) uint8 at the model's input size, maps (T, N, h, w), the frames' own
-    (width, height) and the model's strategy, for the chosen frames."""
+    (width, height), the model's strategy and its facing head's answers (None without one), for the
+    chosen frames."""
     from pathlib import Path
 
     extractor = load_extractor(Path(ckpt))
     images = [read_frame(p) for p in paths]
     maps = np.asarray(extractor.attention(images), dtype=np.float32)
     sizes = [im.size for im in images]
-    return at.frames_to_array(images, extractor.image_size), maps, sizes, extractor.cfg.model.strategy
+    frames = at.frames_to_array(images, extractor.image_size)
+    return frames, maps, sizes, extractor.cfg.model.strategy, extractor.facing(images)
 
 
 c = st.columns([2, 1, 2])
@@ -82,10 +84,21 @@ view = c[2].segmented_control(
 picks = sorted({int(round(i)) for i in np.linspace(0, len(t.paths) - 1, count)})
 paths = tuple(t.paths[i] for i in picks)
 with shown_errors(stop=True):
-    frames, maps, sizes, strategy = attention_maps(str(ckpt), ckpt.stat().st_mtime, paths)
+    frames, maps, sizes, strategy, facing = attention_maps(str(ckpt), ckpt.stat().st_mtime, paths)
 n = maps.shape[1]
 names = list(PARTS) if n == len(PARTS) else [f"part {i}" for i in range(n)]
 h, w = frames.shape[1:3]
+
+if facing:  # the facing head (NOT in the paper) decided which limbs are called left and right
+    said = [
+        f"frames {picks[s]}-{picks[e - 1]}: " * (len(facing) > 1)
+        + f"{'faces the camera' if p >= 0.5 else 'faces away'} ({max(p, 1 - p):.0%} sure)"
+        for s, e, p in facing
+    ]
+    st.caption(
+        "Left and right are named by this model's facing head: " + "; ".join(said) + ". If the person "
+        "faces the other way, every left/right pair below is swapped, not misplaced."
+    )
 
 ROW_PX = 128  # shown height of one frame row: small crops are enlarged, large ones fit the page
 GAP = 2  # white pixels between the grid's tiles (``overlay_grid``'s default)

@@ -177,3 +177,18 @@ class FeatureExtractor:
             for s, e in chunk_bounds(clip.shape[0], self.cfg.data.test_chunk):
                 maps.append(self.model.attention_maps(clip[s:e][None].to(self.device))[0].float().cpu())
         return torch.cat(maps).numpy()
+
+    def facing(self, frames: Sequence[Frame]) -> list[tuple[int, int, float]] | None:
+        """How sure the model's facing head (``model.facing``, NOT in the paper) is that the person faces the
+        camera, per chunk of frames as ``attention`` judges them: [(start, end, p in [0, 1])]. Above 0.5 the
+        chunk's left and right parts are named as a person facing the camera has them, below as one facing
+        away. None for a model without a facing head."""
+        probe = getattr(self.model, "facing_probability", None)
+        if probe is None or getattr(self.model, "facing", None) is None:
+            return None
+        clip, _ = self._clip(frames)
+        out = []
+        with self._lock, torch.inference_mode():
+            for s, e in chunk_bounds(clip.shape[0], self.cfg.data.test_chunk):
+                out.append((s, e, float(probe(clip[s:e][None].to(self.device))[0])))
+        return out

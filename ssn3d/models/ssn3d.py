@@ -344,3 +344,12 @@ class SSN3D(nn.Module):
         if self.facing is None:
             return maps
         return person_sides(maps, self.facing(flat).unflatten(0, (b, t)))
+
+    @torch.no_grad()
+    def facing_probability(self, clips: torch.Tensor) -> torch.Tensor | None:
+        """How sure the facing head is that each clip (B, T, 3, H, W) faces the camera: (B,) in [0, 1], the
+        sigmoid of its frames' mean logit, which ``attention_maps`` decides by; None without ``facing``."""
+        if self.facing is None:
+            return None
+        logits = self.facing(self.backbone(clips.flatten(0, 1))).unflatten(0, clips.shape[:2])  # (B, T)
+        return torch.sigmoid(logits.float().mean(1))
