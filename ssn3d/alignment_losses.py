@@ -275,7 +275,17 @@ def background_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), target)
 
 
-class BackgroundCE(nn.Module):
+class _WeightedTerm(nn.Module):
+    """A term whose only setting is its weight in the total loss (0 switches it off)."""
+
+    def __init__(self, *, weight: float = 0.0) -> None:
+        super().__init__()
+        if weight < 0:
+            raise ValueError(f"weight must be >= 0, not {weight}")
+        self.weight = weight
+
+
+class BackgroundCE(_WeightedTerm):
     """An (N+1)-th "no part" class for the 2nd round of SSN (NOT in the paper).
 
     L_SSN (eq. 4) teaches the classifier to tell the N part windows apart and nothing else, so on an
@@ -293,12 +303,6 @@ class BackgroundCE(nn.Module):
     Args:
         weight: the term's weight; 0 switches it off.
     """
-
-    def __init__(self, *, weight: float = 0.0) -> None:
-        super().__init__()
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, not {weight}")
-        self.weight = weight
 
     def forward(self, part_logits: torch.Tensor, background_logits: torch.Tensor) -> torch.Tensor:
         """Args:
@@ -324,7 +328,7 @@ class BackgroundCE(nn.Module):
         return self.weight * background_ce(logits, target.reshape(-1))
 
 
-class FacingBCE(nn.Module):
+class FacingBCE(_WeightedTerm):
     """Binary cross-entropy of the facing head on labeled frames (NOT in the paper; ``model.facing``).
 
     The target is the facing the frame's own labels show (``ssn3d.models.facing.facing_targets``);
@@ -333,12 +337,6 @@ class FacingBCE(nn.Module):
     Args:
         weight: the term's weight; 0 switches it off.
     """
-
-    def __init__(self, *, weight: float = 0.0) -> None:
-        super().__init__()
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, not {weight}")
-        self.weight = weight
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Args:

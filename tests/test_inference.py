@@ -71,9 +71,9 @@ def test_the_facing_answer_comes_per_chunk_as_the_maps_are_named_and_none_withou
     )
     fx = FeatureExtractor.from_checkpoint(ckpt)
     paths = list(build_dataset("folder", tiny_walkers).train[0].paths[:6])  # chunks 0-4 and 4-6
-    answers = fx.facing(paths)
+    maps, answers = fx.attention_and_facing(paths)
     assert [(s, e) for s, e, _ in answers] == [(0, 4), (4, 6)]
-    maps = fx.attention(paths)
+    np.testing.assert_allclose(fx.attention(paths), maps)
     clip = ClipTransform(64, 32, train=False)([Image.open(p) for p in paths])[0]
     with torch.no_grad():
         b, t = 1, 4
@@ -86,7 +86,7 @@ def test_the_facing_answer_comes_per_chunk_as_the_maps_are_named_and_none_withou
     named = canonical if want >= 0.5 else canonical[:, list(FLIP_PERMUTATION)]
     np.testing.assert_allclose(maps[:4], named, atol=1e-6)  # the maps follow the answer reported
     plain, _ = checkpoint(tmp_path / "plain", tiny_walkers)
-    assert FeatureExtractor.from_checkpoint(plain).facing(paths) is None
+    assert FeatureExtractor.from_checkpoint(plain).attention_and_facing(paths)[1] is None
 
 
 def test_one_extractor_serves_many_threads(tiny_walkers: Path, tmp_path: Path) -> None:

@@ -56,10 +56,10 @@ def attention_maps(
 
     extractor = load_extractor(Path(ckpt))
     images = [read_frame(p) for p in paths]
-    maps = np.asarray(extractor.attention(images), dtype=np.float32)
+    maps, facing = extractor.attention_and_facing(images)
     sizes = [im.size for im in images]
     frames = at.frames_to_array(images, extractor.image_size)
-    return frames, maps, sizes, extractor.cfg.model.strategy, extractor.facing(images)
+    return frames, np.asarray(maps, dtype=np.float32), sizes, extractor.cfg.model.strategy, facing
 
 
 c = st.columns([2, 1, 2])

@@ -164,7 +164,19 @@ class FeatureExtractor:
         Raises:
             InferenceError: the model has no attention (a baseline, or the supervised strategy).
         """
-        if not hasattr(self.model, "attention_maps") or self.cfg.model.strategy == "supervised":
+        return self.attention_and_facing(frames)[0]
+
+    def attention_and_facing(
+        self, frames: Sequence[Frame]
+    ) -> tuple[np.ndarray, list[tuple[int, int, float]] | None]:
+        """``attention`` and, for a model with a facing head (``model.facing``, NOT in the paper), how sure it
+        is that the person faces the camera, per chunk of frames as the maps were named: [(start, end, p in
+        [0, 1])], above 0.5 named as a person facing the camera has them; None without a head.
+
+        Raises:
+            InferenceError: the model has no attention (a baseline, or the supervised strategy).
+        """
+        if not hasattr(self.model, "attention_and_facing") or self.cfg.model.strategy == "supervised":
             raise InferenceError(
                 f"a {self.cfg.model.arch} model with the {self.cfg.model.strategy} strategy has no attention maps; "
                 "use an SSN3D checkpoint trained unsupervised or semi-supervised."
@@ -172,23 +184,11 @@ class FeatureExtractor:
         clip, _ = self._clip(frames)
         # whoever draws these maps (the app's overlays) turns peaks into pixels by this model's geometry
         register_geometry(self.image_size, self.feature_size, self.geometry)
-        maps = []
+        maps, facing = [], []
         with self._lock, torch.inference_mode():
             for s, e in chunk_bounds(clip.shape[0], self.cfg.data.test_chunk):
-                maps.append(self.model.attention_maps(clip[s:e][None].to(self.device))[0].float().cpu())
-        return torch.cat(maps).numpy()
-
-    def facing(self, frames: Sequence[Frame]) -> list[tuple[int, int, float]] | None:
-        """How sure the model's facing head (``model.facing``, NOT in the paper) is that the person faces the
-        camera, per chunk of frames as ``attention`` judges them: [(start, end, p in [0, 1])]. Above 0.5 the
-        chunk's left and right parts are named as a person facing the camera has them, below as one facing
-        away. None for a model without a facing head."""
-        probe = getattr(self.model, "facing_probability", None)
-        if probe is None or getattr(self.model, "facing", None) is None:
-            return None
-        clip, _ = self._clip(frames)
-        out = []
-        with self._lock, torch.inference_mode():
-            for s, e in chunk_bounds(clip.shape[0], self.cfg.data.test_chunk):
-                out.append((s, e, float(probe(clip[s:e][None].to(self.device))[0])))
-        return out
+                chunk_maps, sure = self.model.attention_and_facing(clip[s:e][None].to(self.device))
+                maps.append(chunk_maps[0].float().cpu())
+                if sure is not None:
+                    facing.append((s, e, float(sure[0])))
+        return torch.cat(maps).numpy(), facing or None

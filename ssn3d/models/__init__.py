@@ -7,6 +7,7 @@ from torch import nn
 from ssn3d.config import ModelConfig, resolved_backbone_stages
 from ssn3d.models.backbone import Backbone
 from ssn3d.models.baselines import PlainConv3d, TemporalPooling
+from ssn3d.models.facing import facing_head_for
 from ssn3d.models.ssn import SSN, AttentionClassifier
 from ssn3d.models.ssn3d import SSN3D, AnchorOutput, SSN3DOutput
 
@@ -23,8 +24,9 @@ def build_model(cfg: ModelConfig, *, load_weights: bool = True) -> nn.Module:
         return TemporalPooling(backbone=backbone, embed_dim=cfg.embed_dim)
     if cfg.arch == "conv3d":
         return PlainConv3d(backbone=backbone, channels=2 * cfg.part_channels, embed_dim=cfg.embed_dim)
-    # the facing head (NOT in the paper) reads through the network's next stage, with the backbone's weights
-    trunk = backbone.next_stage(cfg.weights if load_weights else "none") if cfg.facing else None
+    facing = None
+    if cfg.facing:  # NOT in the paper: through the network's next stage, with the backbone's weights
+        facing = facing_head_for(backbone, cfg.weights if load_weights else "none")
     return SSN3D(
         backbone=backbone,
         num_parts=cfg.num_parts,
@@ -38,8 +40,7 @@ def build_model(cfg: ModelConfig, *, load_weights: bool = True) -> nn.Module:
         background_class=cfg.background_class,
         position_prior=cfg.position_prior,
         attn_context=cfg.attn_context,
-        facing=cfg.facing,
-        facing_trunk=trunk,
+        facing=facing,
     )
 
 

@@ -24,6 +24,7 @@ of the image in every clip, which is what alignment across frames needs.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -65,6 +66,13 @@ class FacingHead(nn.Module):
         return self.fc(torch.cat([z.mean((-2, -1)), z.amax((-2, -1))], -1).float())[:, 0]  # (B,)
 
 
+def facing_head_for(backbone: nn.Module, weights: str = "none") -> FacingHead:
+    """The head of a ``Backbone``: through its network's next stage with ``weights`` (``Backbone.next_stage``),
+    or on its own map when it keeps the last stage."""
+    following = backbone.next_stage(weights)
+    return FacingHead(backbone.out_channels) if following is None else FacingHead(following[1], following[0])
+
+
 def facing_targets(keypoints: torch.Tensor) -> torch.Tensor:
     """The facing that labeled keypoints show: (..., N, 3) pixels -> (...) float32.
 
@@ -91,6 +99,12 @@ def canonical_keypoints(keypoints: torch.Tensor, facing: torch.Tensor) -> torch.
     """Labels (..., N, 3) in canonical order: left and right parts exchanged where ``facing`` (...) is 0
     (faces away); unknown facing (NaN) leaves a frame as labeled."""
     return swap_sides(keypoints, facing == 0, keypoints.dim() - 2)
+
+
+def canonical_labels(keypoints: np.ndarray) -> np.ndarray:
+    """``canonical_keypoints`` of labels (F, N, 3) by their own facing, for NumPy callers (a prior's counts)."""
+    kps = torch.from_numpy(np.asarray(keypoints, dtype=np.float32))
+    return canonical_keypoints(kps, facing_targets(kps)).numpy()
 
 
 def person_sides(maps: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

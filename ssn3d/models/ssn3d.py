@@ -17,7 +17,13 @@ from torch import nn
 from ssn3d.keypoints import FLIP_PERMUTATION, CellGeometry, geometry_for
 from ssn3d.models.aggregator import Fusion, PartConv3dBlocks
 from ssn3d.models.cells import measure_geometry
-from ssn3d.models.facing import FacingHead, canonical_keypoints, facing_targets, person_sides
+from ssn3d.models.facing import (
+    FacingHead,
+    canonical_keypoints,
+    canonical_labels,
+    facing_targets,
+    person_sides,
+)
 from ssn3d.models.position_prior import counted_log_prior
 from ssn3d.models.ssn import SSN, SSNOutput
 
@@ -101,10 +107,9 @@ class SSN3D(nn.Module):
             paper; ``ssn3d.models.position_prior``), set by ``set_position_prior``; 0 = none.
         attn_context: the attention classifier also reads each frame's mean feature (NOT in the paper;
             ``ssn3d.models.ssn.AttentionClassifier``).
-        facing: canonical left/right parts named from a facing head (NOT in the paper;
-            ``ssn3d.models.facing``); semi-supervised only, it learns from the labeled frames.
-        facing_trunk: (module, its output channels) the facing head reads through, e.g. the backbone's
-            next stage (``Backbone.next_stage``); None: the head reads the backbone's map.
+        facing: a ``FacingHead``: canonical left/right parts named by it (NOT in the paper;
+            ``ssn3d.models.facing``, built by ``facing_head_for``); semi-supervised only, it learns from the
+            labeled frames. None: person-side parts, the paper's.
     """
 
     def __init__(
@@ -122,8 +127,7 @@ class SSN3D(nn.Module):
         background_class: bool = False,
         position_prior: float = 0.0,
         attn_context: bool = False,
-        facing: bool = False,
-        facing_trunk: tuple[nn.Module, int] | None = None,
+        facing: FacingHead | None = None,
     ) -> None:
         super().__init__()
         if strategy not in ("unsupervised", "semi", "supervised"):
@@ -149,14 +153,11 @@ class SSN3D(nn.Module):
         )
         self.fusion = Fusion(in_features=num_parts * part_channels, embed_dim=embed_dim)
         self.embed_dim = embed_dim
-        if facing and num_parts != len(FLIP_PERMUTATION):
+        if facing is not None and num_parts != len(FLIP_PERMUTATION):
             raise ValueError(
                 f"facing names the {len(FLIP_PERMUTATION)} keypoint parts; this model has {num_parts}"
             )
-        self.facing = None
-        if facing:
-            trunk, channels = facing_trunk if facing_trunk is not None else (None, c)
-            self.facing = FacingHead(channels, trunk)
+        self.facing = facing
 
     def forward_features(
         self, clips: torch.Tensor, keypoints: torch.Tensor | None = None
@@ -235,8 +236,7 @@ class SSN3D(nn.Module):
             h, w = self.backbone.eval()(zeros).shape[-2:]
         self.backbone.train(was_training)
         if self.facing is not None:  # the maps' parts are in canonical order, so is their prior
-            kps = torch.from_numpy(np.asarray(keypoints, dtype=np.float32))
-            keypoints = canonical_keypoints(kps, facing_targets(kps)).numpy()
+            keypoints = canonical_labels(keypoints)
         log_prior = counted_log_prior(keypoints, self.cell_geometry(), (w, h))  # (N, h, w)
         for s in self.ssn:
             s.prior.set_prior(log_prior)
@@ -335,21 +335,23 @@ class SSN3D(nn.Module):
     @torch.no_grad()
     def attention_maps(self, clips: torch.Tensor) -> torch.Tensor:
         """The N attention maps of every frame, (B, T, N, h, w), each summing to 1 (no anchors), their
-        parts named person-side (with ``facing``: the canonical maps, each clip's pairs swapped by its
-        facing head's answer)."""
+        parts named person-side (``attention_and_facing``)."""
+        return self.attention_and_facing(clips)[0]
+
+    @torch.no_grad()
+    def attention_and_facing(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``attention_maps`` and, with ``facing``, how sure the head is that each clip faces the camera.
+
+        Returns:
+            maps (B, T, N, h, w) named person-side (with ``facing``: the canonical maps, each clip's pairs
+            swapped by its head's answer), and (B,) in [0, 1], the sigmoid of the clip's mean logit that
+            answer was decided by (None without ``facing``); one backbone pass for both.
+        """
         b, t = clips.shape[:2]
         flat = self.backbone(clips.flatten(0, 1))  # (B*T, C, h, w)
         feats = flat.unflatten(0, (b, t))
         maps = torch.stack([self.ssn[i % len(self.ssn)].attention(feats[:, i]) for i in range(t)], 1)
         if self.facing is None:
-            return maps
-        return person_sides(maps, self.facing(flat).unflatten(0, (b, t)))
-
-    @torch.no_grad()
-    def facing_probability(self, clips: torch.Tensor) -> torch.Tensor | None:
-        """How sure the facing head is that each clip (B, T, 3, H, W) faces the camera: (B,) in [0, 1], the
-        sigmoid of its frames' mean logit, which ``attention_maps`` decides by; None without ``facing``."""
-        if self.facing is None:
-            return None
-        logits = self.facing(self.backbone(clips.flatten(0, 1))).unflatten(0, clips.shape[:2])  # (B, T)
-        return torch.sigmoid(logits.float().mean(1))
+            return maps, None
+        logits = self.facing(flat).unflatten(0, (b, t))  # (B, T)
+        return person_sides(maps, logits), torch.sigmoid(logits.float().mean(1))

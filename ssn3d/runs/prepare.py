@@ -26,17 +26,11 @@ PART_AIDS: dict[str, Any] = {
     "model.facing": True,
     "loss.facing": 1.0,
 }
-_PART_AIDS_OFF: dict[str, Any] = {
-    "loss.position_ce": 0.0,
-    "model.position_prior": 0.0,
-    "model.facing": False,
-    "loss.facing": 0.0,
-}
 
 
 def part_aids(on: bool) -> dict[str, Any]:
-    """The choices that switch every part-finding aid on, or every one off (the paper)."""
-    return dict(PART_AIDS if on else _PART_AIDS_OFF)
+    """The choices that switch every part-finding aid on, or every one off (the paper: weight 0, false)."""
+    return {k: v if on else type(v)() for k, v in PART_AIDS.items()}
 
 
 def has_part_aids(cfg: Config) -> bool:

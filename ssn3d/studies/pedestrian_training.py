@@ -28,7 +28,14 @@ from ssn3d.engine.optim import adam
 from ssn3d.keypoints import FLIP_PERMUTATION, NUM_PARTS, geometry_for
 from ssn3d.losses import ssn_loss
 from ssn3d.models.backbone import Backbone
-from ssn3d.models.facing import FacingHead, canonical_keypoints, facing_targets, person_sides
+from ssn3d.models.facing import (
+    FacingHead,
+    canonical_keypoints,
+    canonical_labels,
+    facing_head_for,
+    facing_targets,
+    person_sides,
+)
 from ssn3d.models.position_prior import counted_log_prior
 from ssn3d.models.ssn import SSN
 from ssn3d.models.ssn3d import keypoints_to_cells
@@ -83,10 +90,8 @@ def _build(
         hidden=cfg.hidden,
         position_prior=cfg.position_prior if strategy == "semi" else 0.0,
     ).to(dev)
-    head = None
-    if cfg.facing > 0 and strategy == "semi":  # through the next stage, as the video model's head reads
-        trunk = backbone.next_stage(cfg.weights)
-        head = (FacingHead(trunk[1], trunk[0]) if trunk else FacingHead(backbone.out_channels)).to(dev)
+    # the video model's head (through the network's next stage), NOT in the paper
+    head = facing_head_for(backbone, cfg.weights).to(dev) if cfg.facing > 0 and strategy == "semi" else None
     params = list(ssn.parameters()) + (list(backbone.parameters()) if cfg.train_backbone else [])
     params += list(head.parameters()) if head is not None else []
     opt = adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -111,10 +116,7 @@ def _count_prior(
     fh, fw = features(backbone.eval(), normalize(images[:1].to(cfg.device)), cfg.context_pad).shape[-2:]
     backbone.train(was_training)
     h, w = images.shape[-2:]
-    kps = anchors[labeled]
-    if canonical:  # the maps' parts are in canonical order, so is their prior
-        t = torch.from_numpy(np.asarray(kps, dtype=np.float32))
-        kps = canonical_keypoints(t, facing_targets(t)).numpy()
+    kps = canonical_labels(anchors[labeled]) if canonical else anchors[labeled]  # the maps' order
     ssn.prior.set_prior(counted_log_prior(kps, geometry_for((w, h), (fw, fh)), (fw, fh)))
 
 
