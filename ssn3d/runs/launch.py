@@ -38,6 +38,7 @@ from ssn3d.runs.status import (
     fresh_status,
     read_status,
     refresh_status,
+    status_lock,
     write_status,
 )
 from ssn3d.serving.workspace import Workspace
@@ -324,14 +325,15 @@ def cancel_run(run_dir: str | os.PathLike, *, grace_s: float = GRACE_S, wait: bo
         end = time.monotonic() + 10.0
         while run_alive(status) and time.monotonic() < end:
             time.sleep(0.1)
-    final = read_status(run_dir)
-    # a watcher (the app's runs table) may have marked it failed first, having seen the process gone
-    if final.get("state") in ACTIVE_STATES or (final.get("state") == "failed" and final.get("stale")):
-        how = f"killed after {grace_s:.0f} s without stopping" if killed else "stopped before it could save"
-        final = {
-            **{k: v for k, v in final.items() if k != "stale"},
-            "state": "cancelled",
-            "error": f"cancelled: the process was {how}; resume from the last checkpoint.",
-        }
-        write_status(run_dir, final)
+    with status_lock(run_dir):  # a watcher's "failed" lands before this read or not at all
+        final = read_status(run_dir)
+        # a watcher (the app's runs table) may have marked it failed first, having seen the process gone
+        if final.get("state") in ACTIVE_STATES or (final.get("state") == "failed" and final.get("stale")):
+            how = f"killed after {grace_s:.0f} s without stopping" if killed else "stopped before it could save"
+            final = {
+                **{k: v for k, v in final.items() if k != "stale"},
+                "state": "cancelled",
+                "error": f"cancelled: the process was {how}; resume from the last checkpoint.",
+            }
+            write_status(run_dir, final)
     return final

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ssn3d.io import atomic_write_json
+from ssn3d.io import atomic_write_json, file_lock
 from ssn3d.runs.folder import RunPaths, read_run_config
 from ssn3d.runs.lock import acquire_run_lock
 from ssn3d.runs.process import LAUNCHED_ENV, process_start, run_alive
@@ -63,6 +63,15 @@ def read_status(run_dir: str | os.PathLike) -> dict[str, Any]:
 def write_status(run_dir: str | os.PathLike, status: dict[str, Any]) -> None:
     """Replace the status file atomically."""
     atomic_write_json(RunPaths(Path(run_dir)).status, status)
+
+
+def status_lock(run_dir: str | os.PathLike) -> contextlib.AbstractContextManager[None]:
+    """The lock a watcher or a cancel holds while it reads the status and writes its verdict on it.
+
+    Only those read-decide-write steps take it; the run's own writes need not, since a verdict is only
+    ever written about a process that is gone (or hung, and being cancelled).
+    """
+    return file_lock(RunPaths(Path(run_dir)).status)
 
 
 def fresh_status(state: str, pid: int, **fields: Any) -> dict[str, Any]:
@@ -175,18 +184,21 @@ def refresh_status(
         return status
     # A run writes its final status and then exits, so it may have finished between the first read and
     # the liveness check: read again after the check, and mark it failed only if nothing new was written.
-    latest = read_status(run_dir)
-    if latest.get("state") not in ACTIVE_STATES or latest.get("heartbeat") != status.get("heartbeat"):
-        return latest
-    log = RunPaths(Path(run_dir)).log
-    status = {
-        **status,
-        "state": "failed",
-        "error": reason,
-        "traceback": log.name if log.exists() else None,
-        "stale": True,  # marked by a watcher, not written by the run: a cancel in progress may overrule it
-    }
-    write_status(run_dir, status)
+    # The re-read and the write hold the status lock, so a cancel's "cancelled" (written under the same
+    # lock) can never land between them and be overwritten.
+    with status_lock(run_dir):
+        latest = read_status(run_dir)
+        if latest.get("state") not in ACTIVE_STATES or latest.get("heartbeat") != status.get("heartbeat"):
+            return latest
+        log = RunPaths(Path(run_dir)).log
+        status = {
+            **status,
+            "state": "failed",
+            "error": reason,
+            "traceback": log.name if log.exists() else None,
+            "stale": True,  # marked by a watcher, not written by the run: a cancel in progress may overrule it
+        }
+        write_status(run_dir, status)
     _logger.warning("Run %s marked failed: %s", run_dir, reason)
     return status
 

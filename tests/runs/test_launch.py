@@ -19,7 +19,7 @@ from ssn3d.runs.folder import RunBusyError, RunError, RunPaths
 from ssn3d.runs.launch import TooManyRunsError, cancel_run, launch_run, resume_run
 from ssn3d.runs.metrics import read_metrics
 from ssn3d.runs.process import pid_alive, process_start
-from ssn3d.runs.status import list_runs, read_status, refresh_status, write_status
+from ssn3d.runs.status import list_runs, read_status, refresh_status, status_lock, write_status
 from ssn3d.serving.workspace import Workspace
 
 ENV = {"OMP_NUM_THREADS": "1"}  # tiny models; threads only fight over a busy machine's 2 cores
@@ -244,6 +244,21 @@ def test_a_killed_run_is_cancelled_even_when_a_watcher_saw_it_die_first(tmp_path
     assert final["state"] == "cancelled" and "killed after" in final["error"]
     assert read_status(run)["state"] == "cancelled"
     proc.wait(timeout=10)
+
+
+def test_a_watchers_failed_verdict_never_overwrites_a_cancel_written_while_it_looked(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    run = _fake_run(tmp_path, "dead", pid=gone.pid)
+    verdict: list[dict] = []
+    with status_lock(run):  # a cancel holds the lock: the watcher has seen the process gone and must wait
+        watcher = threading.Thread(target=lambda: verdict.append(refresh_status(run)))
+        watcher.start()
+        watcher.join(timeout=0.5)
+        assert watcher.is_alive() and read_status(run)["state"] == "running"
+        write_status(run, {**read_status(run), "state": "cancelled"})
+    watcher.join(timeout=10)
+    assert verdict[0]["state"] == read_status(run)["state"] == "cancelled"
 
 
 def test_cancel_without_waiting_leaves_the_sigkill_to_a_detached_helper(tmp_path: Path) -> None:
