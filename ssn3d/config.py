@@ -294,6 +294,9 @@ def save_config(cfg: Config, path: str | Path) -> None:
 # --------------------------------------------------------------------------- validation
 
 _DEFAULT_STAGES = {"resnet50": 3, "resnet34": 2, "resnet18": 2, "mobilenet_v2": 3, "none": 0}
+# the torchvision networks, each with an ImageNet file (``ssn3d.models.backbone.IMAGENET_FILES``); named
+# here too so that the command line can offer them without importing torch
+NETWORKS = tuple(name for name in _DEFAULT_STAGES if name != "none")
 
 
 def resolved_backbone_stages(m: ModelConfig) -> int:

@@ -22,3 +22,18 @@ def test_labels_actions_share_one_command(action: str) -> None:
         + (["--weights", "W", "--to", "O.json"] if action == "propagate" else [])
     )
     assert args.labels_command == action and callable(args.func)
+
+
+def test_the_command_line_parses_and_refuses_a_missing_run_without_importing_torch(tmp_path) -> None:
+    # importing torch and torchvision costs seconds: `--help`, `runs list` and a typo must not pay it
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from ssn3d.__main__ import main\n"
+        f"code = main(['runs', 'status', {str(tmp_path / 'nowhere')!r}])\n"
+        "print(code, 'torch' in sys.modules, 'torchvision' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "False", "False"], out.stderr

@@ -214,3 +214,10 @@ def test_partial_match_loads_with_a_warning_naming_the_missing_layers(tmp_path, 
     torch.save({k: v for k, v in net.state_dict().items() if k.startswith(keep[:3])}, few)
     with pytest.raises(WeightsError, match=r"fits \d+ of the \d+ tensors of resnet18 with 3 stages"):
         Backbone(name="resnet18", stages=3, weights=str(few))
+
+
+def test_the_command_lines_network_names_are_the_backbones_with_imagenet_files() -> None:
+    from ssn3d.config import NETWORKS
+    from ssn3d.models.backbone import IMAGENET_FILES
+
+    assert sorted(NETWORKS) == sorted(IMAGENET_FILES)

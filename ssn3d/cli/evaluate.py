@@ -92,9 +92,8 @@ def pck_table(pck: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_args(args)  # before the import: a typo is refused at once, not after torch has loaded
     from ssn3d.engine.evaluate import evaluate_target
-
-    check_args(args)
 
     bar = None
     if sys.stderr.isatty() and not args.no_progress:

@@ -17,6 +17,10 @@ GRID_PARTS = (3, 9, 16)  # the 3 values of N in the --grid run (paper Fig. 5 sho
 
 
 def _random(args: argparse.Namespace) -> int:
+    if args.out:  # a study folder, as the other studies write (the app's Studies page reads it)
+        args.json = args.json or str(Path(args.out) / "random.json")
+        args.plot = args.plot or str(Path(args.out) / "random.png")
+    _check_outputs(args.out, args.json, args.plot)  # before torch loads: a wrong path is refused at once
     from ssn3d.studies.random_data import (
         DISTRIBUTIONS,
         QUICK,
@@ -30,10 +34,6 @@ def _random(args: argparse.Namespace) -> int:
     given = dict(iters=args.iters, channels=args.channels, size=args.size, batch=args.batch, lr=args.lr)
     base = {**(QUICK if args.quick else {}), **{k: v for k, v in given.items() if v is not None}}
     base.update(seed=args.seed, device=args.device)
-    if args.out:  # a study folder, as the other studies write (the app's Studies page reads it)
-        args.json = args.json or str(Path(args.out) / "random.json")
-        args.plot = args.plot or str(Path(args.out) / "random.png")
-    _check_outputs(args.out, args.json, args.plot)
     runs = [(d, n) for d in DISTRIBUTIONS for n in GRID_PARTS] if args.grid else [(args.dist, args.parts)]
     for dist, parts in runs:  # every run's arguments are checked before the first one trains
         check_random_study(RandomStudyConfig(dist=dist, parts=parts, **base))

@@ -37,7 +37,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ssn3d.models.backbone import IMAGENET_FILES
+    from ssn3d.config import NETWORKS
 
     p = sub.add_parser("weights", help="weights files: convert another project's naming to torchvision's")
     cmds = p.add_subparsers(dest="weights_command", metavar="COMMAND", required=True)
@@ -47,6 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     c.add_argument("src", help="a state dict in the network's module order (any key names)")
     c.add_argument("dst", help="where to write the torchvision-keyed state dict (.pth)")
-    c.add_argument("--arch", required=True, choices=sorted(IMAGENET_FILES), help="the torchvision network")
+    c.add_argument("--arch", required=True, choices=sorted(NETWORKS), help="the torchvision network")
     c.add_argument("--force", action="store_true", help="replace DST if it exists")
     c.set_defaults(func=_convert)

@@ -329,7 +329,9 @@ def cancel_run(run_dir: str | os.PathLike, *, grace_s: float = GRACE_S, wait: bo
         final = read_status(run_dir)
         # a watcher (the app's runs table) may have marked it failed first, having seen the process gone
         if final.get("state") in ACTIVE_STATES or (final.get("state") == "failed" and final.get("stale")):
-            how = f"killed after {grace_s:.0f} s without stopping" if killed else "stopped before it could save"
+            how = (
+                f"killed after {grace_s:.0f} s without stopping" if killed else "stopped before it could save"
+            )
             final = {
                 **{k: v for k, v in final.items() if k != "stale"},
                 "state": "cancelled",
