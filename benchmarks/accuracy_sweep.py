@@ -161,6 +161,8 @@ LEVER_ROWS: tuple[Row, ...] = (
     Row("pooling_mnv2_128", "Baseline at 128 x 64: temporal pooling on MobileNetV2 ImageNet (stride 8)", ("model.arch=temporal_pooling", "model.backbone=mobilenet_v2", "model.backbone_stages=2", "model.weights=imagenet", "data.height=128", "data.width=64")),
     Row("semi_mnv2_128", "Semi, the paper, at 128 x 64 on MobileNetV2 ImageNet (stride 8)", ("model.strategy=semi", "model.backbone=mobilenet_v2", "model.backbone_stages=2", "model.weights=imagenet", "data.height=128", "data.width=64"), labels="semi"),
     Row("unsupervised_mnv2_128", "SSN3D unsupervised at 128 x 64 on MobileNetV2 ImageNet (stride 8)", ("model.strategy=unsupervised", "model.backbone=mobilenet_v2", "model.backbone_stages=2", "model.weights=imagenet", "data.height=128", "data.width=64")),
+    Row("pooling_mnv2_128_300", "Baseline at 128 x 64: temporal pooling on MobileNetV2 ImageNet (stride 8), 300 steps", ("model.arch=temporal_pooling", "model.backbone=mobilenet_v2", "model.backbone_stages=2", "model.weights=imagenet", "data.height=128", "data.width=64", "train.epochs=30", "train.lr_step=20"), main=False),
+    Row("unsupervised_mnv2_128_300", "SSN3D unsupervised at 128 x 64 on MobileNetV2 ImageNet (stride 8), 300 steps", ("model.strategy=unsupervised", "model.backbone=mobilenet_v2", "model.backbone_stages=2", "model.weights=imagenet", "data.height=128", "data.width=64", "train.epochs=30", "train.lr_step=20"), main=False),
     Row("diag_pce_every_frame", "Diagnostic: PositionCE with noisy keypoints on every training frame (the label budget's ceiling)", ("model.strategy=semi", "loss.position_ce=1.0"), labels="noisy", main=False),
 )
 # fmt: on
