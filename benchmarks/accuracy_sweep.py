@@ -116,6 +116,12 @@ class Row:
     main: bool = True  # main rows run every seed of the scale; the others the first seed only
     lam: float | None = field(default=None)
 
+    @property
+    def own_schedule(self) -> bool:
+        """Whether the row sets its own step budget (``train.epochs``): a schedule row written for this
+        sweep's CPU scale, which the GPU runner (with a budget of its own) leaves out."""
+        return any(o.startswith("train.epochs=") for o in self.overrides)
+
 
 # One line per lever of the semi-supervised alignment issue: options NOT in the paper (docs/DESIGN.md),
 # each beside the paper's semi row; seed 0 only (main=False) except PositionCE, the one that moved PCK at CPU

@@ -115,6 +115,10 @@ def test_ablation_rows_refuse_unknown_keys_and_read_pck() -> None:
     import accuracy_sweep
 
     assert ablation_gpu.LEVER_ROWS is accuracy_sweep.LEVER_ROWS
+    # the sweep's CPU-budget schedule rows (300 steps) are not run at the GPU budget, the others all are
+    schedule = {r.name for r in accuracy_sweep.LEVER_ROWS if r.own_schedule}
+    assert "levers_facing_mnv2_128_300" in schedule and "levers_facing_mnv2_128" not in schedule
+    assert not schedule & set(names) and {r.name for r in accuracy_sweep.LEVER_ROWS} - schedule <= set(names)
     wired = [r for r in ablation_gpu.LEVER_ROWS if r.name.startswith(("lever2", "lever3", "lever5"))]
     assert len(wired) >= 7
     for row in wired:
