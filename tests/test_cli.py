@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from ssn3d.__main__ import get_parser
@@ -26,9 +29,6 @@ def test_labels_actions_share_one_command(action: str) -> None:
 
 def test_the_command_line_parses_and_refuses_a_missing_run_without_importing_torch(tmp_path) -> None:
     # importing torch and torchvision costs seconds: `--help`, `runs list` and a typo must not pay it
-    import subprocess
-    import sys
-
     probe = (
         "import sys\n"
         "from ssn3d.__main__ import main\n"
