@@ -351,6 +351,9 @@ def test_labels_of_two_frames_land_on_exactly_those_frames(page: Page, server: s
     page.get_by_role("link", name="Data").click()
     # on the Data page before going back (a loaded machine may not have left the Annotate page yet)
     expect(page.get_by_text("Open a dataset")).to_be_visible()
+    # and until its run has written the dataset into its URL, so that no write of that run lands after Back
+    # (one failed run ended on the Data page's URL after Back)
+    expect(page).to_have_url(re.compile(r"/\?dataset="))
     _settled(page)
     page.go_back()
     expect(page).to_have_url(re.compile(r"/annotate\?"))
